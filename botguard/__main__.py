@@ -1,0 +1,3 @@
+from botguard.cli.app import main
+
+main()

@@ -1,0 +1,240 @@
+"""Typed, frozen configuration. Every default lives in ``botguard/data/default.yaml``.
+
+Models have no defaults of their own on purpose: the commented YAML is the one place an analyst
+reads and tunes, and a key missing from it is a bug the tests catch.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from botguard.config.types import ASN, ByteSize, Duration, Network, Regex
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- ingest
+FormatType = Literal[
+    "combined", "common", "vcombined", "nginx", "json", "alb", "cloudfront", "cloudflare"
+]
+
+
+class FormatSpec(Strict):
+    """A named log format: a built-in type, or an nginx ``log_format`` string, or a JSON map."""
+
+    type: FormatType
+    log_format: str | None = None
+    fields: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _needs(self) -> FormatSpec:
+        if self.type == "nginx" and not self.log_format:
+            raise ValueError("type 'nginx' needs log_format: an nginx log_format string")
+        if self.type == "json" and not self.fields:
+            raise ValueError("type 'json' needs fields: a map of hits column -> JSON key")
+        return self
+
+
+class IngestConfig(Strict):
+    format: str
+    formats: dict[str, FormatSpec]
+    max_error_ratio: float = Field(ge=0, le=1)
+    batch_bytes: ByteSize
+    sniff_lines: int = Field(ge=1)
+    default_timezone: str
+    trusted_proxies: list[Network]
+    forwarded_field: Literal["x_forwarded_for"]
+
+
+# --------------------------------------------------------------------------- sessions
+class SessionConfig(Strict):
+    key: str
+    gap: Duration
+    out_of_order_tolerance: Duration
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, v: str) -> str:
+        if v in ("ip", "ip+user_agent", "ipv6_64") or re.fullmatch(r"field:[a-z_]+", v):
+            return v
+        raise ValueError(
+            f"expected one of 'ip', 'ip+user_agent', 'ipv6_64', 'field:<hits column>', got {v!r}"
+        )
+
+
+class SiteConfig(Strict):
+    timezone: str
+    night_hours: tuple[int, int]
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(v)
+        except Exception:
+            raise ValueError(f"expected an IANA time zone like 'Europe/Paris', got {v!r}") from None
+        return v
+
+
+# --------------------------------------------------------------------------- features
+class CatalogueConfig(Strict):
+    product_patterns: list[Regex]
+    api_patterns: list[Regex]
+    listing_patterns: list[Regex]
+    product_query_params: list[str]
+    pagination_params: list[str]
+    sort_filter_params: list[str]
+    asset_extensions: list[str]
+    asset_prefixes: list[str]
+    cart_patterns: list[Regex]
+    checkout_patterns: list[Regex]
+    login_patterns: list[Regex]
+    robots_paths: list[str]
+    sitemap_patterns: list[Regex]
+    probe_patterns: list[Regex]
+    attack_patterns: list[Regex]
+
+
+class AgentConfig(Strict):
+    library_patterns: list[Regex]
+    tool_patterns: list[Regex]
+    headless_patterns: list[Regex]
+    extra_crawler_patterns: list[Regex]
+
+
+class NetworkConfig(Strict):
+    asn_db: str | None
+    country_db: str | None
+    city_db: str | None
+    datacenter_asns: list[ASN]
+    datacenter_cidrs: list[Network]
+    prefix_v4: int = Field(ge=8, le=32)
+    prefix_v6: int = Field(ge=16, le=128)
+
+
+class CrawlerSpec(Strict):
+    name: str
+    ua_pattern: Regex
+    ranges: list[str]
+    rdns_suffixes: list[str]
+
+
+class RdnsConfig(Strict):
+    enabled: bool
+    timeout: Duration
+    max_lookups: int = Field(ge=0)
+
+
+class CrawlersConfig(Strict):
+    verify: list[CrawlerSpec]
+    rdns: RdnsConfig
+
+
+class RangeSource(Strict):
+    name: str
+    url: str
+    files: list[str]
+    kind: Literal["crawler", "cloud", "datacenter"]
+
+
+class RangesConfig(Strict):
+    data_dir: str
+    sources: list[RangeSource]
+
+
+class SketchConfig(Strict):
+    precision: int = Field(ge=4, le=16)
+
+
+# --------------------------------------------------------------------------- detection
+class RuleSpec(Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    when: str
+    weight: float = Field(ge=-1, le=1)
+    kind: str
+    reason: str
+    enabled: bool = True
+
+
+class ModelConfig(Strict):
+    enabled: bool
+    path: str | None
+    weight: float = Field(ge=0, le=1)
+    anomaly_weight: float = Field(ge=0, le=1)
+
+
+class ThresholdsConfig(Strict):
+    block: float = Field(ge=0, le=1)
+    challenge: float = Field(ge=0, le=1)
+    monitor: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThresholdsConfig:
+        if not self.block >= self.challenge >= self.monitor:
+            raise ValueError("expected block >= challenge >= monitor")
+        return self
+
+
+class AllowlistConfig(Strict):
+    networks: list[Network]
+    asns: list[ASN]
+    agents: list[Regex]
+
+
+class SharedAddressConfig(Strict):
+    min_agents: int = Field(ge=2)
+    min_sessions: int = Field(ge=1)
+    min_asset_share: float = Field(ge=0, le=1)
+
+
+class CampaignConfig(Strict):
+    enabled: bool
+    min_members: int = Field(ge=2)
+    max_requests_per_member: int = Field(ge=1)
+    max_asset_share: float = Field(ge=0, le=1)
+    max_overlap: float = Field(ge=0, le=1)
+
+
+class AggregateConfig(Strict):
+    enabled: bool
+    min_clients: int = Field(ge=2)
+
+
+class PolicyConfig(Strict):
+    thresholds: ThresholdsConfig
+    allowlist: AllowlistConfig
+    shared_address: SharedAddressConfig
+    campaigns: CampaignConfig
+    aggregate: AggregateConfig
+    max_block_share_clients: float = Field(ge=0, le=1)
+    max_block_share_human_requests: float = Field(ge=0, le=1)
+    min_requests_to_block: int = Field(ge=1)
+
+
+class StateConfig(Strict):
+    ttl: Duration
+    max_ttl: Duration
+    repeat_factor: float = Field(ge=1)
+
+
+class Config(Strict):
+    ingest: IngestConfig
+    session: SessionConfig
+    site: SiteConfig
+    catalogue: CatalogueConfig
+    agent: AgentConfig
+    network: NetworkConfig
+    crawlers: CrawlersConfig
+    ranges: RangesConfig
+    sketches: SketchConfig
+    rules: list[RuleSpec]
+    model: ModelConfig
+    policy: PolicyConfig
+    state: StateConfig

@@ -1,0 +1,1 @@
+"""botguard.sinks."""
