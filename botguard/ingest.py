@@ -1,0 +1,229 @@
+"""Ingest stage: sources → parser → batches of the normalized hits frame, with statistics.
+
+Lines are never dropped silently: each one is parsed, counted as blank/comment, or rejected
+with a reason (and, on request, written verbatim to a rejects file). The error-ratio check
+turns a wrong ``--format`` into a refusal instead of a quietly empty result.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import polars as pl
+
+from botguard.config.models import Config
+from botguard.errors import InputError, RefusedError
+from botguard.parsers import LogParser, get_parser, sniff_candidates
+from botguard.parsers.normalize import apply_trusted_proxies
+from botguard.schema import HITS_SCHEMA
+from botguard.sources.files import Chunk, SourceProblem, expand_inputs, read_chunks
+
+REPLACEMENT = "\ufffd"
+
+
+@dataclass
+class ParseStats:
+    format: str = ""
+    format_sniffed: bool = False
+    lines: int = 0
+    parsed: int = 0
+    blank: int = 0
+    comments: int = 0
+    rejected: int = 0
+    rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    invalid_utf8_lines: int = 0
+    bytes_read: int = 0
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+    sources: list[str] = field(default_factory=list)
+    problems: list[SourceProblem] = field(default_factory=list)
+    sample_reject: str | None = None
+
+    @property
+    def error_ratio(self) -> float:
+        considered = self.parsed + self.rejected
+        return self.rejected / considered if considered else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "format_sniffed": self.format_sniffed,
+            "lines": self.lines,
+            "parsed": self.parsed,
+            "blank": self.blank,
+            "comments": self.comments,
+            "rejected": self.rejected,
+            "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
+            "invalid_utf8_lines": self.invalid_utf8_lines,
+            "error_ratio": round(self.error_ratio, 6),
+            "bytes_read": self.bytes_read,
+            "first_ts": self.first_ts.isoformat() if self.first_ts else None,
+            "last_ts": self.last_ts.isoformat() if self.last_ts else None,
+            "sources": self.sources,
+            "problems": [f"{p.source}: {p.message}" for p in self.problems],
+        }
+
+
+def _lines_frame(chunk: Chunk, stats: ParseStats) -> pl.DataFrame:
+    try:
+        lines = pl.read_lines(chunk.data)
+    except pl.exceptions.ComputeError:
+        # Not UTF-8 (Latin-1 logs): decode with replacement, count the damaged lines.
+        text = chunk.data.decode("utf-8", errors="replace")
+        lines = pl.read_lines(text.encode("utf-8"))
+        stats.invalid_utf8_lines += int(lines["line"].str.contains(REPLACEMENT, literal=True).sum())
+    n = len(lines)
+    return lines.with_columns(
+        pl.col("line").str.strip_chars_end("\r"),
+        pl.int_range(chunk.first_line_no, chunk.first_line_no + n, dtype=pl.Int64).alias("line_no"),
+        pl.lit(chunk.source).alias("source"),
+    )
+
+
+def sniff(lines: pl.DataFrame, cfg: Config) -> LogParser:
+    """The candidate that parses most of ``lines`` (and fills the most fields on a tie)."""
+    best: tuple[float, float, int] | None = None
+    chosen: LogParser | None = None
+    for order, parser in enumerate(sniff_candidates(cfg)):
+        try:
+            hits, _ = parser.parse(lines.lazy(), cfg.ingest.default_timezone)
+        except pl.exceptions.PolarsError:
+            continue
+        n = max(len(lines), 1)
+        ratio = round(len(hits) / n, 2)
+        filled = (
+            sum(hits.select(pl.all().is_not_null().sum()).row(0)) / n if len(hits) else 0.0
+        )
+        key = (ratio, round(filled, 1), -order)
+        if best is None or key > best:
+            best, chosen = key, parser
+    assert chosen is not None
+    return chosen
+
+
+class Ingest:
+    """Iterate ``batches()`` for hits frames; ``stats`` fills in as you go; ``finish()``
+    applies the error-ratio rule. Rejected lines go to ``rejects`` (a text file) if given."""
+
+    def __init__(
+        self,
+        inputs: list[str],
+        cfg: Config,
+        *,
+        format: str | None = None,
+        rejects: IO[str] | None = None,
+        strict: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.paths = expand_inputs(inputs)
+        self.cfg = cfg
+        self.format = format or cfg.ingest.format
+        self.rejects = rejects
+        self.strict = strict
+        self.on_progress = on_progress
+        self.stats = ParseStats(sources=[p if p != "-" else "<stdin>" for p in self.paths])
+        self.parser: LogParser | None = None
+        if self.format != "auto":
+            self.parser = get_parser(self.format, cfg)
+            self.stats.format = self.parser.name
+
+    def total_bytes(self) -> int | None:
+        try:
+            return sum(Path(p).stat().st_size for p in self.paths if p != "-")
+        except OSError:
+            return None
+
+    def batches(self) -> Iterator[pl.DataFrame]:
+        cfg = self.cfg
+        for path in self.paths:
+            for chunk in read_chunks(path, cfg.ingest.batch_bytes, self.stats.problems):
+                self.stats.bytes_read += len(chunk.data)
+                hits = self._parse_chunk(chunk)
+                if self.on_progress:
+                    self.on_progress(len(chunk.data))
+                if len(hits):
+                    yield hits
+
+    def _parse_chunk(self, chunk: Chunk) -> pl.DataFrame:
+        cfg, stats = self.cfg, self.stats
+        lines = _lines_frame(chunk, stats)
+        stats.lines += len(lines)
+        is_blank = pl.col("line").str.strip_chars() == ""
+        is_comment = pl.col("line").str.starts_with("#")
+        counts = lines.select(is_blank.sum().alias("b"), (is_comment & ~is_blank).sum().alias("c"))
+        stats.blank += int(counts["b"][0])
+        stats.comments += int(counts["c"][0])
+        lines = lines.filter(~is_blank & ~is_comment)
+        if lines.is_empty():
+            return pl.DataFrame(schema=HITS_SCHEMA)
+        if self.parser is None:
+            self.parser = sniff(lines.head(cfg.ingest.sniff_lines), cfg)
+            stats.format = self.parser.name
+            stats.format_sniffed = True
+        hits, rejects = self.parser.parse(lines.lazy(), cfg.ingest.default_timezone)
+        if len(rejects):
+            self._reject(rejects)
+        if cfg.ingest.trusted_proxies:
+            hits = apply_trusted_proxies(hits, list(cfg.ingest.trusted_proxies))
+        stats.parsed += len(hits)
+        if len(hits):
+            lo, hi = hits.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).row(0)
+            stats.first_ts = lo if stats.first_ts is None else min(stats.first_ts, lo)
+            stats.last_ts = hi if stats.last_ts is None else max(stats.last_ts, hi)
+        # A wrong format shows in the first batch: stop early instead of reading gigabytes.
+        if stats.parsed + stats.rejected >= 5000 and stats.error_ratio > 0.5:
+            self.finish()
+        return hits
+
+    def _reject(self, rejects: pl.DataFrame) -> None:
+        stats = self.stats
+        stats.rejected += len(rejects)
+        for reason, n in rejects.group_by("reason").len().iter_rows():
+            stats.rejected_by_reason[reason] += n
+        if stats.sample_reject is None:
+            r = rejects.row(0, named=True)
+            stats.sample_reject = f"{r['source']}:{r['line_no']}: {r['line'][:300]}"
+        if self.strict:
+            r = rejects.row(0, named=True)
+            raise InputError(
+                f"{r['source']}:{r['line_no']}: line does not parse as {stats.format!r} "
+                f"({r['reason']}): {r['line'][:300]}",
+                hint="drop --strict to count and skip bad lines",
+            )
+        if self.rejects is not None:
+            out = rejects.select(
+                pl.concat_str(
+                    [pl.col("source"), pl.col("line_no").cast(pl.String), pl.col("reason"), pl.col("line")],
+                    separator="\t",
+                )
+            ).to_series()
+            self.rejects.write("\n".join(out.to_list()) + "\n")
+
+    def finish(self) -> ParseStats:
+        stats = self.stats
+        ratio = stats.error_ratio
+        if ratio > self.cfg.ingest.max_error_ratio and stats.rejected:
+            considered = stats.parsed + stats.rejected
+            raise RefusedError(
+                f"{stats.rejected} of {considered} lines ({ratio:.0%}) did not parse as "
+                f"{stats.format!r}{' (sniffed)' if stats.format_sniffed else ''}; "
+                f"max_error_ratio is {self.cfg.ingest.max_error_ratio:.0%}. "
+                f"First bad line: {stats.sample_reject}",
+                hint="pick the right --format (or define one under ingest.formats), or raise "
+                "ingest.max_error_ratio; --rejects FILE keeps the bad lines",
+            )
+        return stats
+
+
+def read_hits(inputs: list[str], cfg: Config, **kw: Any) -> tuple[pl.DataFrame, ParseStats]:
+    """All hits in memory (small inputs, tests). Streaming callers use ``Ingest.batches``."""
+    ing = Ingest(inputs, cfg, **kw)
+    frames = list(ing.batches())
+    stats = ing.finish()
+    hits = pl.concat(frames) if frames else pl.DataFrame(schema=HITS_SCHEMA)
+    return hits, stats

@@ -1,0 +1,246 @@
+"""Raw captured strings → the typed hits frame (``schema.HITS_SCHEMA``) plus rejects.
+
+Every parser captures strings under nginx variable names (``remote_addr``, ``time_local``,
+``request``, …); this module is the one place that turns them into typed columns, validates
+addresses and timestamps, and decides which lines are rejected and why.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from functools import lru_cache
+
+import polars as pl
+
+from botguard.schema import HITS_SCHEMA, REJECTS_SCHEMA, UTC_TS
+
+_V4 = r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$"
+_MISSING = ("", "-")
+
+
+@lru_cache(maxsize=1 << 18)
+def normalize_ip(raw: str) -> str | None:
+    """A validated, normalized address, or None. Strips ports and brackets ('[::1]:80')."""
+    s = raw.strip()
+    if not s:
+        return None
+    if s.startswith("["):
+        end = s.find("]")
+        s = s[1:end] if end > 0 else s
+    elif s.count(":") == 1 and "." in s:  # IPv4 with a port (ALB client:port)
+        s = s.split(":", 1)[0]
+    if "%" in s:  # zone id
+        s = s.split("%", 1)[0]
+    try:
+        addr = ipaddress.ip_address(s)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return str(addr.ipv4_mapped)
+    return str(addr)
+
+
+def normalize_ip_column(col: pl.Series) -> pl.Series:
+    """Vectorized fast path for canonical dotted IPv4; Python only once per other distinct value."""
+    is_v4 = col.str.contains(_V4)
+    others = col.filter(~is_v4 & col.is_not_null()).unique()
+    mapping = {v: normalize_ip(v) for v in others.to_list()}
+    if mapping:
+        mapped = col.replace_strict(mapping, default=None, return_dtype=pl.String)
+    else:
+        mapped = pl.Series(col.name, [None] * len(col), dtype=pl.String)
+    return pl.select(pl.when(is_v4).then(col).otherwise(mapped)).to_series().alias(col.name)
+
+
+def _trusted_checker(trusted: Iterable[str]):  # type: ignore[no-untyped-def]
+    nets = [ipaddress.ip_network(t) for t in trusted]
+
+    @lru_cache(maxsize=1 << 16)
+    def is_trusted(ip: str) -> bool:
+        try:
+            a = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(a in n for n in nets)
+
+    return is_trusted
+
+
+def resolve_forwarded(peer: str | None, xff: str | None, is_trusted) -> str | None:  # type: ignore[no-untyped-def]
+    """The right-most address in X-Forwarded-For that is not a trusted proxy, when the peer is
+    trusted; otherwise the peer. Spoofed left-hand entries are never believed."""
+    if peer is None or not is_trusted(peer) or not xff or xff == "-":
+        return peer
+    for part in reversed([p.strip() for p in xff.split(",")]):
+        ip = normalize_ip(part)
+        if ip is None:
+            return peer  # garbage in the chain: fall back to what we know
+        if not is_trusted(ip):
+            return ip
+    return peer
+
+
+def apply_trusted_proxies(hits: pl.DataFrame, trusted: list[str]) -> pl.DataFrame:
+    if not trusted or hits.is_empty():
+        return hits
+    is_trusted = _trusted_checker(trusted)
+    pairs = hits.select("client_ip", "x_forwarded_for").unique()
+    resolved = [
+        resolve_forwarded(p, x, is_trusted)
+        for p, x in zip(pairs["client_ip"].to_list(), pairs["x_forwarded_for"].to_list(), strict=True)
+    ]
+    pairs = pairs.with_columns(pl.Series("_resolved", resolved, dtype=pl.String))
+    out = hits.join(pairs, on=["client_ip", "x_forwarded_for"], how="left", nulls_equal=True)
+    return out.with_columns(
+        pl.when(pl.col("_resolved") != pl.col("client_ip"))
+        .then(pl.col("client_ip"))
+        .otherwise(pl.col("peer_ip"))
+        .alias("peer_ip"),
+        pl.col("_resolved").alias("client_ip"),
+    ).drop("_resolved")
+
+
+def _ts_exprs(cols: set[str], default_tz: str) -> list[pl.Expr]:
+    """Timestamp parsers in order of preference; the first runs on every row, the others only
+    on rows it left null (naive timestamps, odd ISO variants)."""
+    out: list[pl.Expr] = []
+    if "time_local" in cols:
+        c = pl.col("time_local")
+        out.append(c.str.to_datetime("%d/%b/%Y:%H:%M:%S %z", strict=False, cache=True).dt.convert_time_zone("UTC"))
+        out.append(
+            c.str.to_datetime("%d/%b/%Y:%H:%M:%S", strict=False, cache=True)
+            .dt.replace_time_zone(default_tz, ambiguous="earliest", non_existent="null")
+            .dt.convert_time_zone("UTC")
+        )
+    if "time_iso8601" in cols:
+        c = pl.col("time_iso8601").str.replace(r"Z$", "+00:00")
+        out.append(c.str.to_datetime(strict=False, cache=True, time_zone="UTC"))
+        out.append(
+            c.str.replace("T", " ", literal=True)
+            .str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, cache=True)
+            .dt.replace_time_zone(default_tz, ambiguous="earliest", non_existent="null")
+            .dt.convert_time_zone("UTC")
+        )
+    if "msec" in cols:
+        out.append(epoch_to_ts(pl.col("msec")))
+    return out or [pl.lit(None, dtype=UTC_TS)]
+
+
+def epoch_to_ts(col: pl.Expr) -> pl.Expr:
+    """Epoch seconds, milliseconds or nanoseconds (told apart by magnitude) → UTC timestamp."""
+    v = col.cast(pl.Float64, strict=False)
+    us = (
+        pl.when(v > 1e17).then(v / 1e3)
+        .when(v > 1e14).then(v)
+        .when(v > 1e11).then(v * 1e3)
+        .otherwise(v * 1e6)
+    )
+    return us.cast(pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+
+
+def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Captured strings (plus ``line``, ``line_no``, ``source``, ``_matched``) → (hits, rejects)."""
+    cols = set(raw.collect_schema().names())
+    ts_exprs = _ts_exprs(cols, default_tz)
+    exprs: list[pl.Expr] = [ts_exprs[0].alias("ts")]
+
+    if "request" in cols:
+        parts = pl.col("request").str.splitn(" ", 3)
+        first = parts.struct.field("field_0")
+        well_formed = first.str.contains(r"^[A-Za-z][A-Za-z_-]*$") & parts.struct.field("field_1").is_not_null()
+        method = pl.when(well_formed).then(first)
+        # A request that is not "METHOD target [protocol]" (binary probes, "-") keeps its raw
+        # text as the path so probes stay visible.
+        raw_req = pl.when(pl.col("request").is_in(_MISSING)).then(None).otherwise(pl.col("request"))
+        target = pl.when(well_formed).then(parts.struct.field("field_1")).otherwise(raw_req)
+        protocol = pl.when(well_formed).then(parts.struct.field("field_2"))
+    else:
+        method = pl.col("request_method") if "request_method" in cols else pl.lit(None, pl.String)
+        if "request_uri" in cols:
+            target = pl.col("request_uri")
+        elif "uri" in cols:
+            target = pl.col("uri")
+            if "args" in cols:
+                has_args = pl.col("args").is_not_null() & ~pl.col("args").is_in(_MISSING)
+                target = target + pl.when(has_args).then("?" + pl.col("args")).otherwise(pl.lit(""))
+        else:
+            target = pl.lit(None, pl.String)
+        protocol = pl.col("server_protocol") if "server_protocol" in cols else pl.lit(None, pl.String)
+    qpos = target.str.find("?", literal=True)
+    exprs += [
+        method.alias("method"),
+        pl.when(qpos.is_null()).then(target).otherwise(target.str.slice(0, qpos)).alias("path"),
+        pl.when(qpos.is_null()).then(None).otherwise(target.str.slice(qpos + 1)).alias("query"),
+        protocol.alias("protocol"),
+    ]
+
+    def opt(name: str, out: str) -> pl.Expr:
+        if name in cols:
+            c = pl.col(name)
+            return pl.when(c.is_in(_MISSING)).then(None).otherwise(c).alias(out)
+        return pl.lit(None, pl.String).alias(out)
+
+    status_raw = pl.col("status") if "status" in cols else pl.lit(None, pl.String)
+    bytes_col = "body_bytes_sent" if "body_bytes_sent" in cols else "bytes_sent"
+    exprs += [
+        status_raw.alias("_status_raw"),
+        opt(bytes_col, "_bytes_raw"),
+        opt("http_referer", "referer"),
+        opt("http_user_agent", "user_agent"),
+        opt("host", "host"),
+        opt("request_time", "_rt_raw"),
+        opt("http_x_forwarded_for", "x_forwarded_for"),
+        opt("session", "session_id"),
+        opt("tls", "tls_fingerprint"),
+        opt("remote_addr", "_ip_raw"),
+        pl.col("source"),
+        pl.col("line_no"),
+        pl.col("line"),
+        pl.col("_matched"),
+        *[pl.col(c) for c in ("time_local", "time_iso8601", "msec") if c in cols],
+    ]
+    df = raw.select(exprs).collect()
+    # Rare cases, fixed on the few rows that need it rather than paying on every row.
+    for fallback in ts_exprs[1:]:
+        if df["ts"].null_count() == 0:
+            break
+        idx = df.select(pl.col("ts").is_null().arg_true()).to_series()
+        fixed = df[idx].select(fallback.alias("ts"))["ts"]
+        df = df.with_columns(df["ts"].scatter(idx, fixed))
+    absolute = df["path"].str.contains(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+    if absolute.any():
+        # Absolute-form targets (proxies, ALB) keep only path and query.
+        df = df.with_columns(
+            pl.when(absolute).then(
+                pl.col("path").str.replace(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*", "")
+            ).otherwise(pl.col("path")).alias("path")
+        )
+
+    ip = normalize_ip_column(df["_ip_raw"])
+    df = df.with_columns(
+        ip.alias("client_ip"),
+        pl.col("_status_raw").cast(pl.Int16, strict=False).alias("status"),
+        pl.col("_bytes_raw").cast(pl.Int64, strict=False).alias("bytes"),
+        pl.col("_rt_raw").cast(pl.Float64, strict=False).alias("request_time_s"),
+        pl.lit(None, pl.String).alias("peer_ip"),
+    )
+    reason = (
+        pl.when(~pl.col("_matched")).then(pl.lit("no_match"))
+        .when(pl.col("ts").is_null()).then(pl.lit("bad_timestamp"))
+        .when(pl.col("_ip_raw").is_not_null() & pl.col("client_ip").is_null()).then(pl.lit("bad_client_ip"))
+        .when(
+            pl.col("_status_raw").is_not_null()
+            & ~pl.col("_status_raw").is_in(_MISSING)
+            & (pl.col("status").is_null() | (pl.col("status") < 100) | (pl.col("status") > 999))
+        ).then(pl.lit("bad_status"))
+        .otherwise(None)
+    )
+    df = df.with_columns(reason.alias("_reason"))
+    rejects = df.filter(pl.col("_reason").is_not_null()).select(
+        "source", "line_no", pl.col("_reason").alias("reason"), "line"
+    )
+    hits = df.filter(pl.col("_reason").is_null()).select(
+        [pl.col(n).cast(t) for n, t in HITS_SCHEMA.items()]
+    )
+    return hits, rejects.select([pl.col(n).cast(t) for n, t in REJECTS_SCHEMA.items()])

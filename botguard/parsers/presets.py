@@ -1,0 +1,166 @@
+"""Cloud formats: AWS ALB access logs, CloudFront standard logs, JSON lines (incl. Cloudflare).
+
+They differ from nginx-style lines enough (absolute request URLs, tab separation, URL-encoded
+agents, JSON objects) to deserve their own capture step; all share ``normalize.finish``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+import polars as pl
+
+from botguard.parsers.normalize import finish
+
+# type time elb client:port target:port req_t target_t resp_t elb_status target_status
+# received sent "request" "user_agent" ssl_cipher ssl_protocol target_group "trace" "domain" ...
+_ALB = (
+    r'^(\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) '
+    r'"((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)" (\S+) (\S+) (\S+)(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")?'
+)
+
+
+@dataclass(frozen=True)
+class AlbParser:
+    name: str = "alb"
+
+    @property
+    def fields(self) -> list[str]:
+        return ["time_iso8601", "remote_addr", "request", "status", "bytes_sent", "http_user_agent", "host"]
+
+    def parse(self, lines: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        g = pl.col("line").str.extract_groups(_ALB)
+        raw = lines.with_columns(g.alias("_g")).with_columns(
+            pl.col("_g").struct.field("1").is_not_null().alias("_matched"),
+            pl.col("_g").struct.field("2").alias("time_iso8601"),
+            pl.col("_g").struct.field("4").alias("remote_addr"),
+            pl.col("_g").struct.field("9").alias("status"),
+            pl.col("_g").struct.field("12").alias("bytes_sent"),
+            pl.col("_g").struct.field("13").alias("request"),
+            pl.col("_g").struct.field("14").alias("http_user_agent"),
+            pl.col("_g").struct.field("19").alias("host"),
+            pl.col("_g").struct.field("7").alias("request_time"),
+        ).drop("_g")
+        return finish(raw, default_tz)
+
+
+_CF_FIELDS = [
+    "date", "time", "x-edge-location", "sc-bytes", "c-ip", "cs-method", "cs(Host)",
+    "cs-uri-stem", "sc-status", "cs(Referer)", "cs(User-Agent)", "cs-uri-query", "cs(Cookie)",
+    "x-edge-result-type", "x-edge-request-id", "x-host-header", "cs-protocol", "cs-bytes",
+    "time-taken", "x-forwarded-for", "ssl-protocol", "ssl-cipher",
+    "x-edge-response-result-type", "cs-protocol-version",
+]
+
+
+def _unquote_distinct(col: pl.Series) -> pl.Series:
+    """CloudFront URL-encodes agents and referers (twice for some characters); decode once per
+    distinct value."""
+    uniq = col.drop_nulls().unique().to_list()
+    mapping = {v: unquote(unquote(v)) for v in uniq if "%" in v}
+    if not mapping:
+        return col
+    return col.replace(mapping)
+
+
+@dataclass(frozen=True)
+class CloudFrontParser:
+    name: str = "cloudfront"
+
+    @property
+    def fields(self) -> list[str]:
+        return ["time_iso8601", "remote_addr", "request_method", "uri", "status"]
+
+    def parse(self, lines: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        parts = pl.col("line").str.split("\t")
+
+        def f(i: int) -> pl.Expr:
+            return parts.list.get(i, null_on_oob=True)
+
+        raw = lines.with_columns(
+            (parts.list.len() >= 19).alias("_matched"),
+            (f(0) + "T" + f(1) + "+00:00").alias("time_iso8601"),
+            f(4).alias("remote_addr"),
+            f(5).alias("request_method"),
+            f(7).alias("uri"),
+            f(11).alias("args"),
+            f(8).alias("status"),
+            f(3).alias("bytes_sent"),
+            f(9).alias("http_referer"),
+            f(10).alias("http_user_agent"),
+            f(15).alias("host"),
+            f(18).alias("request_time"),
+            f(19).alias("http_x_forwarded_for"),
+            f(23).alias("server_protocol"),
+        )
+        hits, rejects = finish(raw, default_tz)
+        hits = hits.with_columns(
+            _unquote_distinct(hits["user_agent"]).alias("user_agent"),
+            _unquote_distinct(hits["referer"]).alias("referer"),
+        )
+        return hits, rejects
+
+
+#: Cloudflare Logpush "http_requests" dataset field names.
+CLOUDFLARE_FIELDS = {
+    "ts": "EdgeStartTimestamp",
+    "client_ip": "ClientIP",
+    "method": "ClientRequestMethod",
+    "path": "ClientRequestURI",
+    "protocol": "ClientRequestProtocol",
+    "host": "ClientRequestHost",
+    "status": "EdgeResponseStatus",
+    "bytes": "EdgeResponseBytes",
+    "referer": "ClientRequestReferer",
+    "user_agent": "ClientRequestUserAgent",
+    "tls_fingerprint": "JA4",
+}
+
+_JSON_TO_CAPTURE = {
+    "client_ip": "remote_addr",
+    "method": "request_method",
+    "path": "request_uri",
+    "query": "args",
+    "protocol": "server_protocol",
+    "host": "host",
+    "status": "status",
+    "bytes": "bytes_sent",
+    "referer": "http_referer",
+    "user_agent": "http_user_agent",
+    "request_time_s": "request_time",
+    "x_forwarded_for": "http_x_forwarded_for",
+    "session_id": "session",
+    "tls_fingerprint": "tls",
+}
+
+
+@dataclass(frozen=True)
+class JsonLinesParser:
+    """JSON objects one per line, with a map from hits columns to (dotted) JSON keys."""
+
+    name: str
+    fields_map: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.fields_map)
+
+    def parse(self, lines: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        def get(key: str) -> pl.Expr:
+            return pl.col("line").str.json_path_match("$." + key)
+
+        exprs = [pl.col("line").str.starts_with("{").alias("_matched")]
+        ts_key = self.fields_map.get("ts")
+        for col, key in self.fields_map.items():
+            cap = _JSON_TO_CAPTURE.get(col)
+            if cap:
+                exprs.append(get(key).alias(cap))
+        if ts_key:
+            t = get(ts_key)
+            numeric = t.str.contains(r"^\d+(?:\.\d+)?$")
+            exprs += [
+                pl.when(numeric).then(None).otherwise(t).alias("time_iso8601"),
+                pl.when(numeric).then(t).otherwise(None).alias("msec"),
+            ]
+        return finish(lines.with_columns(exprs), default_tz)
