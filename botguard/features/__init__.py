@@ -1,1 +1,148 @@
-"""botguard.features."""
+"""Features: sessionized hits → one row per session and one per client, with units in names.
+
+``build_features`` streams batches through flags → sessionizer → mergeable aggregates, then
+enriches the (small) client frame once per distinct value: agent fingerprints per distinct
+user agent, network and crawler verification per distinct address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from botguard.config.models import Config
+from botguard.features.aggregate import FeatureAccumulator
+from botguard.features.hitflags import flag_hits
+from botguard.sessionize import Sessionizer
+
+#: Agent columns summarised per client as a share of the client's requests.
+AGENT_SHARES = {
+    "is_library": "library_ua_share",
+    "is_scanner": "scanner_ua_share",
+    "is_headless": "headless_ua_share",
+    "is_browser_like": "browser_ua_share",
+    "known_crawler": "crawler_ua_share",
+    "is_empty": "empty_ua_share",
+    "is_malformed": "malformed_ua_share",
+    "ua_stale": "stale_ua_share",
+}
+#: Columns of the client's most frequent agent copied onto the client row.
+TOP_AGENT_COLS = [
+    "ua_family", "ua_major", "ua_os", "ua_device", "ua_version_lag", "known_crawler",
+    "crawler_name", "crawler_tags", "is_ai_crawler", "is_search_engine", "is_seo_crawler",
+    "is_monitor",
+]
+
+
+@dataclass
+class FeatureResult:
+    sessions: pl.DataFrame
+    clients: pl.DataFrame
+    agents: pl.DataFrame
+    samples: pl.DataFrame
+    timeline: pl.DataFrame
+    warnings: list[str] = field(default_factory=list)
+    late_hits: int = 0
+
+
+def build_features(
+    batches: Iterable[pl.DataFrame],
+    cfg: Config,
+    *,
+    ranges: Any = None,
+    resolver: Any = None,
+    on_batch: Any = None,
+) -> FeatureResult:
+    sess = Sessionizer(cfg)
+    acc = FeatureAccumulator(cfg)
+    for hits in batches:
+        flagged = flag_hits(hits, cfg).collect()
+        acc.add(sess.push(flagged))
+        if on_batch:
+            on_batch(hits)
+    tail = sess.flush()
+    if len(tail):
+        acc.add(tail)
+    sessions = acc.sessions()
+    clients = acc.clients(sessions)
+    warnings: list[str] = []
+    agents = pl.DataFrame()
+    if len(clients):
+        clients, agents = _enrich_agents(clients, acc.ua_counts, cfg)
+        clients = _enrich_network(clients, cfg, ranges, resolver, warnings)
+    if sess.late_hits:
+        warnings.append(
+            f"{sess.late_hits} lines arrived later than session.out_of_order_tolerance "
+            f"({cfg.session.out_of_order_tolerance:g}s); they were counted at their own time"
+        )
+    return FeatureResult(
+        sessions=sessions,
+        clients=clients,
+        agents=agents,
+        samples=acc.samples if acc.samples is not None else pl.DataFrame(),
+        timeline=acc.timeline if acc.timeline is not None else pl.DataFrame(),
+        warnings=warnings,
+        late_hits=sess.late_hits,
+    )
+
+
+def _enrich_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, cfg: Config) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from botguard.features.agent import agent_features
+    from botguard.features.crawlers import claimed_crawler
+
+    assert ua_counts is not None
+    agents = agent_features(ua_counts["user_agent"].unique(), cfg)
+    agents = agents.with_columns(claimed_crawler(agents["user_agent"], cfg).alias("claimed_crawler"))
+    weighted = ua_counts.join(agents, on="user_agent", how="left", nulls_equal=True)
+    shares = weighted.group_by("client").agg(
+        *[
+            (pl.col("n") * pl.col(flag).fill_null(False).cast(pl.Int64)).sum().truediv(pl.col("n").sum()).alias(name)
+            for flag, name in AGENT_SHARES.items()
+        ],
+        (pl.col("n") * pl.col("claimed_crawler").is_not_null().cast(pl.Int64)).sum().truediv(pl.col("n").sum()).alias("crawler_claim_share"),
+    )
+    top = agents.select("user_agent", *[c for c in TOP_AGENT_COLS if c in agents.columns], "claimed_crawler")
+    out = clients.join(shares, on="client", how="left").join(top, on="user_agent", how="left", nulls_equal=True)
+    return out, agents
+
+
+def _enrich_network(clients: pl.DataFrame, cfg: Config, ranges: Any, resolver: Any, warnings: list[str]) -> pl.DataFrame:
+    from botguard.features.crawlers import missing_ranges_hint, verify_claims
+    from botguard.features.network import network_features
+    from botguard.ranges import RangeSet, load_ranges
+
+    if ranges is None:
+        ranges = load_ranges(cfg)
+    assert isinstance(ranges, RangeSet)
+    ips = clients["ip"].drop_nulls().unique()
+    net = network_features(ips, cfg, ranges, warnings=warnings)
+    out = clients.join(net, on="ip", how="left")
+    # Neighbours: distinct clients sharing the /24 (IPv4) or /64 (IPv6).
+    out = out.with_columns(
+        pl.when(pl.col("prefix").is_not_null())
+        .then(pl.col("client").n_unique().over("prefix"))
+        .otherwise(1)
+        .cast(pl.Int64)
+        .alias("clients_in_prefix")
+    )
+    claims = out.select("ip", "claimed_crawler").filter(pl.col("claimed_crawler").is_not_null() & pl.col("ip").is_not_null()).unique()
+    if len(claims):
+        verified = verify_claims(claims, cfg, ranges, resolver)
+        out = out.join(
+            verified.select("ip", "claimed_crawler", "crawler_status", "verified_crawler"),
+            on=["ip", "claimed_crawler"], how="left",
+        )
+        hint = missing_ranges_hint(cfg, ranges)
+        if hint:
+            warnings.append(hint)
+    else:
+        out = out.with_columns(pl.lit(None, pl.String).alias("crawler_status"), pl.lit(None, pl.String).alias("verified_crawler"))
+    out = out.with_columns(
+        pl.when(pl.col("claimed_crawler").is_not_null() & pl.col("crawler_status").is_null())
+        .then(pl.lit("unverified")).otherwise(pl.col("crawler_status")).alias("crawler_status"),
+        (pl.col("crawler_status") == "fake").fill_null(False).alias("fake_crawler"),
+    )
+    return out

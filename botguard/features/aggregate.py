@@ -1,0 +1,300 @@
+"""Mergeable per-session and per-client aggregates over a stream of sessionized hits.
+
+Everything kept between batches is a sum, min, max, histogram or HLL register — all merge
+associatively — so a 10-line batch and a 10-million-line batch give the same features.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from botguard.config.models import Config
+from botguard.features import sketches
+
+#: Per-hit boolean flags summed per session (column name → session column).
+FLAG_SUMS: dict[str, str] = {
+    "is_page": "pages",
+    "is_asset": "assets",
+    "is_product": "product_pages",
+    "is_api": "api_hits",
+    "is_listing": "listing_pages",
+    "is_paginated": "paginated_hits",
+    "is_sorted_filtered": "sort_filter_hits",
+    "is_cart": "cart_hits",
+    "is_checkout": "checkout_hits",
+    "is_login": "login_hits",
+    "is_robots": "robots_hits",
+    "is_sitemap": "sitemap_hits",
+    "is_probe": "probe_hits",
+    "is_attack": "attack_hits",
+    "is_head": "head_requests",
+    "is_post": "post_requests",
+    "is_bad_request": "bad_requests",
+    "no_referer": "no_referer_hits",
+    "is_4xx": "status_4xx",
+    "is_404": "status_404",
+    "is_429": "status_429",
+    "is_5xx": "status_5xx",
+    "is_night": "night_hits",
+    "seq_step": "seq_steps",
+    "seq_pair": "seq_pairs",
+}
+SUM_COLS = ["requests", "bytes_sent", *FLAG_SUMS.values(), "gap_n", "gap_sum_s", "gap_sumsq_s2"]
+MAX_COLS = ["peak_10s", "peak_60s"]
+
+# Inter-arrival histogram: 4 bins per octave from 0.1 s; median read back from it.
+_BINS_PER_OCTAVE = 4
+_MAX_BIN = 79
+
+
+def _gap_bin(gap: pl.Expr) -> pl.Expr:
+    return (
+        pl.when(gap < 0.1).then(0)
+        .otherwise(((gap * 10).log(2) * _BINS_PER_OCTAVE).floor().cast(pl.Int32) + 1)
+        .clip(0, _MAX_BIN)
+        .cast(pl.Int16)
+    )
+
+
+def _bin_value(b: int) -> float:
+    return 0.05 if b == 0 else (2 ** ((b - 0.5) / _BINS_PER_OCTAVE)) / 10
+
+
+class FeatureAccumulator:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.p = cfg.sketches.precision
+        self.open: pl.DataFrame | None = None
+        self.closed: list[pl.DataFrame] = []
+        self.hist: pl.DataFrame | None = None
+        self.ua_counts: pl.DataFrame | None = None
+        self.samples: pl.DataFrame | None = None
+        self.regs: dict[str, pl.DataFrame] = {}
+        self.timeline: pl.DataFrame | None = None
+
+    # ------------------------------------------------------------------ per batch
+    def add(self, hits: pl.DataFrame) -> None:
+        if hits.is_empty():
+            return
+        lf = hits.lazy()
+        within = ~pl.col("new_session") & pl.col("gap_s").is_not_null()
+        gap = pl.col("gap_s")
+        session_keys = ["client", "session_no"]
+        parts = lf.group_by(session_keys).agg(
+            pl.len().cast(pl.Int64).alias("requests"),
+            pl.col("bytes").sum().cast(pl.Int64).alias("bytes_sent"),
+            *[pl.col(c).sum().cast(pl.Int64).alias(n) for c, n in FLAG_SUMS.items()],
+            within.sum().cast(pl.Int64).alias("gap_n"),
+            gap.filter(within).sum().alias("gap_sum_s"),
+            (gap.filter(within) ** 2).sum().alias("gap_sumsq_s2"),
+            pl.col("ts").min().alias("start_ts"),
+            pl.col("ts").max().alias("end_ts"),
+            pl.col("client_ip").drop_nulls().first().alias("ip"),
+        )
+        peaks = (
+            lf.with_columns(
+                pl.col("ts").dt.truncate("10s").alias("_b10"),
+                pl.col("ts").dt.truncate("1m").alias("_b60"),
+            )
+            .group_by([*session_keys, "_b10", "_b60"]).agg(pl.len().alias("_n"))
+            .group_by([*session_keys, "_b60"]).agg(pl.col("_n").max().alias("_p10"), pl.col("_n").sum().alias("_n60"))
+            .group_by(session_keys).agg(
+                pl.col("_p10").max().cast(pl.Int64).alias("peak_10s"),
+                pl.col("_n60").max().cast(pl.Int64).alias("peak_60s"),
+            )
+        )
+        batch = parts.join(peaks, on=session_keys).collect()
+        self._merge_sessions(batch)
+
+        hist = lf.filter(within).group_by("client", _gap_bin(gap).alias("bin")).agg(pl.len().cast(pl.Int64).alias("n")).collect()
+        self.hist = _merge_sum(self.hist, hist, ["client", "bin"], ["n"])
+        ua = lf.group_by("client", "user_agent").agg(
+            pl.len().cast(pl.Int64).alias("n"), pl.col("ts").min().alias("first_ts")
+        ).collect()
+        self.ua_counts = _merge_ua(self.ua_counts, ua)
+        timeline = lf.group_by(pl.col("ts").dt.truncate("1h").alias("bucket"), "client").agg(
+            pl.len().cast(pl.Int64).alias("requests")
+        ).collect()
+        self.timeline = _merge_sum(self.timeline, timeline, ["bucket", "client"], ["requests"])
+        sample = lf.group_by("client").head(5).select(
+            "client", "ts", "source", "line_no", "method", "path", "query", "status", "user_agent"
+        ).collect()
+        self.samples = sample if self.samples is None else (
+            pl.concat([self.samples, sample]).sort("client", "ts").group_by("client", maintain_order=True).head(5)
+        )
+        p = self.p
+        product_val = pl.when(pl.col("is_product")).then(pl.col("product_key"))
+        page_val = pl.when(pl.col("is_page")).then(pl.col("path"))
+        new = {
+            "products": sketches.registers(lf, ["client"], product_val, p),
+            "paths": sketches.registers(lf, ["client"], page_val, p),
+            "agents": sketches.registers(lf, ["client"], pl.col("user_agent").fill_null(""), p),
+            "catalogue": sketches.registers(lf.with_columns(pl.lit("*").alias("_all")), ["_all"], product_val, p),
+            "agent_clients": sketches.registers(lf.filter(pl.col("user_agent").is_not_null()), ["user_agent"], pl.col("client"), p),
+        }
+        collected = pl.collect_all(list(new.values()))
+        for (name, _), frame in zip(new.items(), collected, strict=True):
+            keys = [c for c in frame.columns if c not in ("reg", "rank")]
+            self.regs[name] = frame if name not in self.regs else sketches.merge([self.regs[name], frame], keys)
+
+    def _merge_sessions(self, batch: pl.DataFrame) -> None:
+        if self.open is not None and len(self.open):
+            batch = pl.concat([self.open, batch], how="diagonal_relaxed").group_by(["client", "session_no"]).agg(
+                *[pl.col(c).sum() for c in SUM_COLS],
+                *[pl.col(c).max() for c in MAX_COLS],
+                pl.col("start_ts").min(),
+                pl.col("end_ts").max(),
+                pl.col("ip").drop_nulls().first(),
+            )
+        latest = pl.col("session_no") == pl.col("session_no").max().over("client")
+        self.closed.append(batch.filter(~latest))
+        self.open = batch.filter(latest)
+
+    # ------------------------------------------------------------------ results
+    def sessions(self) -> pl.DataFrame:
+        frames = [f for f in [*self.closed, self.open] if f is not None and len(f)]
+        if not frames:
+            return pl.DataFrame()
+        raw = pl.concat(frames, how="diagonal_relaxed").sort("client", "session_no")
+        return raw.with_columns(_derived(pl.col, session=True))
+
+    def clients(self, sessions: pl.DataFrame) -> pl.DataFrame:
+        if sessions.is_empty():
+            return pl.DataFrame()
+        agg = sessions.group_by("client").agg(
+            pl.len().cast(pl.Int64).alias("sessions"),
+            *[pl.col(c).sum() for c in SUM_COLS],
+            *[pl.col(c).max() for c in MAX_COLS],
+            pl.col("start_ts").min().alias("first_seen"),
+            pl.col("end_ts").max().alias("last_seen"),
+            pl.col("duration_s").sum().alias("active_s"),
+            pl.col("duration_s").max().alias("longest_session_s"),
+            pl.col("ip").drop_nulls().first(),
+        )
+        p = self.p
+        for name, col in (("products", "distinct_products"), ("paths", "distinct_paths"), ("agents", "distinct_agents")):
+            regs = self.regs.get(name)
+            if regs is not None and len(regs):
+                est = sketches.estimate(regs, ["client"], p, col)
+                agg = agg.join(est, on="client", how="left")
+            else:
+                agg = agg.with_columns(pl.lit(0.0).alias(col))
+        catalogue = self.regs.get("catalogue")
+        total_products = (
+            float(sketches.estimate(catalogue, ["_all"], p)["distinct"][0])
+            if catalogue is not None and len(catalogue) else 0.0
+        )
+        agg = agg.with_columns(
+            pl.col("distinct_products", "distinct_paths", "distinct_agents").fill_null(0.0).round(0)
+        )
+        # Timing from the merged histogram.
+        if self.hist is not None and len(self.hist):
+            med = _hist_median(self.hist)
+            agg = agg.join(med, on="client", how="left")
+        else:
+            agg = agg.with_columns(pl.lit(None, pl.Float64).alias("gap_median_s"))
+        top_ua = (
+            self.ua_counts.sort(["client", "n", "first_ts", "user_agent"], descending=[False, True, False, False], nulls_last=True)
+            .group_by("client", maintain_order=True).first()
+            .select("client", pl.col("user_agent"))
+            if self.ua_counts is not None else pl.DataFrame(schema={"client": pl.String, "user_agent": pl.String})
+        )
+        agg = agg.join(top_ua, on="client", how="left")
+        agent_clients = self.regs.get("agent_clients")
+        if agent_clients is not None and len(agent_clients):
+            per_agent = sketches.estimate(agent_clients, ["user_agent"], p, "clients_per_agent")
+            agg = agg.join(per_agent, on="user_agent", how="left").with_columns(
+                pl.col("clients_per_agent").fill_null(1.0).round(0)
+            )
+        else:
+            agg = agg.with_columns(pl.lit(1.0).alias("clients_per_agent"))
+        agg = agg.with_columns(_derived(pl.col, session=False)).with_columns(
+            pl.when(total_products > 0).then(pl.col("distinct_products") / total_products).otherwise(0.0).alias("catalogue_coverage"),
+            pl.when(pl.col("product_pages") > 0)
+            .then((1 - pl.col("distinct_products") / pl.col("product_pages")).clip(0, 1))
+            .otherwise(0.0).alias("product_revisit_share"),
+        )
+        return agg.sort("client")
+
+
+def _merge_sum(a: pl.DataFrame | None, b: pl.DataFrame, keys: list[str], vals: list[str]) -> pl.DataFrame:
+    if a is None or a.is_empty():
+        return b
+    return pl.concat([a, b], how="diagonal_relaxed").group_by(keys).agg([pl.col(v).sum() for v in vals])
+
+
+def _merge_ua(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:
+    if a is None or a.is_empty():
+        return b
+    return pl.concat([a, b], how="diagonal_relaxed").group_by(["client", "user_agent"]).agg(
+        pl.col("n").sum(), pl.col("first_ts").min()
+    )
+
+
+def _hist_median(hist: pl.DataFrame) -> pl.DataFrame:
+    values = pl.Series([_bin_value(b) for b in range(_MAX_BIN + 1)], dtype=pl.Float64)
+    return (
+        hist.sort("client", "bin")
+        .with_columns(
+            pl.col("n").cum_sum().over("client").alias("_cum"),
+            pl.col("n").sum().over("client").alias("_tot"),
+        )
+        .filter(pl.col("_cum") * 2 >= pl.col("_tot"))
+        .group_by("client").agg(pl.col("bin").first())
+        .select("client", pl.col("bin").cast(pl.Int64).map_elements(lambda b: values[b], return_dtype=pl.Float64).alias("gap_median_s"))
+    )
+
+
+def _derived(c: type[pl.col], session: bool) -> list[pl.Expr]:  # type: ignore[valid-type]
+    """Rates and shares from the merged sums; units in the names."""
+    req = pl.col("requests").cast(pl.Float64)
+    pages = pl.col("pages").cast(pl.Float64)
+    if session:
+        dur = (pl.col("end_ts") - pl.col("start_ts")).dt.total_microseconds() / 1e6
+        exprs = [dur.alias("duration_s")]
+        minutes = (dur / 60).clip(lower_bound=1.0)
+    else:
+        minutes = (pl.col("active_s") / 60).clip(lower_bound=1.0)
+        exprs = [((pl.col("last_seen") - pl.col("first_seen")).dt.total_microseconds() / 1e6).alias("span_s")]
+    gap_mean = pl.col("gap_sum_s") / pl.col("gap_n")
+    gap_var = (pl.col("gap_sumsq_s2") / pl.col("gap_n") - gap_mean**2).clip(lower_bound=0)
+    gap_sd = gap_var.sqrt()
+
+    def share(col: str, of: pl.Expr = req) -> pl.Expr:
+        return pl.when(of > 0).then(pl.col(col) / of).otherwise(0.0)
+
+    exprs += [
+        (req / minutes).alias("req_per_min"),
+        (pages / minutes).alias("pages_per_min"),
+        (pl.col("product_pages") / minutes).alias("product_pages_per_min"),
+        pl.col("peak_10s").alias("peak_req_per_10s"),
+        pl.col("peak_60s").alias("peak_req_per_min"),
+        pl.when(pl.col("gap_n") > 0).then(gap_mean).alias("gap_mean_s"),
+        pl.when((pl.col("gap_n") > 1) & (gap_mean > 0)).then(gap_sd / gap_mean).alias("gap_cv"),
+        # Goh-Barabási burstiness: -1 perfectly regular, 0 random, → 1 bursty.
+        pl.when((pl.col("gap_n") > 1) & (gap_sd + gap_mean > 0)).then((gap_sd - gap_mean) / (gap_sd + gap_mean)).alias("burstiness"),
+        pl.when(pages > 0).then(pl.col("assets") / pages).otherwise(0.0).alias("assets_per_page"),
+        share("assets").alias("asset_share"),
+        share("product_pages", pages).alias("product_share"),
+        share("api_hits").alias("api_share"),
+        share("listing_pages", pages).alias("listing_share"),
+        share("paginated_hits").alias("paginated_share"),
+        share("sort_filter_hits").alias("sort_filter_share"),
+        share("head_requests").alias("head_share"),
+        share("post_requests").alias("post_share"),
+        share("no_referer_hits").alias("no_referer_share"),
+        share("no_referer_hits", pages).clip(0, 1).alias("no_referer_page_share"),
+        share("status_4xx").alias("error_4xx_share"),
+        share("status_404").alias("error_404_share"),
+        share("status_429").alias("error_429_share"),
+        share("status_5xx").alias("error_5xx_share"),
+        share("night_hits").alias("night_share"),
+        share("probe_hits").alias("probe_share"),
+        share("attack_hits").alias("attack_share"),
+        share("bad_requests").alias("bad_request_share"),
+        share("seq_steps", pl.col("seq_pairs").cast(pl.Float64)).alias("seq_walk_share"),
+        (pl.col("api_hits") > 0) & (pl.col("product_pages") == 0),
+    ]
+    exprs[-1] = exprs[-1].alias("api_without_product")
+    return exprs
+

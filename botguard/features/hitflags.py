@@ -1,0 +1,110 @@
+"""Per-hit derived columns: what kind of request each line is (asset, product, API, probe…).
+
+All vectorized Polars expressions built from the URL patterns in the ``catalogue`` config,
+so a shop with other URL shapes is one YAML edit away.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from botguard.config.models import Config
+
+
+def _any(col: pl.Expr, patterns: list[str]) -> pl.Expr:
+    if not patterns:
+        return pl.lit(False)
+    return pl.any_horizontal([col.str.contains(p) for p in patterns]).fill_null(False)
+
+
+def _param_present(query: pl.Expr, names: list[str]) -> pl.Expr:
+    if not names:
+        return pl.lit(False)
+    alt = "|".join(names)
+    return query.str.contains(f"(?i)(?:^|&)(?:{alt})=").fill_null(False)
+
+
+def client_key_expr(cfg: Config) -> pl.Expr:
+    """The configured client key as a string expression."""
+    key = cfg.session.key
+    ip = pl.col("client_ip")
+    if key == "ip":
+        return pl.coalesce(ip, pl.lit("-"))
+    if key == "ip+user_agent":
+        return pl.concat_str([pl.coalesce(ip, pl.lit("-")), pl.coalesce(pl.col("user_agent"), pl.lit(""))], separator=" | ")
+    if key == "ipv6_64":
+        # IPv6 clients grouped by /64 (one subscriber's prefix); IPv4 stays per address.
+        return pl.coalesce(ip.map_batches(_v6_prefix64, return_dtype=pl.String), pl.lit("-"))
+    field = key.split(":", 1)[1]
+    return pl.coalesce(pl.col(field), pl.lit("-"))
+
+
+def _v6_prefix64(ips: pl.Series) -> pl.Series:
+    """Per distinct address (not per row): IPv6 → canonical /64 text, IPv4 unchanged."""
+    import ipaddress
+
+    uniq = ips.drop_nulls().unique()
+    mapping = {
+        v: str(ipaddress.ip_network(v + "/64", strict=False)) for v in uniq.to_list() if ":" in v
+    }
+    if not mapping:
+        return ips
+    return ips.replace(mapping)
+
+
+def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
+    cat = cfg.catalogue
+    path = pl.col("path").fill_null("")
+    lpath = path.str.to_lowercase()
+    query = pl.col("query")
+    ext_alt = "|".join(e.lower() for e in cat.asset_extensions)
+    is_asset = lpath.str.contains(rf"\.(?:{ext_alt})$") | (
+        pl.any_horizontal([lpath.str.starts_with(p.lower()) for p in cat.asset_prefixes])
+        if cat.asset_prefixes else pl.lit(False)
+    )
+    product_from_path = pl.coalesce([path.str.extract(p, 1) for p in cat.product_patterns]) if cat.product_patterns else pl.lit(None, pl.String)
+    if cat.product_query_params:
+        alt = "|".join(cat.product_query_params)
+        product_from_query = query.str.extract(f"(?i)(?:^|&)(?:{alt})=([^&]+)", 1)
+    else:
+        product_from_query = pl.lit(None, pl.String)
+    is_api = _any(path, cat.api_patterns)
+    robots = lpath.is_in([p.lower() for p in cat.robots_paths])
+    sitemap = _any(path, cat.sitemap_patterns)
+    target = pl.concat_str([path, pl.lit("?"), query.fill_null("")])
+    status = pl.col("status")
+    tz = cfg.site.timezone
+    start, end = cfg.site.night_hours
+    hour = pl.col("ts").dt.convert_time_zone(tz).dt.hour()
+    night = (hour >= start) & (hour < end) if start <= end else (hour >= start) | (hour < end)
+
+    lf = hits.lazy() if isinstance(hits, pl.DataFrame) else hits
+    return lf.with_columns(
+        client_key_expr(cfg).alias("client"),
+        is_asset.fill_null(False).alias("is_asset"),
+        pl.coalesce(product_from_path, product_from_query).alias("product_key"),
+        is_api.alias("is_api"),
+        _any(path, cat.listing_patterns).alias("is_listing"),
+        _param_present(query, cat.pagination_params).alias("is_paginated"),
+        _param_present(query, cat.sort_filter_params).alias("is_sorted_filtered"),
+        _any(path, cat.cart_patterns).alias("is_cart"),
+        _any(path, cat.checkout_patterns).alias("is_checkout"),
+        _any(path, cat.login_patterns).alias("is_login"),
+        robots.fill_null(False).alias("is_robots"),
+        sitemap.alias("is_sitemap"),
+        _any(path, cat.probe_patterns).alias("is_probe"),
+        _any(target, cat.attack_patterns).alias("is_attack"),
+        (pl.col("method") == "HEAD").fill_null(False).alias("is_head"),
+        (pl.col("method") == "POST").fill_null(False).alias("is_post"),
+        (pl.col("method").is_null() | (~pl.col("protocol").fill_null("HTTP/1.1").str.contains(r"^HTTP/(?:0\.9|1\.0|1\.1|2(?:\.0)?|3)$"))).alias("is_bad_request"),
+        pl.col("referer").is_null().alias("no_referer"),
+        status.is_between(400, 499).fill_null(False).alias("is_4xx"),
+        (status == 404).fill_null(False).alias("is_404"),
+        (status == 429).fill_null(False).alias("is_429"),
+        (status >= 500).fill_null(False).alias("is_5xx"),
+        night.fill_null(False).alias("is_night"),
+    ).with_columns(
+        (pl.col("product_key").is_not_null() & ~pl.col("is_asset") & ~pl.col("is_api")).alias("is_product"),
+        (~pl.col("is_asset")).alias("is_page"),
+        pl.col("product_key").str.extract(r"(\d{1,15})$", 1).cast(pl.Int64, strict=False).alias("product_num"),
+    )

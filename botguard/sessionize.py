@@ -1,0 +1,132 @@
+"""Sessions per client by inactivity gap, over a stream of batches, using event time only.
+
+State carried between batches is small and per client: the last timestamp, the current
+session number and the last product number (for sequential walks). Hits within the
+out-of-order tolerance of a batch's end are held back and re-sorted with the next batch, and
+the hold-back starts on a minute boundary so per-window peaks never straddle two batches —
+which is why results do not depend on batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import polars as pl
+
+from botguard.config.models import Config
+
+_LAST_SCHEMA = {
+    "client": pl.String,
+    "_last_ts": pl.Datetime("us", "UTC"),
+    "_last_session": pl.Int64,
+    "_last_product_num": pl.Int64,
+}
+
+
+class Sessionizer:
+    """Feed batches of flagged hits (``features.hitflags.flag_hits``) with ``push``; each call
+    returns hits that are final, with ``session_no``, ``gap_s``, ``new_session`` and
+    ``seq_step`` columns. ``flush`` returns the held-back tail at the end of the stream."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.gap_s = cfg.session.gap
+        self.tolerance_s = cfg.session.out_of_order_tolerance
+        self.last = pl.DataFrame(schema=_LAST_SCHEMA)
+        self.tail: pl.DataFrame | None = None
+        self.late_hits = 0
+
+    def push(self, hits: pl.DataFrame) -> pl.DataFrame:
+        if self.tail is not None and len(self.tail):
+            hits = pl.concat([self.tail, hits], how="diagonal_relaxed")
+        if hits.is_empty():
+            return hits
+        max_ts = hits["ts"].max()
+        assert max_ts is not None
+        cutoff = max_ts - timedelta(seconds=self.tolerance_s)  # type: ignore[operator]
+        cutoff = cutoff.replace(second=0, microsecond=0)
+        ready = hits.filter(pl.col("ts") < cutoff)
+        self.tail = hits.filter(pl.col("ts") >= cutoff)
+        return self._assign(ready)
+
+    def flush(self) -> pl.DataFrame:
+        tail, self.tail = self.tail, None
+        if tail is None or tail.is_empty():
+            return pl.DataFrame()
+        return self._assign(tail)
+
+    def _assign(self, hits: pl.DataFrame) -> pl.DataFrame:
+        if hits.is_empty():
+            return hits
+        gap = self.gap_s
+        df = (
+            hits.sort(["client", "ts", "line_no"])
+            .join(self.last, on="client", how="left")
+            .with_columns(pl.col("ts").shift(1).over("client").alias("_prev_ts"))
+        )
+        prev = pl.coalesce(pl.col("_prev_ts"), pl.col("_last_ts"))
+        raw_gap = (pl.col("ts") - prev).dt.total_microseconds() / 1e6
+        df = df.with_columns(
+            raw_gap.alias("_raw_gap"),
+        ).with_columns(
+            # Beyond the tolerance a line can arrive before the carried last_ts: count it, treat
+            # it as simultaneous.
+            pl.col("_raw_gap").clip(lower_bound=0).alias("gap_s"),
+        )
+        self.late_hits += int(df.select((pl.col("_raw_gap") < 0).sum()).item())
+        new_session = pl.col("gap_s").is_null() | (pl.col("gap_s") > gap)
+        df = df.with_columns(new_session.alias("new_session")).with_columns(
+            (
+                pl.col("_last_session").fill_null(-1)
+                + pl.col("new_session").cast(pl.Int64).cum_sum().over("client")
+            ).alias("session_no")
+        )
+        # Sequential-id walks: the previous product number seen by this client (carried too).
+        prod = pl.when(pl.col("is_product")).then(pl.col("product_num"))
+        prev_prod = pl.coalesce(
+            prod.forward_fill().shift(1).over("client"), pl.col("_last_product_num")
+        )
+        df = df.with_columns(
+            pl.when(pl.col("is_product") & pl.col("product_num").is_not_null())
+            .then((pl.col("product_num") - prev_prod).abs() == 1)
+            .otherwise(None)
+            .alias("seq_step"),
+            (pl.col("is_product") & pl.col("product_num").is_not_null() & prev_prod.is_not_null()).alias("seq_pair"),
+        )
+        new_last = df.group_by("client").agg(
+            pl.col("ts").max().alias("_last_ts"),
+            pl.col("session_no").max().alias("_last_session"),
+            pl.col("product_num").filter(pl.col("is_product")).drop_nulls().last().alias("_new_prod"),
+        )
+        merged = (
+            self.last.join(new_last, on="client", how="full", coalesce=True, suffix="_n")
+            .select(
+                "client",
+                pl.coalesce("_last_ts_n", "_last_ts").alias("_last_ts"),
+                pl.coalesce("_last_session_n", "_last_session").alias("_last_session"),
+                pl.coalesce("_new_prod", "_last_product_num").alias("_last_product_num"),
+            )
+        )
+        self.last = merged
+        return df.drop(["_prev_ts", "_last_ts", "_last_session", "_last_product_num", "_raw_gap"])
+
+
+def sessionize_stream(batches: Iterator[pl.DataFrame], cfg: Config) -> Iterator[pl.DataFrame]:
+    s = Sessionizer(cfg)
+    for b in batches:
+        out = s.push(b)
+        if len(out):
+            yield out
+    out = s.flush()
+    if len(out):
+        yield out
+
+
+def sessionize(hits: pl.DataFrame, cfg: Config) -> pl.DataFrame:
+    """In-memory convenience: flagged hits → the same hits with session columns."""
+    from botguard.features.hitflags import flag_hits
+
+    if "client" not in hits.columns:
+        hits = flag_hits(hits, cfg).collect()
+    parts = list(sessionize_stream(iter([hits]), cfg))
+    return pl.concat(parts) if parts else hits
