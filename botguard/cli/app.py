@@ -465,7 +465,11 @@ def allow_list(state: StateArg) -> None:
     """List manual allow entries. Example: botguard allow list --state s.db"""
     from botguard.pipeline import manual_entry
 
-    manual_entry("allow", "list", None, state)
+    from botguard.cli import render
+
+    rows = manual_entry("allow", "list", None, state)
+    if rows is not None:
+        render.table("allow entries", rows.columns, [list(r) for r in rows.iter_rows()])
 
 
 @block_app.command("add")
@@ -493,7 +497,11 @@ def block_list(state: StateArg) -> None:
     """List manual block entries. Example: botguard block list --state s.db"""
     from botguard.pipeline import manual_entry
 
-    manual_entry("block", "list", None, state)
+    from botguard.cli import render
+
+    rows = manual_entry("block", "list", None, state)
+    if rows is not None:
+        render.table("block entries", rows.columns, [list(r) for r in rows.iter_rows()])
 
 
 def main() -> None:

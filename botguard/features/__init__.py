@@ -46,6 +46,8 @@ class FeatureResult:
     timeline: pl.DataFrame
     warnings: list[str] = field(default_factory=list)
     late_hits: int = 0
+    product_regs: pl.DataFrame | None = None  # HLL registers per client (campaign overlap)
+    parse_stats: Any = None
 
 
 def build_features(
@@ -86,6 +88,7 @@ def build_features(
         timeline=acc.timeline if acc.timeline is not None else pl.DataFrame(),
         warnings=warnings,
         late_hits=sess.late_hits,
+        product_regs=acc.regs.get("products"),
     )
 
 

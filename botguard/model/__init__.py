@@ -1,1 +1,22 @@
-"""botguard.model."""
+"""The classifier beside the rules: scikit-learn, trained on simulated labelled traffic.
+
+``predict`` is what the pipeline calls; it returns None (with a warning) when no model can be
+loaded, so ``analyze`` still runs on rules alone.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from botguard.config.models import Config
+
+
+def predict(clients: pl.DataFrame, cfg: Config, warnings: list[str]) -> pl.DataFrame | None:
+    from botguard.model.artifact import load_model, model_path
+
+    path = model_path(cfg)
+    if path is None or not path.exists():
+        warnings.append(f"no model at {path}: scoring on rules only (run `make model` or `botguard train`)")
+        return None
+    model = load_model(path)
+    return model.score(clients)

@@ -1,1 +1,171 @@
-"""botguard.rules."""
+"""YAML rules → Polars expressions over the client feature frame, with reasons.
+
+A rule's ``when`` is a small expression language parsed with :mod:`ast` and translated node by
+node (never ``eval``): column names, numbers, strings, true/false, comparisons, ``and`` /
+``or`` / ``not``, ``+ - * /`` and ``x in ['a', 'b']``. A missing value never matches.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from botguard.config.loader import register_validator
+from botguard.config.models import Config, RuleSpec
+
+
+class RuleSyntaxError(ValueError):
+    pass
+
+
+_CMP = {
+    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
+    ast.Eq: operator.eq, ast.NotEq: operator.ne,
+}
+_BIN = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+def compile_when(text: str, columns: set[str] | None = None) -> pl.Expr:
+    """Translate a rule condition to a boolean Polars expression (nulls → False)."""
+    try:
+        tree = ast.parse(text.replace("&&", " and ").replace("||", " or "), mode="eval")
+    except SyntaxError as exc:
+        raise RuleSyntaxError(f"cannot parse {text!r}: {exc.msg}") from None
+    expr = _node(tree.body, columns)
+    return expr.cast(pl.Boolean).fill_null(False)
+
+
+def _node(node: ast.AST, columns: set[str] | None) -> pl.Expr:
+    if isinstance(node, ast.BoolOp):
+        parts = [_node(v, columns).cast(pl.Boolean).fill_null(False) for v in node.values]
+        return pl.all_horizontal(parts) if isinstance(node.op, ast.And) else pl.any_horizontal(parts)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return ~_node(node.operand, columns).cast(pl.Boolean).fill_null(False)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return -_node(node.operand, columns)
+    if isinstance(node, ast.Compare):
+        left = _node(node.left, columns)
+        parts = []
+        for op, comp in zip(node.ops, node.comparators, strict=True):
+            if isinstance(op, ast.In | ast.NotIn):
+                if not isinstance(comp, ast.List | ast.Tuple):
+                    raise RuleSyntaxError("'in' needs a list like ['a', 'b']")
+                values = [_literal(v) for v in comp.elts]
+                e = left.is_in(values)
+                parts.append(~e if isinstance(op, ast.NotIn) else e)
+            elif type(op) in _CMP:
+                right = _node(comp, columns)
+                parts.append(_CMP[type(op)](left, right))
+                left = right
+            else:
+                raise RuleSyntaxError(f"unsupported comparison {type(op).__name__}")
+        return pl.all_horizontal(parts) if len(parts) > 1 else parts[0]
+    if isinstance(node, ast.BinOp) and type(node.op) in _BIN:
+        return _BIN[type(node.op)](_node(node.left, columns), _node(node.right, columns))
+    if isinstance(node, ast.Name):
+        if node.id in ("true", "True"):
+            return pl.lit(True)
+        if node.id in ("false", "False"):
+            return pl.lit(False)
+        if columns is not None and node.id not in columns:
+            close = _close(node.id, columns)
+            raise RuleSyntaxError(
+                f"unknown feature {node.id!r}" + (f" (did you mean {', '.join(close)}?)" if close else "")
+                + "; `botguard features --level client` lists the columns"
+            )
+        return pl.col(node.id)
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool):
+        return pl.lit(node.value)
+    raise RuleSyntaxError(f"unsupported expression: {ast.unparse(node)!r}")
+
+
+def _literal(node: ast.AST) -> Any:
+    if isinstance(node, ast.Constant):
+        return node.value
+    raise RuleSyntaxError("list items must be literals")
+
+
+def _close(name: str, columns: set[str]) -> list[str]:
+    import difflib
+
+    return difflib.get_close_matches(name, sorted(columns), n=3)
+
+
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+
+def render_reason(template: str, row: dict[str, Any]) -> str:
+    """'{product_pages_per_min:.0f} product pages/min' with the client's values."""
+
+    def sub(m: re.Match[str]) -> str:
+        value = row.get(m.group(1))
+        spec = m.group(2) or ""
+        if value is None:
+            return "?"
+        try:
+            return format(value, spec)
+        except (ValueError, TypeError):
+            return str(value)
+
+    return _FIELD.sub(sub, template)
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    spec: RuleSpec
+    expr: pl.Expr
+
+
+def compile_rules(cfg: Config, columns: set[str] | None = None) -> list[CompiledRule]:
+    return [CompiledRule(r, compile_when(r.when, columns)) for r in cfg.rules if r.enabled]
+
+
+def evaluate(clients: pl.DataFrame, cfg: Config) -> pl.DataFrame:
+    """One row per (client, matched rule): client, rule, weight, kind, reason."""
+    rules = compile_rules(cfg, set(clients.columns))
+    if not rules or clients.is_empty():
+        return pl.DataFrame(schema={"client": pl.String, "rule": pl.String, "weight": pl.Float64, "kind": pl.String, "reason": pl.String})
+    matches = clients.select("client", *[r.expr.alias(r.spec.id) for r in rules])
+    long = matches.unpivot(index="client", variable_name="rule", value_name="hit").filter(pl.col("hit"))
+    if long.is_empty():
+        return pl.DataFrame(schema={"client": pl.String, "rule": pl.String, "weight": pl.Float64, "kind": pl.String, "reason": pl.String})
+    by_id = {r.spec.id: r.spec for r in rules}
+    # Reasons are formatted per matched (client, rule): per distinct client, not per hit.
+    needed = sorted({m.group(1) for r in rules for m in _FIELD.finditer(r.spec.reason)} & set(clients.columns))
+    rows = {
+        row["client"]: row
+        for row in clients.filter(pl.col("client").is_in(long["client"].unique())).select("client", *needed).iter_rows(named=True)
+    }
+    reasons = [render_reason(by_id[rule].reason, rows[client]) for client, rule in long.select("client", "rule").iter_rows()]
+    return long.select(
+        "client",
+        "rule",
+        pl.col("rule").replace_strict({k: v.weight for k, v in by_id.items()}, return_dtype=pl.Float64).alias("weight"),
+        pl.col("rule").replace_strict({k: v.kind for k, v in by_id.items()}, return_dtype=pl.String).alias("kind"),
+        pl.Series("reason", reasons, dtype=pl.String),
+    )
+
+
+@register_validator
+def _validate(cfg: Config) -> list[tuple[tuple[Any, ...], str]]:
+    from botguard.schema import CLIENT_FEATURE_COLUMNS
+
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    seen: set[str] = set()
+    for i, rule in enumerate(cfg.rules):
+        if rule.id in seen:
+            problems.append((("rules", i, "id"), f"duplicate rule id {rule.id!r}"))
+        seen.add(rule.id)
+        try:
+            compile_when(rule.when, CLIENT_FEATURE_COLUMNS)
+        except RuleSyntaxError as exc:
+            problems.append((("rules", i, "when"), str(exc)))
+        for m in _FIELD.finditer(rule.reason):
+            if m.group(1) not in CLIENT_FEATURE_COLUMNS:
+                problems.append((("rules", i, "reason"), f"unknown feature {{{m.group(1)}}} in reason"))
+    return problems

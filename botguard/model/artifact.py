@@ -1,0 +1,138 @@
+"""The model artifact: a classifier and an anomaly detector with their metadata, saved with
+``skops.io`` so that loading never executes code from the file.
+
+A file is refused (clearly) when its feature list or scikit-learn version does not match this
+botguard, or when it contains any type outside a short allow-list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from botguard.config.models import Config
+from botguard.errors import ModelError
+
+#: Shape-agnostic client features the model sees (rates, shares, timing, agent, network).
+FEATURES: list[str] = [
+    "req_per_min", "pages_per_min", "peak_req_per_10s", "peak_req_per_min", "gap_median_s",
+    "gap_cv", "burstiness", "assets_per_page", "asset_share", "product_share", "api_share",
+    "listing_share", "paginated_share", "sort_filter_share", "head_share", "post_share",
+    "no_referer_page_share", "error_4xx_share", "error_404_share", "error_429_share",
+    "night_share", "probe_share", "attack_share", "bad_request_share", "seq_walk_share",
+    "catalogue_coverage", "product_revisit_share", "library_ua_share", "scanner_ua_share",
+    "headless_ua_share", "browser_ua_share", "crawler_ua_share", "empty_ua_share",
+    "malformed_ua_share", "stale_ua_share", "crawler_claim_share", "log_requests",
+    "log_sessions", "log_distinct_agents", "agents_per_request", "log_clients_per_agent",
+    "is_datacenter_num", "fake_crawler_num", "log_clients_in_prefix", "log_distinct_paths",
+    "shopping_share", "robots_share",
+]
+
+_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.", "scipy.")
+
+
+def model_path(cfg: Config) -> Path:
+    if cfg.model.path:
+        return Path(cfg.model.path).expanduser()
+    return Path(str(resources.files("botguard") / "data" / "model.skops"))
+
+
+def feature_matrix(clients: pl.DataFrame) -> np.ndarray:
+    """Client frame → the model's feature matrix (NaN where unknown; the trees handle it)."""
+    def col(name: str) -> pl.Expr:
+        return pl.col(name).cast(pl.Float64) if name in clients.columns else pl.lit(None, pl.Float64)
+
+    derived = clients.select(
+        *[col(f) for f in FEATURES if f in clients.columns and f not in ("is_datacenter_num", "fake_crawler_num")],
+        (col("requests") + 1).log().alias("log_requests"),
+        (col("sessions") + 1).log().alias("log_sessions"),
+        (col("distinct_agents") + 1).log().alias("log_distinct_agents"),
+        (col("distinct_agents") / col("requests")).alias("agents_per_request"),
+        (col("clients_per_agent") + 1).log().alias("log_clients_per_agent"),
+        col("is_datacenter").alias("is_datacenter_num"),
+        col("fake_crawler").alias("fake_crawler_num"),
+        (col("clients_in_prefix") + 1).log().alias("log_clients_in_prefix"),
+        (col("distinct_paths") + 1).log().alias("log_distinct_paths"),
+        ((col("cart_hits") + col("checkout_hits") + col("login_hits")) / col("requests")).alias("shopping_share"),
+        (col("robots_hits") / col("requests")).alias("robots_share"),
+    )
+    missing = [f for f in FEATURES if f not in derived.columns]
+    derived = derived.with_columns([pl.lit(None, pl.Float64).alias(m) for m in missing])
+    return derived.select(FEATURES).to_numpy().astype(np.float64)
+
+
+@dataclass
+class BotModel:
+    classifier: Any
+    anomaly: Any
+    meta: dict[str, Any]
+
+    def score(self, clients: pl.DataFrame) -> pl.DataFrame:
+        X = feature_matrix(clients)
+        proba = self.classifier.predict_proba(X)[:, 1]
+        Xa = np.nan_to_num(X, nan=-1.0)
+        # decision_function < 0 means outlier; squash to 0..1 with 0.5 at the boundary.
+        d = self.anomaly.decision_function(Xa)
+        anomaly = 1 / (1 + np.exp(np.clip(d * 20, -50, 50)))
+        return pl.DataFrame({
+            "client": clients["client"],
+            "model_score": np.round(proba, 4),
+            "anomaly_score": np.round(anomaly, 4),
+        })
+
+
+def versions() -> dict[str, str]:
+    import sklearn
+    import skops
+
+    from botguard import __version__
+
+    return {"botguard": __version__, "scikit-learn": sklearn.__version__, "skops": skops.__version__, "numpy": np.__version__}
+
+
+def save_model(model: BotModel, path: Path) -> None:
+    import skops.io as sio
+
+    from botguard.sinks.atomic import atomic_write
+
+    blob = sio.dumps({"classifier": model.classifier, "anomaly": model.anomaly, "meta": model.meta})
+    atomic_write(path, blob)
+
+
+def load_model(path: Path) -> BotModel:
+    import sklearn
+    import skops.io as sio
+
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:
+        raise ModelError(f"{path}: not a readable skops model file ({exc})") from None
+    bad = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
+    if bad:
+        raise ModelError(f"{path}: refusing to load types outside the allow-list: {', '.join(sorted(bad)[:5])}")
+    try:
+        obj = sio.load(path, trusted=untrusted)
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot load model ({exc})") from None
+    if not isinstance(obj, dict) or not {"classifier", "anomaly", "meta"} <= set(obj):
+        raise ModelError(f"{path}: not a botguard model (missing classifier/anomaly/meta)")
+    meta = obj["meta"]
+    if meta.get("features") != FEATURES:
+        raise ModelError(
+            f"{path}: model features do not match this botguard ({len(meta.get('features') or [])} vs {len(FEATURES)})",
+            hint="retrain with `make model` or `botguard train`",
+        )
+    trained = str(meta.get("versions", {}).get("scikit-learn", "?"))
+    if trained.split(".")[:2] != sklearn.__version__.split(".")[:2]:
+        raise ModelError(
+            f"{path}: trained with scikit-learn {trained}, running {sklearn.__version__}",
+            hint="retrain with `make model` or `botguard train` for this version",
+        )
+    return BotModel(obj["classifier"], obj["anomaly"], meta)
+
+

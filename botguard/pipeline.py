@@ -1,0 +1,386 @@
+"""The one module that wires stages together: sources → parsers → sessions → features →
+rules + model → scoring → policy → sinks. The CLI calls these functions; nothing here
+imports the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import polars as pl
+
+from botguard import __version__
+from botguard.config import Config, config_hash
+from botguard.errors import BotguardError, InputError
+from botguard.ingest import Ingest, ParseStats
+
+ProgressFactory = Callable[[int | None], AbstractContextManager[Callable[[int], None]]]
+
+
+def _progress(progress: ProgressFactory | None, ing: Ingest) -> AbstractContextManager[Callable[[int], None]]:
+    if progress is None:
+        return nullcontext(lambda n: None)
+    return progress(ing.total_bytes())
+
+
+# --------------------------------------------------------------------------- parse
+@dataclass
+class ParseResult:
+    stats: ParseStats
+    extra: dict[str, Any]
+
+
+def parse_logs(
+    inputs: list[str], cfg: Config, *, format: str | None = None, output: Path | None = None,
+    rejects: IO[str] | None = None, strict: bool = False, progress: ProgressFactory | None = None,
+) -> ParseResult:
+    """Stream logs to Parquet (one row group per batch, memory flat) and summarize."""
+    import pyarrow.parquet as pq
+
+    from botguard.schema import HITS_SCHEMA
+
+    ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
+    writer = None
+    tmp = output.with_name(f".{output.name}.tmp") if output else None
+    clients: pl.Series | None = None
+    agents: pl.DataFrame | None = None
+    try:
+        with _progress(progress, ing) as advance:
+            ing.on_progress = advance
+            for batch in ing.batches():
+                if tmp is not None:
+                    table = batch.to_arrow()
+                    if writer is None:
+                        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                    writer.write_table(table)
+                c = batch["client_ip"].drop_nulls().unique()
+                clients = c if clients is None else pl.concat([clients, c]).unique()
+                a = batch.group_by("user_agent").len()
+                agents = a if agents is None else pl.concat([agents, a]).group_by("user_agent").agg(pl.col("len").sum())
+        stats = ing.finish()
+        if tmp is not None and output is not None:
+            if writer is None:
+                pl.DataFrame(schema=HITS_SCHEMA).write_parquet(tmp)
+            else:
+                writer.close()
+                writer = None
+            tmp.replace(output)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
+    top = agents.sort(["len", "user_agent"], descending=[True, False], nulls_last=True).head(10) if agents is not None else None
+    extra = {
+        "distinct_clients": 0 if clients is None else len(clients),
+        "top_user_agents": [] if top is None else [(a, int(n)) for a, n in top.iter_rows()],
+    }
+    return ParseResult(stats, extra)
+
+
+# --------------------------------------------------------------------------- features
+def compute_features(
+    inputs: list[str], cfg: Config, *, format: str | None = None, rejects: IO[str] | None = None,
+    strict: bool = False, progress: ProgressFactory | None = None, ranges: Any = None,
+) -> Any:
+    from botguard.features import build_features
+
+    ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
+    with _progress(progress, ing) as advance:
+        ing.on_progress = advance
+        result = build_features(ing.batches(), cfg, ranges=ranges)
+    result.parse_stats = ing.finish()
+    return result
+
+
+# --------------------------------------------------------------------------- analyze
+@dataclass
+class AnalyzeResult:
+    decisions: pl.DataFrame
+    entries: pl.DataFrame
+    summary: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    refused: str | None = None
+
+    def top_offenders(self, n: int) -> list[dict[str, Any]]:
+        d = self.decisions.filter(pl.col("action").is_in(["block", "challenge"])).head(n)
+        return list(d.iter_rows(named=True))
+
+
+def score_clients(clients: pl.DataFrame, cfg: Config, *, product_regs: pl.DataFrame | None = None, force: bool = False) -> Any:
+    """Rules + model → scores → policy. Returns a PolicyResult (decisions, entries, …)."""
+    from botguard import rules as rules_mod
+    from botguard.model import predict
+    from botguard.policy import decide
+    from botguard.scoring import model_evidence, score
+
+    evidence = rules_mod.evaluate(clients, cfg)
+    warnings: list[str] = []
+    model_scores = predict(clients, cfg, warnings) if cfg.model.enabled else None
+    evidence = pl.concat([evidence, model_evidence(model_scores, cfg)], how="diagonal_relaxed")
+    scored = score(clients, evidence)
+    result = decide(clients, scored, cfg, product_regs=product_regs, force=force)
+    result.notes.extend(warnings)
+    if model_scores is not None:
+        result.decisions = result.decisions.join(model_scores.select("client", "model_score"), on="client", how="left")
+    return result
+
+
+def analyze(
+    inputs: list[str], cfg: Config, *, out_dir: Path, format: str | None = None,
+    state_path: Path | None = None, exports: list[tuple[str, Path]] | None = None,
+    force: bool = False, rejects: IO[str] | None = None, strict: bool = False,
+    config_path: Path | None = None, progress: ProgressFactory | None = None, ranges: Any = None,
+) -> AnalyzeResult:
+    from botguard.features import build_features
+    from botguard.sinks.atomic import atomic_write
+
+    t0 = time.perf_counter()
+    ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
+    with _progress(progress, ing) as advance:
+        ing.on_progress = advance
+        feats = build_features(ing.batches(), cfg, ranges=ranges, on_batch=None)
+    stats = ing.finish()
+    t_feat = time.perf_counter()
+    clients = feats.clients
+    warnings = list(feats.warnings)
+    if clients.is_empty():
+        from botguard.schema import BLOCK_ENTRIES_SCHEMA, DECISIONS_SCHEMA
+
+        decisions = pl.DataFrame(schema=DECISIONS_SCHEMA)
+        entries = pl.DataFrame(schema=BLOCK_ENTRIES_SCHEMA)
+        refused = None
+        campaigns: list[dict[str, Any]] = []
+        notes: list[str] = []
+    else:
+        res = score_clients(clients, cfg, product_regs=getattr(feats, "product_regs", None), force=force)
+        decisions, entries, refused, campaigns, notes = res.decisions, res.entries, res.refused, res.campaigns, res.notes
+    warnings.extend(notes)
+    t_score = time.perf_counter()
+
+    as_of = stats.last_ts or datetime.now(UTC)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    chash = config_hash(cfg)
+    if state_path is not None and refused is None:
+        from botguard.state import StateStore
+
+        store = StateStore(state_path)
+        try:
+            store.record(entries, as_of, cfg.state)
+            entries = store.active(as_of)
+        finally:
+            store.close()
+    header = {
+        "generator": f"botguard {__version__}",
+        "config_hash": chash,
+        "data_from": stats.first_ts.isoformat() if stats.first_ts else None,
+        "data_to": stats.last_ts.isoformat() if stats.last_ts else None,
+    }
+    # Decisions and features are always written (they explain the refusal, too).
+    decisions.write_parquet(out_dir / "decisions.parquet")
+    atomic_write(out_dir / "decisions.jsonl", _jsonl(decisions))
+    if len(clients):
+        clients.write_parquet(out_dir / "features.parquet")
+        feats.samples.write_parquet(out_dir / "samples.parquet")
+    blocklist_info: dict[str, Any]
+    if refused is None:
+        entries.write_parquet(out_dir / "entries.parquet")
+        atomic_write(out_dir / "blocklist.txt", _blocklist_text(entries, header))
+        blocklist_info = {"written": True, "path": str(out_dir / "blocklist.txt"), "entries": len(entries)}
+        for fmt, path in exports or []:
+            from botguard.sinks.export import write_export
+
+            r = write_export(entries, fmt, path, generated_at=as_of, config_hash=chash)
+            blocklist_info.setdefault("exports", []).append({"format": fmt, "path": str(path), "written": r.written})
+    else:
+        blocklist_info = {"written": False, "refused": refused, "entries": len(entries)}
+    t_out = time.perf_counter()
+    summary = _summary(decisions, entries, stats, feats, campaigns, blocklist_info, header, warnings,
+                       {"features_s": round(t_feat - t0, 3), "scoring_s": round(t_score - t_feat, 3), "output_s": round(t_out - t_score, 3), "total_s": round(t_out - t0, 3)})
+    atomic_write(out_dir / "summary.json", (json.dumps(summary, indent=2, default=str) + "\n").encode())
+    try:
+        from botguard.sinks.report import write_report
+
+        write_report(out_dir / "report.html", decisions=decisions, timeline=_timeline(feats.timeline, decisions), summary=summary)
+    except ImportError:
+        pass
+    return AnalyzeResult(decisions, entries, summary, warnings, refused)
+
+
+def _timeline(timeline: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
+    if timeline.is_empty():
+        return pl.DataFrame(schema={"bucket": pl.Datetime("us", "UTC"), "action": pl.String, "requests": pl.Int64})
+    return (
+        timeline.join(decisions.select("client", "action"), on="client", how="left")
+        .group_by("bucket", "action").agg(pl.col("requests").sum())
+        .sort("bucket", "action")
+    )
+
+
+def _jsonl(decisions: pl.DataFrame) -> bytes:
+    if decisions.is_empty():
+        return b""
+    d = decisions.with_columns(
+        pl.col("first_seen").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        pl.col("last_seen").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    text = d.write_ndjson()
+    return text.encode() if isinstance(text, str) else b""
+
+
+def _blocklist_text(entries: pl.DataFrame, header: dict[str, Any]) -> bytes:
+    from botguard.sinks.export import render
+
+    gen = datetime.fromisoformat(header["data_to"]) if header.get("data_to") else datetime.now(UTC)
+    result = render(entries, "plain", generated_at=gen, config_hash=header["config_hash"])
+    data = result.data if isinstance(result.data, bytes) else b"".join(result.data.values())
+    extra = f"# data: {header.get('data_from')} .. {header.get('data_to')}\n".encode()
+    return extra + data
+
+
+def _summary(decisions: pl.DataFrame, entries: pl.DataFrame, stats: ParseStats, feats: Any, campaigns: list[dict[str, Any]],
+             blocklist: dict[str, Any], header: dict[str, Any], warnings: list[str], timings: dict[str, float]) -> dict[str, Any]:
+    actions = {a: 0 for a in ("block", "challenge", "monitor", "allow")}
+    for a, n in decisions.group_by("action").len().iter_rows():
+        actions[a] = int(n)
+    flagged = decisions.filter(pl.col("action") != "allow")
+    reasons: dict[str, int] = {}
+    kinds = {k: int(n) for k, n in flagged.group_by("kind").len().sort("len", descending=True).iter_rows()} if len(flagged) else {}
+    verified = {}
+    if "verified_crawler" in decisions.columns and len(decisions):
+        verified = {k: int(n) for k, n in decisions.filter(pl.col("verified_crawler").is_not_null()).group_by("verified_crawler").len().iter_rows()}
+    if len(flagged):
+        top_reasons = flagged.select(pl.col("reasons").list.first().str.replace(r"[\d.,%]+", "N").alias("r")).group_by("r").len().sort("len", descending=True).head(15)
+        reasons = {r: int(n) for r, n in top_reasons.iter_rows() if r}
+    hist = [0] * 10
+    if len(decisions):
+        for b, n in decisions.select((pl.col("score") * 10).floor().clip(0, 9).cast(pl.Int64).alias("b")).group_by("b").len().iter_rows():
+            hist[b] += int(n)
+    return {
+        **header,
+        "clients": len(decisions),
+        "actions": actions,
+        "kinds": kinds,
+        "reasons": reasons,
+        "score_histogram": hist,
+        "campaigns": campaigns,
+        "verified_crawlers": verified,
+        "blocklist": blocklist,
+        "parse": stats.to_dict(),
+        "sessions": len(feats.sessions),
+        "late_hits": feats.late_hits,
+        "warnings": warnings,
+        "timings_s": timings,
+    }
+
+
+# --------------------------------------------------------------------------- explain
+def explain_client(out_dir: Path, client: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    path = out_dir / "decisions.parquet"
+    if not path.exists():
+        raise InputError(f"{path}: not found", hint="run `botguard analyze … --out DIR` first")
+    decisions = pl.read_parquet(path)
+    row = decisions.filter(pl.col("client") == client)
+    if row.is_empty():
+        close = decisions.filter(pl.col("client").str.contains(client, literal=True)).head(5)["client"].to_list()
+        raise InputError(f"client {client!r} is not in {path}", hint=f"similar: {', '.join(close)}" if close else None)
+    decision = row.row(0, named=True)
+    feats: dict[str, Any] = {}
+    fpath = out_dir / "features.parquet"
+    if fpath.exists():
+        f = pl.read_parquet(fpath).filter(pl.col("client") == client)
+        if len(f):
+            feats = {k: v for k, v in f.row(0, named=True).items() if not isinstance(v, list | datetime) and k != "client"}
+    samples: list[str] = []
+    spath = out_dir / "samples.parquet"
+    if spath.exists():
+        s = pl.read_parquet(spath).filter(pl.col("client") == client)
+        for r in s.iter_rows(named=True):
+            q = f"?{r['query']}" if r["query"] else ""
+            samples.append(f"{r['source']}:{r['line_no']} {r['ts']:%Y-%m-%d %H:%M:%S} {r['method']} {r['path']}{q} {r['status']} \"{r['user_agent']}\"")
+    return decision, feats, samples
+
+
+# --------------------------------------------------------------------------- export / state
+@dataclass
+class ExportResult:
+    message: str
+
+
+def export_entries(
+    fmt: str, output: Path, *, from_dir: Path | None, state_path: Path | None, max_entries: int | None,
+    diff: Path | None, changes_only: bool, as_of: datetime | None,
+) -> ExportResult:
+    from botguard.sinks.export import diff_entries, read_plain, write_export
+
+    if (from_dir is None) == (state_path is None):
+        raise BotguardError("give exactly one of --from DIR or --state DB")
+    if from_dir is not None:
+        p = from_dir / "entries.parquet"
+        if not p.exists():
+            raise InputError(f"{p}: not found (was the blocklist refused?)", hint="run `botguard analyze --out DIR` first")
+        entries = pl.read_parquet(p)
+        when = as_of
+        if when is None:
+            summary = json.loads((from_dir / "summary.json").read_text()) if (from_dir / "summary.json").exists() else {}
+            when = datetime.fromisoformat(summary["data_to"]) if summary.get("data_to") else datetime.now(UTC)
+        chash = None
+    else:
+        from botguard.state import StateStore
+
+        assert state_path is not None
+        when = as_of or datetime.now(UTC)
+        store = StateStore(state_path)
+        try:
+            entries = store.active(when)
+        finally:
+            store.close()
+        chash = None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    note = ""
+    if diff is not None or changes_only:
+        if diff is None:
+            raise BotguardError("--changes-only needs --diff PREVIOUS (the list the WAF has now)")
+        previous = read_plain(diff)
+        added, removed = diff_entries(previous, entries)
+        write_export(added, fmt, output, generated_at=when, max_entries=max_entries, config_hash=chash)
+        removed_path = output.with_name(output.name + ".removed")
+        write_export(removed, "plain", removed_path, generated_at=when)
+        return ExportResult(f"wrote {len(added)} added entries to {output} and {len(removed)} removed to {removed_path}")
+    r = write_export(entries, fmt, output, generated_at=when, max_entries=max_entries, config_hash=chash)
+    if getattr(r, "dropped_over_cap", 0):
+        note = f"; dropped {r.dropped_over_cap} lower-priority entries over --max-entries {max_entries}"
+    return ExportResult(f"wrote {r.written} entries to {output} ({fmt}){note}")
+
+
+def manual_entry(kind: str, op: str, value: str | None, state_path: Path, *, ttl: str | None = None,
+                 note: str | None = None) -> pl.DataFrame | None:
+    """allow/block add|remove|list on the state store; ``list`` returns the rows."""
+    from botguard.config.types import parse_duration
+    from botguard.state import StateStore
+
+    store = StateStore(state_path)
+    try:
+        if op == "list":
+            rows = getattr(store, f"{kind}_list")()
+            return rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows)
+        assert value is not None
+        try:
+            if op == "add":
+                ttl_s = parse_duration(ttl) if ttl else None
+                getattr(store, f"{kind}_add")(value, ttl_s, note, datetime.now(UTC))
+            else:
+                getattr(store, f"{kind}_remove")(value)
+        except ValueError as exc:
+            raise BotguardError(str(exc)) from None
+        return None
+    finally:
+        store.close()

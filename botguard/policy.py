@@ -1,0 +1,229 @@
+"""Scores → actions, with the guard rails that keep a blocklist safe to load.
+
+Order matters and is deliberate: campaigns lift their members' scores first; thresholds give
+an action; then the caps only ever lower it (allowlists, verified crawlers, shared addresses,
+too little evidence). Network aggregation and the blast-radius cap work on the result.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from botguard.config.models import Config
+from botguard.features import sketches
+
+
+@dataclass
+class PolicyResult:
+    decisions: pl.DataFrame
+    entries: pl.DataFrame
+    campaigns: list[dict[str, object]] = field(default_factory=list)
+    refused: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | None, cfg: Config) -> pl.DataFrame:
+    """Groups of low-volume, asset-less, referer-less addresses sharing one agent string and
+    splitting the catalogue between them. Returns client, campaign, campaign_size, overlap."""
+    cc = cfg.policy.campaigns
+    empty = pl.DataFrame(schema={"client": pl.String, "campaign": pl.String, "campaign_size": pl.Int64, "campaign_overlap": pl.Float64})
+    if not cc.enabled or clients.is_empty() or product_regs is None or product_regs.is_empty():
+        return empty
+    cand = clients.filter(
+        (pl.col("requests") <= cc.max_requests_per_member)
+        & (pl.col("asset_share") <= cc.max_asset_share)
+        & (pl.col("no_referer_page_share") >= 0.8)
+        & (pl.col("product_pages") >= 2)
+        & pl.col("user_agent").is_not_null()
+        & (pl.col("crawler_status").fill_null("") != "verified")
+    ).select("client", "user_agent", "distinct_products")
+    groups = cand.group_by("user_agent").agg(pl.col("client"), pl.col("distinct_products").sum().alias("_sum")).filter(
+        pl.col("client").list.len() >= cc.min_members
+    )
+    if groups.is_empty():
+        return empty
+    p = cfg.sketches.precision
+    rows = []
+    for i, (agent, members, total) in enumerate(sorted(groups.iter_rows(), key=lambda r: (-len(r[1]), r[0]))):
+        regs = product_regs.filter(pl.col("client").is_in(members)).group_by("reg").agg(pl.col("rank").max()).with_columns(pl.lit("u").alias("client"))
+        union = float(sketches.estimate(regs, ["client"], p)["distinct"][0]) if len(regs) else 0.0
+        overlap = max(0.0, 1 - union / total) if total else 1.0
+        if overlap <= cc.max_overlap:
+            cid = f"C{i + 1}"
+            for m in members:
+                rows.append((m, cid, len(members), round(overlap, 3)))
+    if not rows:
+        return empty
+    return pl.DataFrame(rows, schema=empty.schema, orient="row")
+
+
+def decide(
+    clients: pl.DataFrame,
+    scored: pl.DataFrame,
+    cfg: Config,
+    *,
+    product_regs: pl.DataFrame | None = None,
+    force: bool = False,
+) -> PolicyResult:
+    pol = cfg.policy
+    th = pol.thresholds
+    camp = find_campaigns(clients, product_regs, cfg)
+    df = clients.join(scored, on="client", how="left").join(camp, on="client", how="left")
+    # Campaign members are decided as a group: the campaign is the evidence.
+    camp_reason = pl.format(
+        "member of campaign {}: {} addresses, same agent, no assets, disjoint catalogue slices (overlap {})",
+        pl.col("campaign"), pl.col("campaign_size"), pl.col("campaign_overlap"),
+    )
+    df = df.with_columns(
+        pl.when(pl.col("campaign").is_not_null()).then(pl.max_horizontal(pl.col("score"), pl.lit(0.9))).otherwise(pl.col("score")).alias("score"),
+        pl.when(pl.col("campaign").is_not_null())
+        .then(pl.concat_list(camp_reason, pl.col("reasons")))
+        .otherwise(pl.col("reasons")).alias("reasons"),
+        pl.when(pl.col("campaign").is_not_null()).then(pl.lit("campaign")).otherwise(pl.col("kind")).alias("kind"),
+    )
+    action = (
+        pl.when(pl.col("score") >= th.block).then(pl.lit("block"))
+        .when(pl.col("score") >= th.challenge).then(pl.lit("challenge"))
+        .when(pl.col("score") >= th.monitor).then(pl.lit("monitor"))
+        .otherwise(pl.lit("allow"))
+    )
+    df = df.with_columns(action.alias("action"))
+
+    allow_reason = _allowlist_reason(df, cfg)
+    verified = pl.col("crawler_status") == "verified"
+    shared = (
+        (pl.col("distinct_agents") >= pol.shared_address.min_agents)
+        & (pl.col("sessions") >= pol.shared_address.min_sessions)
+        & (pl.col("asset_share") >= pol.shared_address.min_asset_share)
+        & (pl.col("browser_ua_share") >= 0.5)
+    ).fill_null(False)
+    thin = (pl.col("requests") < pol.min_requests_to_block) & pl.col("campaign").is_null() & (pl.col("score") < 0.95)
+    df = df.with_columns(
+        pl.when(allow_reason.is_not_null()).then(pl.lit("allow"))
+        .when(verified.fill_null(False)).then(pl.lit("allow"))
+        .when((pl.col("action") == "block") & (shared | thin)).then(pl.lit("challenge"))
+        .otherwise(pl.col("action")).alias("action"),
+        pl.when(allow_reason.is_not_null()).then(pl.concat_list(allow_reason, pl.col("reasons")))
+        .when(verified.fill_null(False)).then(pl.concat_list(pl.format("verified crawler {} (published ranges)", pl.col("verified_crawler")), pl.col("reasons")))
+        .when((pl.col("action") == "block") & shared).then(pl.concat_list(pl.col("reasons"), pl.format("capped at challenge: shared address ({} agents, {} sessions, browser-like)", pl.col("distinct_agents").cast(pl.Int64), pl.col("sessions"))))
+        .when((pl.col("action") == "block") & thin).then(pl.concat_list(pl.col("reasons"), pl.format("capped at challenge: only {} requests", pl.col("requests"))))
+        .otherwise(pl.col("reasons")).alias("reasons"),
+        pl.when(verified.fill_null(False)).then(pl.lit("verified_crawler"))
+        .when(pl.col("kind").is_null()).then(pl.lit("human"))
+        .otherwise(pl.col("kind")).alias("kind"),
+    )
+    decisions = df.select(
+        "client", "ip", "action", pl.col("score").fill_null(0.0), "reasons", "kind", "requests", "sessions",
+        pl.col("first_seen"), pl.col("last_seen"), "user_agent", "verified_crawler", "campaign",
+    ).sort(["score", "requests", "client"], descending=[True, True, False])
+
+    entries, notes = _entries(decisions, clients, cfg)
+    refused = None if force else _blast_radius(decisions, clients, cfg)
+    campaigns = []
+    if len(camp):
+        for (cid,), grp in camp.group_by(["campaign"], maintain_order=True):
+            members = df.filter(pl.col("campaign") == cid)
+            campaigns.append({
+                "id": cid, "members": len(grp), "overlap": float(grp["campaign_overlap"][0]),
+                "requests": int(members["requests"].sum()), "user_agent": members["user_agent"][0],
+            })
+        campaigns.sort(key=lambda c: str(c["id"]))
+    return PolicyResult(decisions, entries, campaigns, refused, notes)
+
+
+def _allowlist_reason(df: pl.DataFrame, cfg: Config) -> pl.Expr:
+    al = cfg.policy.allowlist
+    conds: list[tuple[pl.Expr, str]] = []
+    if al.networks:
+        from botguard.iputil import in_networks
+
+        hit = in_networks(df["ip"], list(al.networks))
+        conds.append((pl.lit(hit), "allowlisted network"))
+    if al.asns and "asn" in df.columns:
+        conds.append((pl.col("asn").is_in(list(al.asns)), "allowlisted ASN"))
+    for pat in al.agents:
+        conds.append((pl.col("user_agent").str.contains(pat), "allowlisted agent"))
+    expr = pl.lit(None, pl.String)
+    for cond, text in reversed(conds):
+        expr = pl.when(cond.fill_null(False)).then(pl.lit(text)).otherwise(expr)
+    return expr
+
+
+def _entries(decisions: pl.DataFrame, clients: pl.DataFrame, cfg: Config) -> tuple[pl.DataFrame, list[str]]:
+    """Blocked clients → validated addresses; whole /24 or /64 when every client in it is blocked."""
+    notes: list[str] = []
+    blocked = decisions.filter((pl.col("action") == "block") & pl.col("ip").is_not_null())
+    # With a client key finer than the address (ip+agent, session), an address is listed only
+    # if nothing else seen on it is allowed through.
+    per_ip = decisions.filter(pl.col("ip").is_not_null()).group_by("ip").agg((pl.col("action") == "block").all().alias("_all"))
+    mixed = per_ip.filter(~pl.col("_all"))["ip"]
+    if len(mixed) and blocked["ip"].is_in(mixed.implode()).any():
+        notes.append(f"{int(blocked['ip'].is_in(mixed.implode()).sum())} blocked clients share an address with allowed clients: not listed")
+    blocked = blocked.filter(~pl.col("ip").is_in(mixed.implode()))
+    rows = blocked.group_by("ip").agg(
+        pl.col("score").max(), pl.col("reasons").first(), pl.len().cast(pl.Int64).alias("clients"),
+        pl.col("first_seen").min(), pl.col("last_seen").max(),
+    )
+    valid = [_valid_ip(v) for v in rows["ip"].to_list()]
+    rows = rows.with_columns(pl.Series("entry", valid, dtype=pl.String)).filter(pl.col("entry").is_not_null())
+    agg = cfg.policy.aggregate
+    if agg.enabled and len(rows):
+        pfx = clients.select("ip", "prefix").filter(pl.col("ip").is_not_null()).unique()
+        status = decisions.select("ip", "action").join(pfx, on="ip", how="left").group_by("prefix").agg(
+            (pl.col("action") == "block").all().alias("_all"), pl.col("ip").n_unique().alias("_n")
+        )
+        full = status.filter(pl.col("_all") & (pl.col("_n") >= agg.min_clients) & pl.col("prefix").is_not_null())
+        if len(full):
+            rows = rows.join(pfx, left_on="entry", right_on="ip", how="left")
+            collapsed = rows.filter(pl.col("prefix").is_in(full["prefix"].implode())).group_by("prefix").agg(
+                pl.col("score").max(), pl.col("reasons").first(), pl.col("clients").sum(),
+                pl.col("first_seen").min(), pl.col("last_seen").max(),
+            ).with_columns(
+                pl.col("prefix").alias("entry"),
+                pl.concat_list(pl.format("whole network: all {} clients in it blocked", pl.col("clients")), pl.col("reasons")).alias("reasons"),
+            )
+            rows = pl.concat([
+                rows.filter(~pl.col("prefix").is_in(full["prefix"].implode()) | pl.col("prefix").is_null()).drop("prefix"),
+                collapsed.drop("prefix"),
+            ], how="diagonal_relaxed")
+    entries = rows.select(
+        "entry", pl.lit("block").alias("action"), "score", "reasons", "clients", "first_seen", "last_seen",
+        pl.lit(None, pl.Datetime("us", "UTC")).alias("expires"),
+    )
+    return entries.sort("entry"), notes
+
+
+def _valid_ip(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError:
+        return None
+
+
+def _blast_radius(decisions: pl.DataFrame, clients: pl.DataFrame, cfg: Config) -> str | None:
+    pol = cfg.policy
+    n = len(decisions)
+    if n == 0:
+        return None
+    blocked = decisions.filter(pl.col("action") == "block")
+    share = len(blocked) / n
+    if share > pol.max_block_share_clients and n >= 20:
+        return (f"the blocklist would cover {share:.0%} of clients ({len(blocked)} of {n}), above "
+                f"policy.max_block_share_clients ({pol.max_block_share_clients:.0%})")
+    humanish = clients.filter((pl.col("browser_ua_share") >= 0.9) & (pl.col("assets_per_page") >= 0.5))
+    total = int(humanish["requests"].sum()) if len(humanish) else 0
+    if total:
+        hit = int(humanish.filter(pl.col("client").is_in(blocked["client"].implode()))["requests"].sum())
+        if hit / total > pol.max_block_share_human_requests:
+            return (f"the blocklist would block {hit / total:.1%} of human-looking requests, above "
+                    f"policy.max_block_share_human_requests ({pol.max_block_share_human_requests:.0%})")
+    return None
