@@ -316,7 +316,7 @@ def evaluate(
             [[k, v["clients"], v["caught"], f"{v['recall']:.3f}"] for k, v in metrics["per_kind"].items()],
         )
         cm = metrics["confusion_matrix"]
-        render.table("Confusion matrix (rows = truth)", ["", *cm["labels"]],
+        render.table("Decisions by truth (rows = label, columns = action)", ["", *cm["actions"]],
                      [[lab, *row] for lab, row in zip(cm["labels"], cm["matrix"], strict=True)])
         render.info(f"bad-bot PR-AUC: {metrics['pr_auc_bad_bot']:.3f}")
 
