@@ -41,6 +41,7 @@ FLAG_SUMS: dict[str, str] = {
 }
 SUM_COLS = ["requests", "bytes_sent", *FLAG_SUMS.values(), "gap_n", "gap_sum_s", "gap_sumsq_s2"]
 MAX_COLS = ["peak_10s", "peak_60s"]
+_SESSION_RAW = ["client", "session_no", *SUM_COLS, *MAX_COLS, "start_ts", "end_ts", "ip"]
 
 # Inter-arrival histogram: 4 bins per octave from 0.1 s; median read back from it.
 _BINS_PER_OCTAVE = 4
@@ -146,6 +147,7 @@ class FeatureAccumulator:
                 pl.col("end_ts").max(),
                 pl.col("ip").drop_nulls().first(),
             )
+        batch = batch.select(_SESSION_RAW)
         latest = pl.col("session_no") == pl.col("session_no").max().over("client")
         self.closed.append(batch.filter(~latest))
         self.open = batch.filter(latest)

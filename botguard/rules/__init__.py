@@ -139,7 +139,7 @@ def evaluate(clients: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     needed = sorted({m.group(1) for r in rules for m in _FIELD.finditer(r.spec.reason)} & set(clients.columns))
     rows = {
         row["client"]: row
-        for row in clients.filter(pl.col("client").is_in(long["client"].unique())).select("client", *needed).iter_rows(named=True)
+        for row in clients.filter(pl.col("client").is_in(long["client"].unique().implode())).select("client", *needed).iter_rows(named=True)
     }
     reasons = [render_reason(by_id[rule].reason, rows[client]) for client, rule in long.select("client", "rule").iter_rows()]
     return long.select(

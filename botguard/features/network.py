@@ -1,0 +1,232 @@
+"""Network features per distinct address: version, neighbour prefix, ASN, country, datacenter.
+
+Scrapers rent servers; people browse from homes and phones. Whether an address belongs to a
+cloud or hosting network is one of the strongest single signals, and it comes from three places
+in order of precision: the providers' published ranges (``botguard ranges update``), the
+analyst's own ``network.datacenter_cidrs``, and the AS number (MaxMind ASN database) against
+``network.datacenter_asns``.
+
+Every lookup runs once per *distinct* address. MaxMind databases are optional: a path that is
+null, missing or unreadable leaves those columns null and adds a line to
+:attr:`NetworkLookup.warnings` (the CLI prints them; tests run with warnings as errors, so
+nothing here uses :mod:`warnings`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import maxminddb
+import polars as pl
+
+from botguard.config import Config
+from botguard.iputil import NetworkIndex, ip_version, prefix
+from botguard.ranges import RangeSet
+
+__all__ = ["NETWORK_SCHEMA", "NetworkLookup", "network_features"]
+
+#: One row per distinct address.
+NETWORK_SCHEMA: dict[str, pl.DataType] = {
+    "ip": pl.String(),
+    "ip_version": pl.Int8(),
+    "prefix": pl.String(),  # /24 or /64 (network.prefix_v4 / prefix_v6)
+    "asn": pl.Int64(),
+    "as_org": pl.String(),
+    "country": pl.String(),  # ISO 3166-1 alpha-2
+    "is_datacenter": pl.Boolean(),  # null when nothing loaded could tell
+    "datacenter_source": pl.String(),  # a range source name, 'cidr' or 'asn'
+}
+
+# Where each field lives across GeoLite2/GeoIP2 ASN, ISP, Country, City and Enterprise records.
+_ASN_PATHS = (("autonomous_system_number",), ("traits", "autonomous_system_number"))
+_ORG_PATHS = (
+    ("autonomous_system_organization",),
+    ("traits", "autonomous_system_organization"),
+    ("organization",),
+    ("isp",),
+)
+_COUNTRY_PATHS = (("country", "iso_code"), ("registered_country", "iso_code"))
+
+
+def _dig(record: dict[str, Any], paths: tuple[tuple[str, ...], ...]) -> Any:
+    for path in paths:
+        node: Any = record
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            return node
+    return None
+
+
+class NetworkLookup:
+    """Open MaxMind readers and range indexes once; compute features for many batches.
+
+    Use as a context manager (or call :meth:`close`). ``warnings`` collects human-readable
+    problems (missing or broken databases, failed lookups) without raising.
+    """
+
+    def __init__(self, cfg: Config, ranges: RangeSet | None = None) -> None:
+        self.cfg = cfg
+        self.ranges = ranges
+        self.warnings: list[str] = []
+        self._readers: list[tuple[str, Any]] = []
+        self._lookup_errors: dict[str, int] = {}
+        net = cfg.network
+        seen: set[Path] = set()
+        for key, path in (("asn_db", net.asn_db), ("city_db", net.city_db),
+                          ("country_db", net.country_db)):
+            if path is None:
+                continue
+            resolved = Path(path).expanduser()
+            if resolved in seen:
+                continue
+            seen.add(resolved)
+            reader = self._open(key, resolved)
+            if reader is not None:
+                self._readers.append((f"network.{key} ({resolved})", reader))
+        if net.asn_db is None:
+            self.warnings.append(
+                "network.asn_db is not set: asn and as_org are unknown and datacenter_asns "
+                "cannot be used (a free GeoLite2-ASN database works)"
+            )
+        if net.country_db is None and net.city_db is None:
+            self.warnings.append("network.country_db and city_db are not set: country unknown")
+        self._cidrs = NetworkIndex.build([net.datacenter_cidrs]) if net.datacenter_cidrs else None
+        self._dc_sources = ranges.names_of_kind("cloud", "datacenter") if ranges else []
+
+    def _open(self, key: str, path: Path) -> Any:
+        if not path.is_file():
+            self.warnings.append(f"network.{key}: {path} not found; its columns stay unknown")
+            return None
+        try:
+            return maxminddb.open_database(str(path))
+        except (maxminddb.InvalidDatabaseError, ValueError, OSError) as exc:
+            self.warnings.append(f"network.{key}: cannot open {path} as a MaxMind DB ({exc})")
+            return None
+
+    def close(self) -> None:
+        for _, reader in self._readers:
+            with suppress(Exception):
+                reader.close()
+        self._readers = []
+
+    def __enter__(self) -> NetworkLookup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ features
+    def features(self, ips: pl.Series) -> pl.DataFrame:
+        """One row per distinct non-null ip, columns as in :data:`NETWORK_SCHEMA`."""
+        distinct = ips.cast(pl.String).drop_nulls().unique(maintain_order=True).alias("ip")
+        net = self.cfg.network
+        frame = pl.DataFrame({
+            "ip": distinct,
+            "ip_version": ip_version(distinct),
+            "prefix": prefix(distinct, net.prefix_v4, net.prefix_v6),
+        })
+        frame = frame.hstack(self._maxmind(distinct))
+        return frame.hstack(self._datacenter(frame)).select(
+            [pl.col(c).cast(t) for c, t in NETWORK_SCHEMA.items()]
+        )
+
+    def _maxmind(self, ips: pl.Series) -> pl.DataFrame:
+        asns: list[int | None] = []
+        orgs: list[str | None] = []
+        countries: list[str | None] = []
+        for ip in ips.to_list():
+            asn = org = country = None
+            for record in self._records(ip):
+                asn = asn if asn is not None else _dig(record, _ASN_PATHS)
+                org = org if org is not None else _dig(record, _ORG_PATHS)
+                country = country if country is not None else _dig(record, _COUNTRY_PATHS)
+            asns.append(asn if isinstance(asn, int) else None)
+            orgs.append(org if isinstance(org, str) else None)
+            countries.append(country if isinstance(country, str) else None)
+        self._report_lookup_errors()
+        return pl.DataFrame(
+            {"asn": asns, "as_org": orgs, "country": countries},
+            schema={"asn": pl.Int64, "as_org": pl.String, "country": pl.String},
+        )
+
+    def _records(self, ip: str) -> Iterator[dict[str, Any]]:
+        for label, reader in self._readers:
+            try:
+                record = reader.get(ip)
+            except maxminddb.InvalidDatabaseError as exc:
+                # A corrupt tree or data section: count it, keep going with nulls.
+                key = f"{label}: {exc}"
+                self._lookup_errors[key] = self._lookup_errors.get(key, 0) + 1
+                continue
+            except ValueError:
+                continue  # an IPv6 address in an IPv4-only database, or not an address
+            if isinstance(record, dict):
+                yield record
+
+    def _report_lookup_errors(self) -> None:
+        for message, count in self._lookup_errors.items():
+            self.warnings.append(f"{count} lookup(s) failed, left unknown: {message}")
+        self._lookup_errors.clear()
+
+    def _datacenter(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Most precise evidence first: published ranges, then configured CIDRs, then ASN."""
+        ips = frame["ip"]
+        n = len(ips)
+        by_range = (
+            self.ranges.lookup(ips, self._dc_sources)
+            if self.ranges is not None and self._dc_sources
+            else pl.Series([None] * n, dtype=pl.String)
+        )
+        by_cidr = (
+            self._cidrs.lookup(ips).is_not_null()
+            if self._cidrs is not None
+            else pl.Series([False] * n, dtype=pl.Boolean)
+        )
+        asns = self.cfg.network.datacenter_asns
+        by_asn = frame["asn"].is_in(pl.Series(asns, dtype=pl.Int64).implode()).fill_null(False)
+        # "Not a datacenter" is only claimed when some source could have said otherwise.
+        could_tell = pl.lit(bool(self._dc_sources) or self._cidrs is not None)
+        if asns:
+            could_tell = could_tell | pl.col("asn").is_not_null()
+        could_tell = could_tell & pl.col("ip_version").is_not_null()
+        out = pl.DataFrame({
+            "asn": frame["asn"], "ip_version": frame["ip_version"],
+            "by_range": by_range, "by_cidr": by_cidr, "by_asn": by_asn,
+        }).select(
+            pl.when(pl.col("by_range").is_not_null()).then(pl.col("by_range"))
+            .when(pl.col("by_cidr")).then(pl.lit("cidr"))
+            .when(pl.col("by_asn")).then(pl.lit("asn"))
+            .otherwise(None)
+            .alias("datacenter_source"),
+            could_tell.alias("could_tell"),
+        )
+        return out.select(
+            pl.when(pl.col("datacenter_source").is_not_null()).then(True)
+            .when(pl.col("could_tell")).then(False)
+            .otherwise(None)
+            .alias("is_datacenter"),
+            "datacenter_source",
+        )
+
+
+def network_features(
+    ips: pl.Series,
+    cfg: Config,
+    ranges: RangeSet | None,
+    *,
+    warnings: list[str] | None = None,
+) -> pl.DataFrame:
+    """Network features for the distinct addresses in ``ips`` (see :data:`NETWORK_SCHEMA`).
+
+    Problems (missing or broken MaxMind files) are appended to ``warnings`` when a list is given.
+    For many batches, keep one :class:`NetworkLookup` instead so the databases are opened once.
+    """
+    with NetworkLookup(cfg, ranges) as lookup:
+        frame = lookup.features(ips)
+    if warnings is not None:
+        warnings.extend(lookup.warnings)
+    return frame

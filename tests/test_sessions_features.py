@@ -1,0 +1,159 @@
+"""Sessionizer invariants, golden feature values on a tiny hand-written log, HLL accuracy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+from polars.testing import assert_frame_equal
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from botguard.config import load_config
+from botguard.features import build_features, sketches
+from botguard.features.hitflags import flag_hits
+from botguard.schema import CLIENT_FEATURES_SCHEMA, HITS_SCHEMA, SESSION_FEATURES_SCHEMA, check
+from botguard.sessionize import sessionize, sessionize_stream
+
+T0 = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
+
+
+def hits_frame(rows: list[tuple[str, float, str]], ua: str = "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0") -> pl.DataFrame:
+    """(ip, seconds after T0, path) → a hits frame conforming to HITS_SCHEMA."""
+    data = {
+        "ts": [T0 + timedelta(seconds=s) for _, s, _ in rows],
+        "client_ip": [ip for ip, _, _ in rows],
+        "method": ["GET"] * len(rows),
+        "path": [p.split("?")[0] for _, _, p in rows],
+        "query": [p.split("?", 1)[1] if "?" in p else None for _, _, p in rows],
+        "protocol": ["HTTP/1.1"] * len(rows),
+        "status": [200] * len(rows),
+        "bytes": [100] * len(rows),
+        "referer": [None] * len(rows),
+        "user_agent": [ua] * len(rows),
+        "source": ["t"] * len(rows),
+        "line_no": list(range(1, len(rows) + 1)),
+    }
+    df = pl.DataFrame(data)
+    return df.select([(pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in HITS_SCHEMA.items()])
+
+
+@pytest.fixture(scope="module")
+def cfg():  # type: ignore[no-untyped-def]
+    return load_config()
+
+
+def test_gap_splits_sessions(cfg) -> None:  # type: ignore[no-untyped-def]
+    rows = [("1.1.1.1", 0, "/a"), ("1.1.1.1", 60, "/b"), ("1.1.1.1", 60 + 1801, "/c"), ("2.2.2.2", 10, "/a")]
+    out = sessionize(hits_frame(rows), cfg)
+    got = out.sort("client", "ts").select("client", "session_no").rows()
+    assert got == [("1.1.1.1", 0), ("1.1.1.1", 0), ("1.1.1.1", 1), ("2.2.2.2", 0)]
+
+
+hit_rows = st.lists(
+    st.tuples(st.sampled_from(["10.0.0.1", "10.0.0.2", "2001:db8::1"]), st.integers(0, 20_000), st.sampled_from(["/p/1", "/p/2", "/x.css", "/"])),
+    min_size=1, max_size=60,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=hit_rows, seed=st.integers(0, 1000))
+def test_sessionizing_ignores_input_order_and_assigns_every_hit_once(cfg, rows, seed) -> None:  # type: ignore[no-untyped-def]
+    df = hits_frame(rows)
+    a = sessionize(df, cfg).sort("line_no").select("line_no", "client", "session_no")
+    b = sessionize(df.sample(fraction=1.0, shuffle=True, seed=seed), cfg).sort("line_no").select("line_no", "client", "session_no")
+    assert a.equals(b)
+    assert a["line_no"].n_unique() == len(df) == len(a)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=hit_rows, size=st.integers(1, 15))
+def test_features_do_not_depend_on_batch_size(cfg, rows, size) -> None:  # type: ignore[no-untyped-def]
+    df = hits_frame(sorted(rows, key=lambda r: r[1]))
+    whole = build_features([df], cfg, ranges=_no_ranges(cfg))
+    parts = [df.slice(i, size) for i in range(0, len(df), size)]
+    batched = build_features(parts, cfg, ranges=_no_ranges(cfg))
+    # Float sums may differ in the last bits with summation order; everything else is exact.
+    assert_frame_equal(whole.clients, batched.clients, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+    assert_frame_equal(whole.sessions, batched.sessions, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def _no_ranges(cfg):  # type: ignore[no-untyped-def]
+    from botguard.ranges import load_ranges
+
+    return load_ranges(cfg, Path("/nonexistent-botguard-ranges"))
+
+
+def test_golden_features_on_tiny_log(cfg) -> None:  # type: ignore[no-untyped-def]
+    # A scraper walking product ids 1..20 every 2 s, no assets; a person with assets.
+    scraper = [("198.51.100.7", 2 * i, f"/p/{1000 + i}") for i in range(20)]
+    person = []
+    t = 0.0
+    for k, page in enumerate(["/", "/c/shoes", "/p/1005", "/cart"]):
+        person.append(("203.0.113.5", t, page))
+        person += [("203.0.113.5", t + 0.2, f"/static/app{k}.css"), ("203.0.113.5", t + 0.3, f"/img/{k}.jpg")]
+        t += 40
+    df = pl.concat([hits_frame(scraper, ua="python-requests/2.31.0"), hits_frame(person)])
+    res = build_features([df], cfg, ranges=_no_ranges(cfg))
+    c = {r["client"]: r for r in res.clients.iter_rows(named=True)}
+    s = c["198.51.100.7"]
+    assert s["requests"] == 20 and s["sessions"] == 1 and s["product_pages"] == 20 and s["assets"] == 0
+    assert s["seq_walk_share"] == 1.0 and s["seq_pairs"] == 19
+    assert s["gap_mean_s"] == pytest.approx(2.0) and s["gap_cv"] == pytest.approx(0.0)
+    assert s["distinct_products"] == 20
+    assert s["library_ua_share"] == 1.0
+    assert s["peak_req_per_10s"] == 5  # one hit every 2 s, 10 s windows aligned to the clock
+    h = c["203.0.113.5"]
+    assert h["pages"] == 4 and h["assets"] == 8 and h["assets_per_page"] == 2.0
+    assert h["cart_hits"] == 1 and h["listing_pages"] == 1 and h["product_pages"] == 1
+    assert h["browser_ua_share"] == 1.0 and h["library_ua_share"] == 0.0
+    assert check(res.clients, CLIENT_FEATURES_SCHEMA) == []
+    assert check(res.sessions, SESSION_FEATURES_SCHEMA) == []
+
+
+def test_night_share_uses_site_timezone(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("site:\n  timezone: Asia/Tokyo\n  night_hours: [0, 6]\n")
+    cfg = load_config(tmp_path / "c.yaml")
+    # 12:00 UTC = 21:00 Tokyo (not night); 18:00 UTC = 03:00 Tokyo (night)
+    df = hits_frame([("1.2.3.4", 0, "/"), ("1.2.3.4", 6 * 3600, "/")])
+    flagged = flag_hits(df, cfg).collect()
+    assert flagged["is_night"].to_list() == [False, True]
+
+
+def test_client_key_options(tmp_path: Path) -> None:
+    df = hits_frame([("2001:db8:1:2::5", 0, "/"), ("2001:db8:1:2::9", 5, "/"), ("1.2.3.4", 9, "/")])
+    (tmp_path / "k.yaml").write_text("session:\n  key: ipv6_64\n")
+    keys = flag_hits(df, load_config(tmp_path / "k.yaml")).collect()["client"].to_list()
+    assert keys == ["2001:db8:1:2::/64", "2001:db8:1:2::/64", "1.2.3.4"]
+    (tmp_path / "u.yaml").write_text("session:\n  key: ip+user_agent\n")
+    keys = flag_hits(df, load_config(tmp_path / "u.yaml")).collect()["client"].to_list()
+    assert keys[2].startswith("1.2.3.4 | Mozilla")
+
+
+def test_stream_carries_open_sessions_across_batches(cfg) -> None:  # type: ignore[no-untyped-def]
+    df = flag_hits(hits_frame([("9.9.9.9", i * 600, "/") for i in range(12)]), cfg).collect()
+    parts = list(sessionize_stream(iter([df.slice(i, 1) for i in range(len(df))]), cfg))
+    out = pl.concat(parts)
+    assert out["session_no"].unique().to_list() == [0]  # 10-minute gaps never exceed 30 min
+
+
+@pytest.mark.parametrize("n", [50, 2_000, 50_000])
+def test_hll_error_within_bound(n: int) -> None:
+    p = 12
+    df = pl.DataFrame({"k": ["a"] * n, "v": [f"/products/item-{i}" for i in range(n)]})
+    regs = sketches.registers(df, ["k"], pl.col("v"), p).collect()
+    est = float(sketches.estimate(regs, ["k"], p)["distinct"][0])
+    bound = 1.04 / (2 ** (p / 2))  # standard error
+    assert abs(est - n) / n <= 4 * bound
+    # Same registers through the hyperloglog package give the same estimate.
+    assert sketches.to_hll(regs, p).card() == pytest.approx(est)
+
+
+def test_hll_merge_is_batch_independent() -> None:
+    df = pl.DataFrame({"k": ["a"] * 5000, "v": [str(i % 3000) for i in range(5000)]})
+    whole = sketches.registers(df, ["k"], pl.col("v"), 10).collect().sort("reg")
+    parts = [sketches.registers(df.slice(i, 700), ["k"], pl.col("v"), 10).collect() for i in range(0, 5000, 700)]
+    merged = sketches.merge(parts, ["k"]).sort("reg")
+    assert whole.equals(merged)
