@@ -98,7 +98,11 @@ def _enrich_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, cfg: C
 
     assert ua_counts is not None
     agents = agent_features(ua_counts["user_agent"].unique(), cfg)
-    agents = agents.with_columns(claimed_crawler(agents["user_agent"], cfg).alias("claimed_crawler"))
+    # A malformed agent (e.g. a truncated crawler string) is not a claim we can check; it is
+    # evidence of its own (the malformed_agent rule).
+    agents = agents.with_columns(claimed_crawler(agents["user_agent"], cfg).alias("claimed_crawler")).with_columns(
+        pl.when(pl.col("is_malformed").fill_null(False)).then(None).otherwise(pl.col("claimed_crawler")).alias("claimed_crawler")
+    )
     weighted = ua_counts.join(agents, on="user_agent", how="left", nulls_equal=True)
     shares = weighted.group_by("client").agg(
         *[
@@ -106,8 +110,11 @@ def _enrich_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, cfg: C
             for flag, name in AGENT_SHARES.items()
         ],
         (pl.col("n") * pl.col("claimed_crawler").is_not_null().cast(pl.Int64)).sum().truediv(pl.col("n").sum()).alias("crawler_claim_share"),
+        # A claim made by any of the client's agents is checked, not only the most frequent one:
+        # rotating clients slip a crawler agent in among browser ones.
+        pl.col("claimed_crawler").sort_by("n", descending=True).drop_nulls().first().alias("claimed_crawler"),
     )
-    top = agents.select("user_agent", *[c for c in TOP_AGENT_COLS if c in agents.columns], "claimed_crawler")
+    top = agents.select("user_agent", *[c for c in TOP_AGENT_COLS if c in agents.columns])
     out = clients.join(shares, on="client", how="left").join(top, on="user_agent", how="left", nulls_equal=True)
     return out, agents
 

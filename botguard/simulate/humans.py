@@ -1,0 +1,305 @@
+"""People browsing the shop: sessions of pages, each page followed by its assets.
+
+A session is a walk through a small Markov chain of page types (home, listing, product, search,
+cart, checkout, login, ...). Every session advances one page per loop iteration, all sessions at
+once, so the loop runs as many times as the longest session has pages, never once per person.
+
+What makes these requests look human, and what detectors lean on:
+* think times between pages are lognormal (seconds to minutes) around a personal pace;
+* each HTML page is followed within about a second by its css/js/fonts/images, with the page as
+  referer; the first page of a session loads everything, later pages mostly images, and a
+  returning visitor's cache answers with 304s;
+* referer chains: the landing page comes from a search engine, a social site or nowhere, and
+  every later request names the page it came from;
+* forms post and redirect (``POST /cart/add`` 302 then ``/cart``), people mistype (404) and
+  follow old links (301).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from botguard.simulate.events import GET, NO_REFERER, Events
+from botguard.simulate.plan import ENTRY_SEARCH, ENTRY_SOCIAL, Table
+from botguard.simulate.shop import IMAGES_PER_PRODUCT, SEARCH_REFERERS, Shop
+
+(HOME, CAT, PROD, SEARCH, CART_ADD, CART, CHECKOUT, PAYMENT, THANKS, LOGIN, LOGIN_POST,
+ ACCOUNT, CONTENT, NOTFOUND, EXIT) = range(15)
+N_STATES = 15
+MAX_PAGES = 60
+
+_T = np.zeros((N_STATES, N_STATES))
+for _src, _row in {
+    HOME: {CAT: 0.45, PROD: 0.16, SEARCH: 0.19, LOGIN: 0.04, CONTENT: 0.05, CART: 0.02,
+           NOTFOUND: 0.01, EXIT: 0.08},
+    CAT: {CAT: 0.32, PROD: 0.52, SEARCH: 0.05, HOME: 0.03, EXIT: 0.08},
+    PROD: {PROD: 0.28, CAT: 0.22, CART_ADD: 0.12, SEARCH: 0.09, HOME: 0.04, NOTFOUND: 0.01,
+           EXIT: 0.24},
+    SEARCH: {PROD: 0.60, SEARCH: 0.12, CAT: 0.08, EXIT: 0.20},
+    CART_ADD: {CART: 1.0},
+    CART: {CHECKOUT: 0.35, PROD: 0.18, CAT: 0.14, EXIT: 0.33},
+    CHECKOUT: {PAYMENT: 0.55, CART: 0.10, LOGIN: 0.05, EXIT: 0.30},
+    PAYMENT: {THANKS: 1.0},
+    THANKS: {HOME: 0.10, EXIT: 0.90},
+    LOGIN: {LOGIN_POST: 0.85, EXIT: 0.15},
+    LOGIN_POST: {ACCOUNT: 1.0},
+    ACCOUNT: {HOME: 0.25, CAT: 0.30, PROD: 0.10, CHECKOUT: 0.05, EXIT: 0.30},
+    CONTENT: {HOME: 0.30, CAT: 0.30, EXIT: 0.40},
+    NOTFOUND: {HOME: 0.45, SEARCH: 0.25, EXIT: 0.30},
+    EXIT: {EXIT: 1.0},
+}.items():
+    for _dst, _p in _row.items():
+        _T[_src, _dst] = _p
+TRANSITIONS_CDF = np.cumsum(_T / _T.sum(axis=1, keepdims=True), axis=1)
+
+#: Landing page type by entry (direct, search engine, social link).
+_LANDING = np.array([
+    [0.65, 0.12, 0.15, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.05, 0.0, 0.0, 0.03, 0.0, 0.0],
+    [0.17, 0.30, 0.50, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.03, 0.0, 0.0],
+    [0.15, 0.10, 0.75, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+]).cumsum(axis=1)
+_POSTS = np.array([CART_ADD, PAYMENT, LOGIN_POST])
+
+
+def _pick(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Row-wise categorical draw: ``cdf`` is (n, k), ``u`` uniform (n,)."""
+    return np.minimum((u[:, None] > cdf).sum(axis=1), cdf.shape[1] - 1)
+
+
+def _popular(shop: Shop, rng: np.random.Generator, n: int) -> np.ndarray:
+    return shop.products[np.searchsorted(shop.popularity_cdf, rng.random(n))]
+
+
+def _in_category(shop: Shop, rng: np.random.Generator, cat: np.ndarray, first: np.ndarray,
+                 span: np.ndarray) -> np.ndarray:
+    """A product listed in ``cat`` at listing positions ``first .. first+span`` (popular if empty)."""
+    lo = shop.category_offsets[cat]
+    hi = shop.category_offsets[cat + 1]
+    pos = lo + first + np.floor(rng.random(cat.size) * span).astype(np.int64)
+    ok = pos < hi
+    out = _popular(shop, rng, cat.size)
+    out[ok] = shop.category_members[pos[ok]]
+    return out
+
+
+class _Sessions:
+    """Mutable per-session state while all sessions advance one page per step."""
+
+    def __init__(self, s: Table, shop: Shop, rng: np.random.Generator) -> None:
+        n = s["t0"].size
+        self.shop, self.rng = shop, rng
+        self.t = s["t0"].astype(np.float64)
+        entry = s["entry"]
+        self.state = _pick(_LANDING[entry], rng.random(n))
+        n_ext = len(shop.external_referers)
+        search_ref = shop.external_referer(rng.integers(0, SEARCH_REFERERS, n))
+        social_ref = shop.external_referer(rng.integers(SEARCH_REFERERS, n_ext, n))
+        self.ref = np.where(entry == ENTRY_SEARCH, search_ref,
+                            np.where(entry == ENTRY_SOCIAL, social_ref, NO_REFERER))
+        self.legacy = (entry == ENTRY_SEARCH) & (self.state == PROD) & (rng.random(n) < 0.05)
+        self.prev = np.full(n, -1)
+        self.cat = np.searchsorted(shop.category_cdf, rng.random(n))
+        self.page = np.ones(n, dtype=np.int64)
+        self.sort = np.zeros(n, dtype=np.int64)
+        self.term = np.searchsorted(shop.term_cdf, rng.random(n))
+        self.spage = np.ones(n, dtype=np.int64)
+        self.prod = _popular(shop, rng, n)
+
+    def resolve(self, a: np.ndarray) -> np.ndarray:
+        """Path of the page each active session ``a`` requests now (updates its state)."""
+        shop, rng = self.shop, self.rng
+        s = self.state[a]
+        path = np.empty(a.size, dtype=np.int32)
+        fixed = {HOME: shop.home, CART_ADD: shop.cart_add, CART: shop.cart,
+                 CHECKOUT: shop.checkout, PAYMENT: shop.payment, THANKS: shop.thanks,
+                 LOGIN: shop.login, LOGIN_POST: shop.login_post, ACCOUNT: shop.account}
+        for state, target in fixed.items():
+            path[s == state] = target
+        m = s == CONTENT
+        path[m] = shop.content[rng.integers(0, shop.content.size, int(m.sum()))]
+        m = s == NOTFOUND
+        path[m] = shop.dead[rng.integers(0, shop.dead.size, int(m.sum()))]
+        m = s == CAT
+        path[m] = self._category(a[m])
+        m = s == SEARCH
+        path[m] = self._search(a[m])
+        m = s == PROD
+        path[m] = self._product(a[m])
+        return path
+
+    def _category(self, aa: np.ndarray) -> np.ndarray:
+        shop, rng = self.shop, self.rng
+        from_cat = self.prev[aa] == CAT
+        u = rng.random(aa.size)
+        n_sorts = shop.category_pages.shape[2]
+        paginate = from_cat & (u < 0.45) & (self.page[aa] < shop.category_npages[self.cat[aa]])
+        resort = from_cat & ~paginate & (u < 0.6)
+        new = ~paginate & ~resort
+        self.page[aa[paginate]] += 1
+        self.sort[aa[resort]] = rng.integers(1, n_sorts, int(resort.sum()))
+        self.page[aa[resort]] = 1
+        fresh = aa[new]
+        self.cat[fresh] = np.searchsorted(shop.category_cdf, rng.random(fresh.size))
+        self.page[fresh] = 1
+        self.sort[fresh] = np.where(rng.random(fresh.size) < 0.08,
+                                    rng.integers(1, n_sorts, fresh.size), 0)
+        return shop.category_pages[self.cat[aa], self.page[aa] - 1, self.sort[aa]]
+
+    def _search(self, aa: np.ndarray) -> np.ndarray:
+        shop, rng = self.shop, self.rng
+        again = (self.prev[aa] == SEARCH) & (rng.random(aa.size) < 0.3) & (self.spage[aa] == 1)
+        self.spage[aa[again]] = 2
+        fresh = aa[~again]
+        self.term[fresh] = np.searchsorted(shop.term_cdf, rng.random(fresh.size))
+        self.spage[fresh] = 1
+        return shop.search_pages[self.term[aa], self.spage[aa] - 1]
+
+    def _product(self, aa: np.ndarray) -> np.ndarray:
+        shop, rng = self.shop, self.rng
+        prev = self.prev[aa]
+        prod = _popular(shop, rng, aa.size)
+        m = prev == CAT  # something on the listing page just seen
+        if m.any():
+            b = aa[m]
+            prod[m] = _in_category(shop, rng, self.cat[b], (self.page[b] - 1) * shop.per_page,
+                                   np.full(b.size, shop.per_page))
+        m = prev == SEARCH  # a top search result
+        if m.any():
+            b = aa[m]
+            cat = shop.term_category[self.term[b]]
+            size = shop.category_offsets[cat + 1] - shop.category_offsets[cat]
+            prod[m] = _in_category(shop, rng, cat, np.zeros(b.size, dtype=np.int64),
+                                   np.minimum(size, 12) * rng.random(b.size))
+        m = (prev == PROD) & (rng.random(aa.size) < 0.6)  # "you may also like"
+        if m.any():
+            b = aa[m]
+            cat = shop.product_category[self.prod[b]]
+            size = shop.category_offsets[cat + 1] - shop.category_offsets[cat]
+            prod[m] = _in_category(shop, rng, cat, np.zeros(b.size, dtype=np.int64), size)
+        self.prod[aa] = prod
+        return shop.product_page[prod]
+
+
+def expand_sessions(s: Table, shop: Shop, rng: np.random.Generator) -> Events:
+    """All requests of the sessions in ``s`` (pages, redirects and assets), unsorted."""
+    n = s["t0"].size
+    if n == 0:
+        return Events.empty()
+    st = _Sessions(s, shop, rng)
+    rec_sess: list[np.ndarray] = []
+    rec_ts: list[np.ndarray] = []
+    rec_path: list[np.ndarray] = []
+    rec_ref: list[np.ndarray] = []
+
+    # search engines still list some old URLs: 301, then the product page
+    legacy = np.flatnonzero(st.legacy)
+    legacy_prod = st.prod[legacy].copy()
+    if legacy.size:
+        rec_sess.append(legacy)
+        rec_ts.append(st.t[legacy].copy())
+        rec_path.append(shop.legacy_page[legacy_prod])
+        rec_ref.append(st.ref[legacy].copy())
+        st.t[legacy] += rng.uniform(60, 250, legacy.size)
+
+    active = np.arange(n)
+    for step in range(MAX_PAGES):
+        if active.size == 0:
+            break
+        path = st.resolve(active)
+        if step == 0 and legacy.size:  # land on the product the old URL pointed at
+            st.prod[legacy] = legacy_prod
+            path[legacy] = shop.product_page[legacy_prod]
+        rec_sess.append(active)
+        rec_ts.append(st.t[active].copy())
+        rec_path.append(path)
+        rec_ref.append(st.ref[active].copy())
+
+        s_now = st.state[active]
+        is_post = np.isin(s_now, _POSTS)
+        # a GET page becomes the referer of what follows; a form post keeps the form's page
+        st.ref[active] = np.where(is_post, st.ref[active], path)
+        think_ms = s["think_s"][active] * 1000.0 * np.exp(rng.standard_normal(active.size))
+        think_ms = np.clip(think_ms, 1500.0, 1_500_000.0)
+        st.t[active] += np.where(is_post, rng.uniform(80, 400, active.size), think_ms)
+        nxt = _pick(TRANSITIONS_CDF[s_now], rng.random(active.size))
+        if step == MAX_PAGES - 1:
+            nxt[:] = EXIT
+        st.prev[active] = s_now
+        st.state[active] = nxt
+        active = active[nxt != EXIT]
+
+    sess = np.concatenate(rec_sess)
+    paths = np.concatenate(rec_path)
+    noise = 1.0 + 0.03 * rng.standard_normal(sess.size)  # dynamic pages vary a little
+    pages = Events.build(
+        ts_ms=np.concatenate(rec_ts).astype(np.int64),
+        src=s["src"][sess],
+        ua=s["ua"][sess],
+        method=shop.path_method[paths],
+        path=paths,
+        status=shop.path_status[paths],
+        size=np.where(shop.path_html[paths], shop.path_size[paths] * noise,
+                      shop.path_size[paths]),
+        referer=np.concatenate(rec_ref),
+    )
+    return Events.concat([pages, _assets(pages, sess, s["returning"][sess], shop, rng)])
+
+
+def _assets(pages: Events, sess: np.ndarray, returning_page: np.ndarray, shop: Shop,
+            rng: np.random.Generator) -> Events:
+    """The css/js/fonts/images each HTML page pulls in within about a second."""
+    html = np.flatnonzero(shop.path_html[pages.path] & (pages.method == GET))
+    if html.size == 0:
+        return Events.empty()
+    # the first HTML page of a session loads the whole theme (pages are in step order)
+    key = sess[html]
+    order = np.argsort(key, kind="stable")
+    fresh = np.zeros(html.size, dtype=bool)
+    fresh[order[np.r_[True, key[order][1:] != key[order][:-1]]]] = True
+    n_core_all = shop.core_assets.size
+    count = np.where(fresh, rng.integers(8, 16, html.size), rng.integers(3, 9, html.size))
+    n_core = np.where(fresh, np.minimum(count, n_core_all), rng.integers(0, 3, html.size))
+    rows = np.repeat(np.arange(html.size), count)
+    k = np.arange(rows.size) - np.repeat(np.cumsum(count) - count, count)
+    core = k < n_core[rows]
+
+    path = np.empty(rows.size, dtype=np.int32)
+    path[core] = shop.core_assets[np.where(fresh[rows[core]], k[core],
+                                           rng.integers(0, n_core_all, int(core.sum())))]
+    img_rows = rows[~core]
+    kk = (k - n_core[rows])[~core]
+    page_path = pages.path[html][img_rows]
+    slot = _popular(shop, rng, img_rows.size)
+    image_k = np.zeros(img_rows.size, dtype=np.int64)
+    # product pages show their own pictures first, listings their products' thumbnails
+    own = shop.path_slot[page_path]
+    m = (own >= 0) & (kk < IMAGES_PER_PRODUCT) & (shop.path_status[page_path] == 200)
+    slot[m] = own[m]
+    image_k[m] = kk[m]
+    cat = shop.path_category[page_path]
+    b = np.flatnonzero(cat >= 0)
+    if b.size:
+        pos = (shop.category_offsets[cat[b]] + shop.path_listing_page[page_path[b]]
+               * shop.per_page + kk[b])
+        ok = pos < shop.category_offsets[cat[b] + 1]
+        slot[b[ok]] = shop.category_members[pos[ok]]
+    path[~core] = shop.images[slot, image_k]
+
+    returning = returning_page[html][rows]
+    u = rng.random(rows.size)
+    cached = np.where(core, ~fresh[rows] | (returning & (u < 0.7)), returning & (u < 0.25))
+    gaps = 25.0 + rng.exponential(55.0, rows.size)
+    cum = np.cumsum(gaps)
+    start_of = np.cumsum(count) - count
+    offset_in_page = cum - np.repeat(cum[start_of] - gaps[start_of], count)
+    status = np.where(cached, 304, 200).astype(np.int16)
+    return Events.build(
+        ts_ms=pages.ts_ms[html][rows] + offset_in_page.astype(np.int64),
+        src=pages.src[html][rows],
+        ua=pages.ua[html][rows],
+        method=np.zeros(rows.size),
+        path=path,
+        status=status,
+        size=np.where(cached, 0, shop.path_size[path]),
+        referer=pages.path[html][rows],
+    )
