@@ -20,17 +20,21 @@ def model_evidence(model_scores: pl.DataFrame | None, cfg: Config) -> pl.DataFra
     if model_scores is None or model_scores.is_empty() or not cfg.model.enabled:
         return pl.DataFrame(schema=EVIDENCE_SCHEMA)
     w, aw = cfg.model.weight, cfg.model.anomaly_weight
-    bot = model_scores.filter(pl.col("model_score") >= 0.5).select(
+    # The classifier speaks only with enough evidence (a few requests say little about anyone)
+    # and only when confident; its weight grows from 0 at p=min_score to w at p=1.
+    lo = cfg.model.min_score
+    enough = pl.col("requests") >= cfg.model.min_requests
+    bot = model_scores.filter(enough & (pl.col("model_score") >= lo)).select(
         "client",
         pl.lit("model").alias("rule"),
-        (pl.col("model_score") * w).alias("weight"),
+        ((pl.col("model_score") - lo) / (1 - lo) * w).alias("weight"),
         pl.lit("model").alias("kind"),
         pl.format("classifier: bot probability {}", pl.col("model_score").round(2)).alias("reason"),
     )
     frames = [bot]
     if aw > 0 and "anomaly_score" in model_scores.columns:
         frames.append(
-            model_scores.filter(pl.col("anomaly_score") >= 0.5).select(
+            model_scores.filter(enough & (pl.col("anomaly_score") >= 0.5)).select(
                 "client",
                 pl.lit("anomaly").alias("rule"),
                 (pl.col("anomaly_score") * aw).alias("weight"),

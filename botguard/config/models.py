@@ -167,6 +167,8 @@ class ModelConfig(Strict):
     enabled: bool
     path: str | None
     weight: float = Field(ge=0, le=1)
+    min_score: float = Field(ge=0, lt=1)
+    min_requests: int = Field(ge=1)
     anomaly_weight: float = Field(ge=0, le=1)
 
 
