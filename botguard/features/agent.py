@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-from concurrent.futures.process import BrokenProcessPool
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
