@@ -17,9 +17,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## create .venv and install botguard (editable) with dev extras
 
-demo: $(STAMP) ## analyze the bundled fixture log and show the decisions
-	$(BIN)/botguard analyze fixtures/shop/access.log --out botguard-out --force-color
+DEMO_DATA := botguard-out/.ranges
+
+demo: $(STAMP) ## analyze the bundled fixture shop log (loading its crawler/cloud ranges) and show the decisions
+	BOTGUARD_DATA=$(DEMO_DATA) $(BIN)/botguard ranges update --from fixtures/shop/ranges > /dev/null
+	BOTGUARD_DATA=$(DEMO_DATA) $(BIN)/botguard analyze fixtures/shop/access.log -c configs/demo.yaml --out botguard-out --force-color
 	@echo "Outputs in botguard-out/ (blocklist.txt, decisions.jsonl, summary.json, report.html)"
+	@echo "Try: $(BIN)/botguard explain <client> --from botguard-out"
 
 test: $(STAMP) ## run the test suite
 	$(BIN)/pytest
