@@ -99,7 +99,7 @@ def sim_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     assert code == 0, out
     code, out = _analyze(["analyze", str(sim.log_path), "--out", str(base / "out"), "--quiet"], data)
     assert code == 0, out
-    decisions = pl.read_ndjson(base / "out" / "decisions.jsonl")
+    decisions = pl.read_ndjson(base / "out" / "decisions.jsonl", infer_schema_length=None)
     labels = pl.read_csv(sim.labels_path).rename({"ip": "client"})
     return {"base": base, "sim": sim, "decisions": decisions.join(labels, on="client", how="inner"), "data": data}
 

@@ -164,6 +164,13 @@ class RegexLogParser:
             .with_columns(pl.col(names[0]).is_not_null().alias("_matched"))
             .collect()
         )
+        # Apache writes \" and \\ inside quoted fields; unescape them on the (rare) lines that
+        # have a backslash at all, so both regex paths give the same text.
+        escaped = first.select(pl.col("line").str.contains("\\", literal=True)).to_series()
+        if escaped.any():
+            idx = escaped.arg_true()
+            fixed = first[idx].select([pl.col(n).str.replace_all(r'\\(["\\])', "$1") for n in names])
+            first = first.with_columns([first[n].scatter(idx, fixed[n]) for n in names])
         missed = first.filter(~pl.col("_matched"))
         if missed.is_empty():
             return finish(first.lazy(), default_tz)

@@ -34,7 +34,7 @@ class AlbParser:
         raw = lines.with_columns(g.alias("_g")).with_columns(
             pl.col("_g").struct.field("1").is_not_null().alias("_matched"),
             pl.col("_g").struct.field("2").alias("time_iso8601"),
-            pl.col("_g").struct.field("4").alias("remote_addr"),
+            pl.col("_g").struct.field("4").str.replace(r":\d+$", "").alias("remote_addr"),  # client:port; IPv6 is unbracketed
             pl.col("_g").struct.field("9").alias("status"),
             pl.col("_g").struct.field("12").alias("bytes_sent"),
             pl.col("_g").struct.field("13").alias("request"),

@@ -7,8 +7,6 @@ memory stays bounded by ``batch_bytes`` whatever the size of the log.
 from __future__ import annotations
 
 import glob
-import gzip
-import io
 import os
 import re
 import sys
@@ -92,72 +90,94 @@ def expand_inputs(inputs: list[str]) -> list[str]:
     return out
 
 
-def _open(path: str) -> BinaryIO:
+_RAW_BLOCK = 4 << 20
+
+
+class TruncatedGzip(Exception):
+    pass
+
+
+def _raw_blocks(path: str, block_size: int = _RAW_BLOCK) -> Iterator[bytes]:
+    """Decompressed bytes of a file or stdin, in blocks. Gzip is recognised by its magic bytes
+    (on stdin too) and inflated incrementally, so on a truncated or corrupt stream every byte
+    inflated before the damage has already been yielded before ``TruncatedGzip`` is raised."""
     if path == STDIN:
-        return sys.stdin.buffer
+        fh: BinaryIO = sys.stdin.buffer
+    else:
+        try:
+            fh = open(path, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise InputError(f"{path}: cannot open: {exc.strerror}") from None
     try:
-        raw = open(path, "rb")  # noqa: SIM115 (closed by the caller)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot open: {exc.strerror}") from None
-    magic = raw.read(2)
-    raw.seek(0)
-    if magic == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[return-value]
-    return raw
-
-
-def read_chunks(
-    path: str, batch_bytes: int, problems: list[SourceProblem] | None = None
-) -> Iterator[Chunk]:
-    """Yield chunks of whole lines. A truncated gzip is reported in ``problems``; the lines
-    read before the damage are still yielded (the partial last line included, so the parser
-    can count it)."""
-    name = "<stdin>" if path == STDIN else path
-    fh = _open(path)
-    line_no = 1
-    rest = b""
-    try:
-        while True:
-            try:
-                block = fh.read(batch_bytes)
-            except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
-                msg = "truncated or corrupt gzip" if not isinstance(exc, OSError) or "gzip" in str(exc).lower() or isinstance(exc, EOFError) else str(exc)
-                if problems is not None:
-                    problems.append(SourceProblem(name, f"{msg}: {exc}; kept the lines before it"))
-                block = b""
-                if rest:
-                    n = rest.count(b"\n") + 1
-                    yield Chunk(name, line_no, rest, n)
-                return
-            if not block:
-                break
-            data = rest + block
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                rest = data
-                continue
-            whole, rest = data[: cut + 1], data[cut + 1 :]
-            n = whole.count(b"\n")
-            yield Chunk(name, line_no, whole, n)
-            line_no += n
-        if rest:
-            yield Chunk(name, line_no, rest, 1)
+        first = fh.read(block_size)
+        if not first.startswith(b"\x1f\x8b"):
+            block = first
+            while block:
+                yield block
+                block = fh.read(block_size)
+            return
+        inflater = zlib.decompressobj(wbits=31)
+        fed = False  # has the current gzip member received any input?
+        block = first
+        while block:
+            data = block
+            while data:
+                fed = True
+                try:
+                    # Bounded output per call: a 1 KB block of a repetitive log can inflate to
+                    # megabytes, and memory must stay bounded.
+                    out = inflater.decompress(data, block_size)
+                except zlib.error as exc:
+                    raise TruncatedGzip(f"corrupt gzip data: {exc}") from None
+                if out:
+                    yield out
+                if inflater.eof:
+                    # Concatenated gzip members (e.g. appended rotations): start the next one.
+                    data = inflater.unused_data
+                    inflater = zlib.decompressobj(wbits=31)
+                    fed = False
+                else:
+                    data = inflater.unconsumed_tail
+            block = fh.read(block_size)
+        tail = inflater.flush()
+        if tail:
+            yield tail
+        if fed and not inflater.eof:
+            raise TruncatedGzip("truncated gzip (unexpected end of file)")
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
 
 
-def head_lines(path: str, n: int) -> list[bytes]:
-    """The first ``n`` lines (for format sniffing). Stdin cannot be rewound: callers buffer."""
-    fh = _open(path)
+def read_chunks(
+    path: str, batch_bytes: int, problems: list[SourceProblem] | None = None
+) -> Iterator[Chunk]:
+    """Yield chunks of whole lines of about ``batch_bytes``. A truncated gzip is reported in
+    ``problems``; the lines read before the damage are still yielded (the partial last line
+    too, so the parser can count it as a reject)."""
+    name = "<stdin>" if path == STDIN else path
+    line_no = 1
+    pending: list[bytes] = []
+    size = 0
+
+    def emit(final: bool) -> Iterator[Chunk]:
+        nonlocal pending, size, line_no
+        data = b"".join(pending)
+        cut = len(data) if final else data.rfind(b"\n") + 1
+        whole, rest = data[:cut], data[cut:]
+        pending, size = ([rest], len(rest)) if rest else ([], 0)
+        if whole:
+            n = whole.count(b"\n") + (0 if whole.endswith(b"\n") else 1)
+            yield Chunk(name, line_no, whole, n)
+            line_no += n
+
     try:
-        out = []
-        for line in io.BufferedReader(fh) if not hasattr(fh, "readline") else fh:
-            out.append(line.rstrip(b"\r\n"))
-            if len(out) >= n:
-                break
-        return out
-    except (EOFError, gzip.BadGzipFile, zlib.error):
-        return out
-    finally:
-        fh.close()
+        for block in _raw_blocks(path, min(_RAW_BLOCK, batch_bytes)):
+            pending.append(block)
+            size += len(block)
+            if size >= batch_bytes:
+                yield from emit(final=False)
+    except TruncatedGzip as exc:
+        if problems is not None:
+            problems.append(SourceProblem(name, f"{exc}; kept the lines before it"))
+    yield from emit(final=True)

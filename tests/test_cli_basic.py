@@ -1,0 +1,289 @@
+"""CLI basics: version, help for every command, parse, config check/show, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import typer.main
+import yaml
+from typer.testing import CliRunner
+
+from botguard import __version__
+from botguard.cli.app import app
+from botguard.config import load_config
+from botguard.ingest import read_hits
+from botguard.schema import HITS_SCHEMA, check
+
+LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+runner = CliRunner()
+
+
+def _command_paths() -> list[list[str]]:
+    """Every command and subcommand of the Typer app, as argv prefixes."""
+    out: list[list[str]] = []
+
+    def walk(cmd: object, prefix: list[str]) -> None:
+        out.append(prefix)
+        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+            walk(sub, [*prefix, name])
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+COMMANDS = _command_paths()
+
+
+def _combined_log(tmp_path: Path, extra: str = "") -> Path:
+    path = tmp_path / "access.log"
+    lines = [
+        f'192.0.2.{i} - - [10/Oct/2023:13:55:{i:02d} +0000] "GET /p/{i} HTTP/1.1" 200 {i} "-" "agent {i % 3}"'
+        for i in range(1, 40)
+    ]
+    path.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- version / help
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"botguard {__version__}"
+
+
+def test_python_m_botguard_version() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "botguard", "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"botguard {__version__}"
+
+
+def test_command_tree_is_complete() -> None:
+    names = {" ".join(p) for p in COMMANDS}
+    assert {"parse", "config", "config check", "config show"} <= names
+    assert len(COMMANDS) > 5
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda p: " ".join(p) or "<root>")
+def test_help_works_for_every_command(argv: list[str]) -> None:
+    result = runner.invoke(app, [*argv, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.stdout
+    if argv:
+        assert argv[-1] in result.stdout
+    # every command is documented
+    assert len(result.stdout.strip().splitlines()) >= 3
+
+
+def test_no_arguments_shows_help() -> None:
+    result = runner.invoke(app, [])
+    assert "Usage:" in result.output
+    assert "parse" in result.output
+
+
+# --------------------------------------------------------------------------- parse
+def test_parse_missing_file_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "nope-access.log"
+    result = runner.invoke(app, ["parse", str(missing)])
+    assert result.exit_code == 2
+    assert str(missing) in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_parse_wrong_format_is_refused_with_the_bad_line() -> None:
+    log = LOGS / "jsonl.log"
+    first = log.read_text(encoding="utf-8").splitlines()[0]
+    result = runner.invoke(app, ["parse", str(log), "--format", "common"])
+    assert result.exit_code == 1, result.output
+    assert "'common'" in result.stderr
+    assert first[:60] in result.stderr
+    assert f"{log}:1" in result.stderr
+
+
+def test_parse_unknown_format_lists_known_formats() -> None:
+    result = runner.invoke(app, ["parse", str(LOGS / "combined.log"), "--format", "nosuch"])
+    assert result.exit_code == 2
+    assert "nosuch" in result.stderr
+    for name in ("combined", "common", "vcombined", "alb", "cloudfront", "cloudflare", "iliou", "jsonl"):
+        assert name in result.stderr
+
+
+def test_parse_json_output_has_counts(tmp_path: Path) -> None:
+    log = _combined_log(tmp_path, "not a log line\n")
+    result = runner.invoke(app, ["parse", str(log), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    parse = data["parse"]
+    assert parse["format"] == "combined" and parse["format_sniffed"] is True
+    assert (parse["lines"], parse["parsed"], parse["rejected"]) == (40, 39, 1)
+    assert parse["rejected_by_reason"] == {"no_match": 1}
+    assert parse["sources"] == [str(log)]
+    assert parse["first_ts"] == "2023-10-10T13:55:01+00:00"
+    assert data["distinct_clients"] == 39
+
+
+def test_parse_output_parquet_matches_hits_schema(tmp_path: Path) -> None:
+    log = _combined_log(tmp_path)
+    out = tmp_path / "hits.parquet"
+    result = runner.invoke(app, ["parse", str(log), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pl.read_parquet(out)
+    assert check(frame, HITS_SCHEMA) == []
+    expected, _ = read_hits([str(log)], load_config())
+    assert frame.equals(expected)
+    # no temp file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["access.log", "hits.parquet"]
+
+
+def test_parse_output_parquet_for_empty_input(tmp_path: Path) -> None:
+    log = tmp_path / "empty.log"
+    log.write_bytes(b"")
+    out = tmp_path / "hits.parquet"
+    result = runner.invoke(app, ["parse", str(log), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pl.read_parquet(out)
+    assert frame.is_empty() and check(frame, HITS_SCHEMA) == []
+
+
+def test_parse_rejects_file_keeps_bad_lines_verbatim(tmp_path: Path) -> None:
+    bad1 = 'garbage "with quotes"\tand a tab'
+    bad2 = '192.0.2.1 - - [99/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ua"'
+    log = _combined_log(tmp_path, f"{bad1}\n{bad2}\n")
+    rejects = tmp_path / "rejects.tsv"
+    config = tmp_path / "c.yaml"
+    config.write_text("ingest:\n  max_error_ratio: 0.5\n", encoding="utf-8")
+    result = runner.invoke(app, ["parse", str(log), "--rejects", str(rejects), "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert rejects.read_text(encoding="utf-8").splitlines() == [
+        f"{log}\t40\tno_match\t{bad1}",
+        f"{log}\t41\tbad_timestamp\t{bad2}",
+    ]
+
+
+def test_parse_strict_stops_at_first_bad_line(tmp_path: Path) -> None:
+    log = _combined_log(tmp_path, "not a log line\n")
+    result = runner.invoke(app, ["parse", str(log), "--strict"])
+    assert result.exit_code == 2
+    assert f"{log}:40" in result.stderr and "not a log line" in result.stderr
+
+
+def test_parse_stdin(tmp_path: Path) -> None:
+    text = (LOGS / "combined.log").read_text(encoding="utf-8")
+    result = runner.invoke(app, ["parse", "-", "--json"], input=text.encode())
+    assert result.exit_code == 0, result.output
+    parse = json.loads(result.stdout)["parse"]
+    assert (parse["parsed"], parse["sources"]) == (3, ["<stdin>"])
+
+
+def test_parse_summary_table(tmp_path: Path) -> None:
+    log = _combined_log(tmp_path)
+    result = runner.invoke(app, ["parse", str(log)])
+    assert result.exit_code == 0, result.output
+    assert "combined" in result.output and "39" in result.output
+
+
+def test_refusal_message_with_markup_like_text(tmp_path: Path) -> None:
+    """Quoted log lines are shown verbatim, never read as rich markup ('[/]' used to crash)."""
+    log = tmp_path / "m.log"
+    log.write_text("bad line with [/] and [bold] inside\n", encoding="utf-8")
+    result = runner.invoke(app, ["parse", str(log), "--format", "combined"])
+    assert result.exit_code == 1
+    assert "bad line with [/] and [bold] inside" in result.stderr
+
+
+# --------------------------------------------------------------------------- config
+def test_config_check_ok(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("session:\n  gap: 10m\n", encoding="utf-8")
+    result = runner.invoke(app, ["config", "check", str(good)])
+    assert result.exit_code == 0
+    assert "OK" in result.output
+
+
+def test_config_check_lists_every_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "session:\n"
+        "  gap: soon\n"
+        "  colour: red\n"
+        "catalogue:\n"
+        "  product_patterns: ['(unclosed']\n"
+        "ingest:\n"
+        "  trusted_proxies: [10.0.0.0/33]\n"
+        "policy:\n"
+        "  thresholds: {block: 0.1, challenge: 0.9}\n",
+        encoding="utf-8",
+    )
+    result = runner.invoke(app, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    err = result.stderr
+    for expected in (
+        f"{bad}:2: session.gap: expected a duration like '30m', got 'soon'",
+        f"{bad}:3: session.colour: unknown key (allowed: gap, key, out_of_order_tolerance)",
+        f"{bad}:5: catalogue.product_patterns[0]: invalid regular expression '(unclosed'",
+        f"{bad}:7: ingest.trusted_proxies[0]: expected an IP address or CIDR, got '10.0.0.0/33'",
+        f"{bad}:9: policy.thresholds: expected block >= challenge >= monitor",
+    ):
+        assert expected in err, err
+    assert err.count("error:") == 5
+    assert "Traceback" not in result.output
+
+
+def test_config_check_shows_bracketed_values_verbatim(tmp_path: Path) -> None:
+    """'[z-a]' used to be swallowed as a rich style tag."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("catalogue:\n  product_patterns: ['[z-a]']\n", encoding="utf-8")
+    result = runner.invoke(app, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    assert "invalid regular expression '[z-a]'" in result.stderr
+
+
+def test_config_check_missing_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["config", "check", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2
+    assert "nope.yaml" in result.stderr and "not found" in result.stderr
+
+
+def test_config_check_invalid_yaml(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("session: [\n", encoding="utf-8")
+    result = runner.invoke(app, ["config", "check", str(bad)])
+    assert result.exit_code == 2
+    assert f"{bad}:" in result.stderr and "invalid YAML" in result.stderr
+
+
+def test_config_show_prints_yaml_that_loads_back(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["config", "show"])
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(result.stdout)
+    assert data["session"]["gap"] == "30m"
+    shown = tmp_path / "shown.yaml"
+    shown.write_text(result.stdout, encoding="utf-8")
+    assert load_config(shown) == load_config()
+
+
+def test_config_show_with_file_reflects_the_override(tmp_path: Path) -> None:
+    user = tmp_path / "user.yaml"
+    user.write_text("session:\n  gap: 45m\n", encoding="utf-8")
+    result = runner.invoke(app, ["config", "show", str(user)])
+    assert result.exit_code == 0, result.output
+    data = yaml.safe_load(result.stdout)
+    assert data["session"]["gap"] == "45m"
+    shown = tmp_path / "shown.yaml"
+    shown.write_text(result.stdout, encoding="utf-8")
+    assert load_config(shown) == load_config(user)
+
+
+def test_config_show_bad_file_exits_2(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("session:\n  gap: soon\n", encoding="utf-8")
+    result = runner.invoke(app, ["config", "show", str(bad)])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert "session.gap" in result.stderr

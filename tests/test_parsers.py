@@ -1,0 +1,605 @@
+"""Parsers: inline lines in, exact hits frame out, for every supported format."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from botguard.config import Config, load_config
+from botguard.errors import ConfigError
+from botguard.ingest import read_hits, sniff
+from botguard.parsers import get_parser, known_formats
+from botguard.parsers.normalize import normalize_ip
+from botguard.schema import HITS_SCHEMA, REJECTS_SCHEMA, check
+
+LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
+
+
+@pytest.fixture(scope="module")
+def cfg() -> Config:
+    return load_config()
+
+
+def _lines(lines: list[str], source: str = "test.log") -> pl.LazyFrame:
+    n = len(lines)
+    return pl.LazyFrame(
+        {
+            "line": lines,
+            "line_no": list(range(1, n + 1)),
+            "source": [source] * n,
+            "default_tz": ["UTC"] * n,
+        },
+        schema={"line": pl.String, "line_no": pl.Int64, "source": pl.String, "default_tz": pl.String},
+    )
+
+
+def parse(fmt: str, lines: list[str], cfg: Config, tz: str = "UTC") -> tuple[pl.DataFrame, pl.DataFrame]:
+    hits, rejects = get_parser(fmt, cfg).parse(_lines(lines), tz)
+    assert check(hits, HITS_SCHEMA) == []
+    assert check(rejects, REJECTS_SCHEMA) == []
+    assert list(hits.columns) == list(HITS_SCHEMA)
+    return hits, rejects
+
+
+def ts(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+def row(hits: pl.DataFrame, i: int = 0) -> dict[str, Any]:
+    return hits.row(i, named=True)
+
+
+def hit(**fields: Any) -> dict[str, Any]:
+    """A full hits row: every column null unless given."""
+    out: dict[str, Any] = dict.fromkeys(HITS_SCHEMA)
+    out["source"] = "test.log"
+    out.update(fields)
+    return out
+
+
+def _cfg_with_formats(tmp_path: Path, yaml_text: str) -> Config:
+    path = tmp_path / "formats.yaml"
+    path.write_text(yaml_text, encoding="utf-8")
+    return load_config(path)
+
+
+# --------------------------------------------------------------------------- combined
+def test_combined_exact(cfg: Config) -> None:
+    hits, rejects = parse("combined", [
+        '203.0.113.7 - frank [10/Oct/2023:13:55:36 +0200] "GET /products/red-shoe?ref=home&x=1 HTTP/1.1" 200 2326 "https://shop.example/" "Mozilla/5.0 (X11; Linux x86_64) Firefox/118.0"',
+        '2001:0db8:0000:0000:0000:0000:0000:0001 - - [10/Oct/2023:11:56:00 +0000] "POST /cart HTTP/2.0" 302 - "-" "-"',
+        '::ffff:198.51.100.4 - - [10/Oct/2023:04:57:01 -0700] "HEAD / HTTP/1.0" 304 0 "-" "curl/8.4.0"',
+    ], cfg)
+    assert rejects.is_empty()
+    assert hits.to_dicts() == [
+        hit(ts=ts(2023, 10, 10, 11, 55, 36), client_ip="203.0.113.7", method="GET",
+            path="/products/red-shoe", query="ref=home&x=1", protocol="HTTP/1.1", status=200,
+            bytes=2326, referer="https://shop.example/",
+            user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/118.0", line_no=1),
+        hit(ts=ts(2023, 10, 10, 11, 56, 0), client_ip="2001:db8::1", method="POST", path="/cart",
+            protocol="HTTP/2.0", status=302, line_no=2),
+        hit(ts=ts(2023, 10, 10, 11, 57, 1), client_ip="198.51.100.4", method="HEAD", path="/",
+            protocol="HTTP/1.0", status=304, bytes=0, user_agent="curl/8.4.0", line_no=3),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stamp", "expected"),
+    [
+        ("10/Oct/2023:13:55:36 +0000", ts(2023, 10, 10, 13, 55, 36)),
+        ("10/Oct/2023:13:55:36 +0200", ts(2023, 10, 10, 11, 55, 36)),
+        ("10/Oct/2023:01:30:00 +0530", ts(2023, 10, 9, 20, 0, 0)),
+        ("31/Dec/2023:23:30:00 -0100", ts(2024, 1, 1, 0, 30, 0)),
+        ("29/Feb/2024:00:00:00 +1400", ts(2024, 2, 28, 10, 0, 0)),
+    ],
+)
+def test_timestamp_offsets_convert_to_utc(cfg: Config, stamp: str, expected: datetime) -> None:
+    hits, _ = parse("combined", [f'192.0.2.1 - - [{stamp}] "GET / HTTP/1.1" 200 1 "-" "ua"'], cfg)
+    assert hits["ts"].to_list() == [expected]
+    assert hits.schema["ts"] == pl.Datetime("us", "UTC")
+
+
+def test_naive_timestamp_uses_default_timezone(cfg: Config) -> None:
+    line = '192.0.2.1 - - [10/Oct/2023:13:55:36] "GET / HTTP/1.1" 200 1 "-" "ua"'
+    hits, rejects = parse("combined", [line], cfg, tz="Europe/Paris")
+    assert rejects.is_empty()
+    assert hits["ts"].to_list() == [ts(2023, 10, 10, 11, 55, 36)]
+
+
+@pytest.mark.parametrize(
+    ("request_text", "path"),
+    [
+        ("\\x16\\x03\\x01\\x00\\xCA\\x01\\x00\\x00", "\\x16\\x03\\x01\\x00\\xCA\\x01\\x00\\x00"),
+        ("HELP", "HELP"),
+        ("-", None),
+        ("", None),
+    ],
+)
+def test_malformed_request_keeps_raw_text_as_path(cfg: Config, request_text: str, path: str | None) -> None:
+    line = f'192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "{request_text}" 400 0 "-" "-"'
+    hits, rejects = parse("combined", [line], cfg)
+    assert rejects.is_empty()
+    r = row(hits)
+    assert (r["method"], r["path"], r["query"], r["protocol"], r["status"]) == (None, path, None, None, 400)
+
+
+def test_request_without_protocol(cfg: Config) -> None:
+    hits, _ = parse("combined", ['192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET /old?a=b" 200 1 "-" "ua"'], cfg)
+    r = row(hits)
+    assert (r["method"], r["path"], r["query"], r["protocol"]) == ("GET", "/old", "a=b", None)
+
+
+def test_absolute_form_target_keeps_path_and_query(cfg: Config) -> None:
+    line = '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET http://example.com:80/x/y?z=1 HTTP/1.1" 200 1 "-" "ua"'
+    hits, _ = parse("combined", [line], cfg)
+    r = row(hits)
+    assert (r["method"], r["path"], r["query"]) == ("GET", "/x/y", "z=1")
+
+
+def test_connect_request_keeps_authority(cfg: Config) -> None:
+    line = '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "CONNECT example.com:443 HTTP/1.1" 400 0 "-" "-"'
+    hits, _ = parse("combined", [line], cfg)
+    r = row(hits)
+    assert (r["method"], r["path"], r["protocol"]) == ("CONNECT", "example.com:443", "HTTP/1.1")
+
+
+def test_escaped_quotes_in_agent_use_tolerant_path(cfg: Config) -> None:
+    line = ('192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET /a HTTP/1.1" 200 5 '
+            '"https://r.example/?q=\\"x\\"" "Mozilla/5.0 \\"quoted\\" agent"')
+    hits, rejects = parse("combined", [line], cfg)
+    assert rejects.is_empty()
+    r = row(hits)
+    assert r["user_agent"] == 'Mozilla/5.0 "quoted" agent'
+    assert r["referer"] == 'https://r.example/?q="x"'
+    assert (r["method"], r["path"], r["status"], r["bytes"]) == ("GET", "/a", 200, 5)
+
+
+def test_escaped_backslash_is_unescaped_on_both_paths(cfg: Config) -> None:
+    fast = '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET /a HTTP/1.1" 200 5 "-" "C:\\\\dir\\\\ua"'
+    slow = '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET /a HTTP/1.1" 200 5 "-" "C:\\\\dir\\\\ua \\"q\\""'
+    hits, _ = parse("combined", [fast, slow], cfg)
+    assert hits["user_agent"].to_list() == ["C:\\dir\\ua", 'C:\\dir\\ua "q"']
+
+
+def test_combined_with_extra_trailing_field(cfg: Config) -> None:
+    line = '192.0.2.1 - - [14/Oct/2019:10:50:18 +0200] "GET /x HTTP/1.1" 200 7 "-" "node-fetch/1.0" "-"'
+    hits, rejects = parse("combined", [line], cfg)
+    assert rejects.is_empty()
+    r = row(hits)
+    assert (r["path"], r["status"], r["bytes"], r["user_agent"]) == ("/x", 200, 7, "node-fetch/1.0")
+    assert r["ts"] == ts(2019, 10, 14, 8, 50, 18)
+
+
+def test_combined_tolerates_common_lines_and_trailing_space(cfg: Config) -> None:
+    hits, rejects = parse("combined", [
+        '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET /c HTTP/1.1" 200 5',
+        '192.0.2.2 - - [10/Oct/2023:13:55:36 +0000] "GET /d HTTP/1.1" 200 5 "-" "ua" ',
+    ], cfg)
+    assert rejects.is_empty()
+    assert hits.select("client_ip", "path", "referer", "user_agent").rows() == [
+        ("192.0.2.1", "/c", None, None),
+        ("192.0.2.2", "/d", None, "ua"),
+    ]
+
+
+def test_rejects_carry_reasons(cfg: Config) -> None:
+    lines = [
+        '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ok"',
+        "complete garbage",
+        '192.0.2.1 - - [99/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ua"',
+        '999.2.3.4 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ua"',
+        'example.com - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ua"',
+        '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" abc 5 "-" "ua"',
+        '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 1000 5 "-" "ua"',
+        '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 99 5 "-" "ua"',
+    ]
+    hits, rejects = parse("combined", lines, cfg)
+    assert hits["line_no"].to_list() == [1]
+    assert rejects.to_dicts() == [
+        {"source": "test.log", "line_no": 2, "reason": "no_match", "line": lines[1]},
+        {"source": "test.log", "line_no": 3, "reason": "bad_timestamp", "line": lines[2]},
+        {"source": "test.log", "line_no": 4, "reason": "bad_client_ip", "line": lines[3]},
+        {"source": "test.log", "line_no": 5, "reason": "bad_client_ip", "line": lines[4]},
+        {"source": "test.log", "line_no": 6, "reason": "bad_status", "line": lines[5]},
+        {"source": "test.log", "line_no": 7, "reason": "bad_status", "line": lines[6]},
+        {"source": "test.log", "line_no": 8, "reason": "bad_status", "line": lines[7]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        ("2001:0DB8:0000:0000:0000:0000:0000:0001", "2001:db8::1"),
+        ("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1"),
+        ("::ffff:192.0.2.1", "192.0.2.1"),
+        ("::FFFF:c000:0201", "192.0.2.1"),
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("192.0.2.1:8080", "192.0.2.1"),
+        ("fe80::1%eth0", "fe80::1"),
+        ("01.2.3.4", None),
+        ("1.2.3", None),
+        ("nope", None),
+        ("", None),
+    ],
+)
+def test_normalize_ip(raw: str, expected: str | None) -> None:
+    assert normalize_ip(raw) == expected
+
+
+# --------------------------------------------------------------------------- common / vcombined
+def test_common_exact(cfg: Config) -> None:
+    hits, rejects = parse("common", [
+        '203.0.113.7 - - [10/Oct/2023:13:55:36 +0000] "GET /robots.txt HTTP/1.1" 200 68',
+        '198.51.100.4 - alice [10/Oct/2023:13:55:37 +0000] "GET /p/1?x=1 HTTP/1.1" 404 -',
+    ], cfg)
+    assert rejects.is_empty()
+    assert hits.to_dicts() == [
+        hit(ts=ts(2023, 10, 10, 13, 55, 36), client_ip="203.0.113.7", method="GET", path="/robots.txt",
+            protocol="HTTP/1.1", status=200, bytes=68, line_no=1),
+        hit(ts=ts(2023, 10, 10, 13, 55, 37), client_ip="198.51.100.4", method="GET", path="/p/1",
+            query="x=1", protocol="HTTP/1.1", status=404, line_no=2),
+    ]
+
+
+def test_vcombined_exact(cfg: Config) -> None:
+    hits, rejects = parse("vcombined", [
+        'shop.example:443 203.0.113.7 - - [10/Oct/2023:13:55:36 +0000] "GET /search?q=shoes HTTP/1.1" 200 512 "-" "Mozilla/5.0"',
+        'shop.example:80 2001:db8::0:7 - - [10/Oct/2023:13:55:37 +0000] "GET / HTTP/1.1" 301 0 "-" "python-requests/2.31.0"',
+    ], cfg)
+    assert rejects.is_empty()
+    assert hits.to_dicts() == [
+        hit(ts=ts(2023, 10, 10, 13, 55, 36), client_ip="203.0.113.7", method="GET", path="/search",
+            query="q=shoes", protocol="HTTP/1.1", status=200, bytes=512, user_agent="Mozilla/5.0",
+            host="shop.example", line_no=1),
+        hit(ts=ts(2023, 10, 10, 13, 55, 37), client_ip="2001:db8::7", method="GET", path="/",
+            protocol="HTTP/1.1", status=301, bytes=0, user_agent="python-requests/2.31.0",
+            host="shop.example", line_no=2),
+    ]
+
+
+# --------------------------------------------------------------------------- nginx log_format
+def test_nginx_custom_log_format_with_cookie(tmp_path: Path) -> None:
+    cfg = _cfg_with_formats(tmp_path, (
+        "ingest:\n"
+        "  formats:\n"
+        "    shop:\n"
+        "      type: nginx\n"
+        "      log_format: '$remote_addr - [$time_local] \"$request\" $status $body_bytes_sent "
+        "\"$http_user_agent\" sid=$cookie_sid rt=$request_time $host'\n"
+    ))
+    hits, rejects = parse("shop", [
+        '203.0.113.7 - [10/Oct/2023:13:55:36 +0000] "GET /p/1?x=2 HTTP/1.1" 200 77 "Mozilla/5.0 (X)" sid=abc123 rt=0.015 shop.example',
+        '203.0.113.8 - [10/Oct/2023:13:55:37 +0000] "GET / HTTP/1.1" 200 5 "-" sid=- rt=- shop.example',
+        "not an nginx line",
+    ], cfg)
+    assert hits.to_dicts() == [
+        hit(ts=ts(2023, 10, 10, 13, 55, 36), client_ip="203.0.113.7", method="GET", path="/p/1",
+            query="x=2", protocol="HTTP/1.1", status=200, bytes=77, user_agent="Mozilla/5.0 (X)",
+            host="shop.example", request_time_s=0.015, session_id="abc123", line_no=1),
+        hit(ts=ts(2023, 10, 10, 13, 55, 37), client_ip="203.0.113.8", method="GET", path="/",
+            protocol="HTTP/1.1", status=200, bytes=5, host="shop.example", line_no=2),
+    ]
+    assert rejects.select("line_no", "reason").rows() == [(3, "no_match")]
+
+
+def test_nginx_split_request_fields_and_iso_time(tmp_path: Path) -> None:
+    cfg = _cfg_with_formats(tmp_path, (
+        "ingest:\n"
+        "  formats:\n"
+        "    split:\n"
+        "      type: nginx\n"
+        "      log_format: '$time_iso8601 $remote_addr $request_method $uri $args $server_protocol $status $bytes_sent'\n"
+    ))
+    hits, rejects = parse("split", [
+        "2023-10-10T15:55:36+02:00 192.0.2.1 GET /p/1 a=1&b=2 HTTP/1.1 200 10",
+        "2023-10-10T13:55:37+00:00 192.0.2.2 POST /cart - HTTP/2.0 201 0",
+    ], cfg)
+    assert rejects.is_empty()
+    assert hits.select("ts", "client_ip", "method", "path", "query", "protocol", "status", "bytes").rows() == [
+        (ts(2023, 10, 10, 13, 55, 36), "192.0.2.1", "GET", "/p/1", "a=1&b=2", "HTTP/1.1", 200, 10),
+        (ts(2023, 10, 10, 13, 55, 37), "192.0.2.2", "POST", "/cart", None, "HTTP/2.0", 201, 0),
+    ]
+
+
+def test_iliou_format_captures_session_and_blank_address(cfg: Config) -> None:
+    hits, rejects = parse("iliou", [
+        '- - [01/Nov/2019:10:47:35 +0000] "GET /css/main.css HTTP/1.1" 200 735 "http://160.40.52.164/" 97hf7ciplt2k54f5j6109nekn0 "Mozilla/5.0 (X11)"',
+        '- - [01/Nov/2019:10:43:18 +0000] "GET / HTTP/1.0" 200 2045 "-" - "-"',
+    ], cfg)
+    assert rejects.is_empty()
+    assert hits.to_dicts() == [
+        hit(ts=ts(2019, 11, 1, 10, 47, 35), method="GET", path="/css/main.css", protocol="HTTP/1.1",
+            status=200, bytes=735, referer="http://160.40.52.164/", user_agent="Mozilla/5.0 (X11)",
+            session_id="97hf7ciplt2k54f5j6109nekn0", line_no=1),
+        hit(ts=ts(2019, 11, 1, 10, 43, 18), method="GET", path="/", protocol="HTTP/1.0",
+            status=200, bytes=2045, line_no=2),
+    ]
+
+
+# --------------------------------------------------------------------------- JSON lines
+def test_json_with_field_map_nested_epoch_and_iso(tmp_path: Path) -> None:
+    cfg = _cfg_with_formats(tmp_path, (
+        "ingest:\n"
+        "  formats:\n"
+        "    app:\n"
+        "      type: json\n"
+        "      fields: {ts: t, client_ip: client.ip, method: req.method, path: req.uri, status: status,\n"
+        "               bytes: bytes, user_agent: ua, session_id: client.session}\n"
+    ))
+    hits, rejects = parse("app", [
+        '{"t": 1700000000, "client": {"ip": "2001:db8:0::1", "session": "s1"}, "req": {"method": "GET", "uri": "/a?b=1"}, "status": 200, "bytes": 12, "ua": "x"}',
+        '{"t": 1700000000123, "client": {"ip": "::ffff:192.0.2.9"}, "req": {"method": "GET", "uri": "/a"}, "status": "304", "bytes": null, "ua": "x"}',
+        '{"t": "2023-11-14T22:13:20Z", "client": {"ip": "192.0.2.1"}, "req": {"method": "HEAD", "uri": "/"}, "status": 200, "bytes": 1, "ua": "-"}',
+        '{"t": "2023-11-14T23:13:20.500+01:00", "client": {"ip": "192.0.2.1"}, "req": {"method": "GET", "uri": "/b"}, "status": 200, "bytes": 1, "ua": "x"}',
+        '{"t": 1700000000.25, "client": {"ip": "192.0.2.2"}, "req": {"method": "GET", "uri": "/c"}, "status": 200, "bytes": 1, "ua": "x"}',
+        "not json",
+        '{"t": "yesterday", "client": {"ip": "192.0.2.1"}, "req": {"method": "GET", "uri": "/"}, "status": 200}',
+    ], cfg)
+    assert hits.select("ts", "client_ip", "method", "path", "query", "status", "bytes", "user_agent", "session_id").rows() == [
+        (ts(2023, 11, 14, 22, 13, 20), "2001:db8::1", "GET", "/a", "b=1", 200, 12, "x", "s1"),
+        (ts(2023, 11, 14, 22, 13, 20) + timedelta(milliseconds=123), "192.0.2.9", "GET", "/a", None, 304, None, "x", None),
+        (ts(2023, 11, 14, 22, 13, 20), "192.0.2.1", "HEAD", "/", None, 200, 1, None, None),
+        (ts(2023, 11, 14, 22, 13, 20) + timedelta(milliseconds=500), "192.0.2.1", "GET", "/b", None, 200, 1, "x", None),
+        (ts(2023, 11, 14, 22, 13, 20) + timedelta(milliseconds=250), "192.0.2.2", "GET", "/c", None, 200, 1, "x", None),
+    ]
+    assert rejects.select("line_no", "reason").rows() == [(6, "no_match"), (7, "bad_timestamp")]
+
+
+def test_json_format_needs_fields(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("ingest:\n  formats:\n    app: {type: json}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert any("ingest.formats.app" in p and "needs fields" in p for p in info.value.problems)
+
+
+def test_default_jsonl_format(cfg: Config) -> None:
+    hits, rejects = parse("jsonl", (LOGS / "jsonl.log").read_text().splitlines(), cfg)
+    assert rejects.is_empty()
+    assert hits.select("ts", "client_ip", "path", "query", "status", "bytes", "referer", "host").rows() == [
+        (ts(2023, 10, 10, 13, 55, 36), "203.0.113.7", "/products/1", "x=1", 200, 512, None, "shop.example"),
+        (ts(2023, 10, 10, 13, 55, 37) + timedelta(milliseconds=250), "198.51.100.4", "/", None, 301, 0,
+         "https://a.example/", "shop.example"),
+    ]
+
+
+# --------------------------------------------------------------------------- cloud formats
+def test_alb_exact(cfg: Config) -> None:
+    hits, rejects = parse("alb", (LOGS / "alb.log").read_text().splitlines(), cfg)
+    assert rejects.is_empty()
+    assert hits.to_dicts() == [
+        hit(ts=ts(2023, 10, 10, 13, 55, 36) + timedelta(microseconds=186641), client_ip="192.0.2.10",
+            method="GET", path="/products/1", query="color=red", protocol="HTTP/1.1", status=200,
+            bytes=5120, user_agent="Mozilla/5.0 (Windows NT 10.0)", host="shop.example",
+            request_time_s=0.048, line_no=1),
+        hit(ts=ts(2023, 10, 10, 13, 55, 37), client_ip="2001:db8::7", method="GET", path="/missing",
+            protocol="HTTP/2.0", status=404, bytes=0, user_agent="curl/8.4.0", host="shop.example",
+            request_time_s=0.002, line_no=2),
+    ]
+
+
+def test_alb_ipv6_client_port_is_stripped(cfg: Config) -> None:
+    """ALB writes IPv6 clients unbracketed with the port after the last colon."""
+    line = ('h2 2023-10-10T13:55:37.000000Z app/lb/50dc 2001:db8::1:443 10.0.0.1:80 0.001 0.002 0.000 '
+            '200 200 80 0 "GET https://shop.example:443/ HTTP/2.0" "ua" - - arn "Root=1" "shop.example" "-"')
+    hits, rejects = parse("alb", [line], cfg)
+    assert rejects.is_empty()
+    assert hits["client_ip"].to_list() == ["2001:db8::1"]
+
+
+def test_cloudfront_exact(cfg: Config) -> None:
+    lines = (LOGS / "cloudfront.log").read_text().splitlines()
+    assert lines[0].startswith("#Version")
+    hits, rejects = parse("cloudfront", lines, cfg)
+    # Called directly, the '#' header lines are not hits (Ingest counts them as comments).
+    assert rejects.select("line_no", "reason").rows() == [(1, "no_match"), (2, "no_match")]
+    assert hits.to_dicts() == [
+        hit(ts=ts(2023, 10, 10, 13, 55, 36), client_ip="192.0.2.100", method="GET", path="/index.html",
+            protocol="HTTP/2.0", status=200, bytes=392, referer="https://www.example.com/?a=1",
+            user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/118.0", host="shop.example",
+            request_time_s=0.001, line_no=3),
+        hit(ts=ts(2023, 10, 10, 13, 55, 37), client_ip="2001:db8::5", method="GET", path="/products/2",
+            query="sort=price&page=2", protocol="HTTP/1.1", status=404, bytes=1024,
+            user_agent="python-requests/2.31.0", host="shop.example", request_time_s=0.25, line_no=4),
+    ]
+
+
+def test_cloudfront_header_lines_are_comments_via_ingest(cfg: Config) -> None:
+    hits, stats = read_hits([str(LOGS / "cloudfront.log")], cfg, format="cloudfront")
+    assert (stats.comments, stats.parsed, stats.rejected) == (2, 2, 0)
+    assert hits["line_no"].to_list() == [3, 4]
+
+
+def test_cloudflare_exact(cfg: Config) -> None:
+    hits, rejects = parse("cloudflare", (LOGS / "cloudflare.jsonl").read_text().splitlines(), cfg)
+    assert rejects.is_empty()
+    assert hits.to_dicts() == [
+        hit(ts=ts(2023, 10, 10, 13, 55, 36), client_ip="203.0.113.9", method="GET", path="/products/1",
+            query="x=1", protocol="HTTP/2", status=200, bytes=1234, referer="https://shop.example/",
+            user_agent='Mozilla/5.0 "quoted"', host="shop.example",
+            tls_fingerprint="t13d1516h2_8daaf6152771_02713d6af862", line_no=1),
+        hit(ts=ts(2023, 10, 10, 13, 55, 37), client_ip="2001:db8::9", method="POST", path="/cart",
+            protocol="HTTP/1.1", status=403, bytes=0, user_agent="curl/8.4.0", host="shop.example",
+            line_no=2),
+    ]
+
+
+# --------------------------------------------------------------------------- registry / sniffing
+def test_unknown_format_lists_known_ones(cfg: Config) -> None:
+    with pytest.raises(ConfigError) as info:
+        get_parser("nosuch", cfg)
+    (problem,) = info.value.problems
+    assert "'nosuch'" in problem
+    for name in known_formats(cfg):
+        assert name in problem
+    assert {"combined", "common", "vcombined", "alb", "cloudfront", "cloudflare", "iliou"} <= set(known_formats(cfg))
+
+
+@pytest.mark.parametrize(
+    ("fixture", "expected"),
+    [
+        ("combined.log", "combined"),
+        ("vcombined.log", "vcombined"),
+        ("alb.log", "alb"),
+        ("cloudfront.log", "cloudfront"),
+        ("cloudflare.jsonl", "cloudflare"),
+        ("jsonl.log", "jsonl"),
+        ("nginx_xff.log", "nginx_xff"),
+    ],
+)
+def test_sniff_picks_the_format(cfg: Config, fixture: str, expected: str) -> None:
+    lines = [x for x in (LOGS / fixture).read_text().splitlines() if not x.startswith("#")]
+    frame = _lines(lines).collect()
+    assert sniff(frame, cfg).name == expected
+
+
+def test_common_log_sniffs_to_a_format_that_parses_it_all(cfg: Config) -> None:
+    hits, stats = read_hits([str(LOGS / "common.log")], cfg)
+    assert stats.format in ("common", "combined")
+    assert (stats.parsed, stats.rejected) == (2, 0)
+    assert hits["bytes"].to_list() == [68, None]
+
+
+# --------------------------------------------------------------------------- trusted proxies
+@pytest.fixture(scope="module")
+def proxy_cfg(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    path = tmp_path_factory.mktemp("cfg") / "proxies.yaml"
+    path.write_text("ingest:\n  format: nginx_xff\n  trusted_proxies: [10.0.0.0/8]\n", encoding="utf-8")
+    return load_config(path)
+
+
+def _xff_line(peer: str, xff: str) -> str:
+    return f'{peer} - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ua" "{xff}"'
+
+
+@pytest.mark.parametrize(
+    ("peer", "xff", "client", "peer_ip"),
+    [
+        # trusted peer: the right-most untrusted address wins
+        ("10.0.0.5", "203.0.113.7", "203.0.113.7", "10.0.0.5"),
+        # spoofed left-hand entries are ignored; trusted hops on the right are skipped
+        ("10.0.0.5", "1.1.1.1, 198.51.100.2, 10.1.1.1", "198.51.100.2", "10.0.0.5"),
+        ("10.0.0.5", "2001:DB8::0:7", "2001:db8::7", "10.0.0.5"),
+        # untrusted peer: its own address, whatever it claims
+        ("198.51.100.9", "203.0.113.7", "198.51.100.9", None),
+        # nothing to believe
+        ("10.0.0.5", "-", "10.0.0.5", None),
+        ("10.0.0.5", "10.2.2.2, 10.3.3.3", "10.0.0.5", None),
+        ("10.0.0.5", "203.0.113.8, garbage", "10.0.0.5", None),
+    ],
+)
+def test_trusted_proxies(tmp_path: Path, proxy_cfg: Config, peer: str, xff: str, client: str, peer_ip: str | None) -> None:
+    log = tmp_path / "xff.log"
+    log.write_text(_xff_line(peer, xff) + "\n", encoding="utf-8")
+    hits, stats = read_hits([str(log)], proxy_cfg)
+    assert stats.format == "nginx_xff"
+    assert check(hits, HITS_SCHEMA) == []
+    assert hits.select("client_ip", "peer_ip").rows() == [(client, peer_ip)]
+
+
+def test_without_trusted_proxies_xff_is_only_recorded(cfg: Config) -> None:
+    hits, _ = read_hits([str(LOGS / "nginx_xff.log")], cfg, format="nginx_xff")
+    assert hits["client_ip"].to_list() == ["10.0.0.5", "10.0.0.5", "198.51.100.9", "10.0.0.5"]
+    assert hits["peer_ip"].to_list() == [None] * 4
+    assert hits["x_forwarded_for"].to_list() == [
+        "203.0.113.7", "1.1.1.1, 198.51.100.2, 10.1.1.1", "203.0.113.7", None
+    ]
+
+
+def test_trusted_proxies_on_a_whole_file(proxy_cfg: Config) -> None:
+    hits, _ = read_hits([str(LOGS / "nginx_xff.log")], proxy_cfg)
+    assert hits.select("line_no", "client_ip", "peer_ip").rows() == [
+        (1, "203.0.113.7", "10.0.0.5"),
+        (2, "198.51.100.2", "10.0.0.5"),
+        (3, "198.51.100.9", None),
+        (4, "10.0.0.5", None),
+    ]
+
+
+# --------------------------------------------------------------------------- round trip
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+_SAFE_PATH = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-._~%"
+_SAFE_QUERY = _SAFE_PATH + "=&+,;:@"
+
+
+@st.composite
+def _addresses(draw: st.DrawFn) -> tuple[str, str]:
+    """(as written in the log, as expected after normalization)."""
+    kind = draw(st.sampled_from(["v4", "v6", "v6_exploded", "v4_mapped"]))
+    if kind == "v4":
+        a = ipaddress.IPv4Address(draw(st.integers(0, 2**32 - 1)))
+        return str(a), str(a)
+    if kind == "v4_mapped":
+        a = ipaddress.IPv4Address(draw(st.integers(0, 2**32 - 1)))
+        return f"::ffff:{a}", str(a)
+    b = ipaddress.IPv6Address(draw(st.integers(0, 2**128 - 1)))
+    expected = str(b.ipv4_mapped) if b.ipv4_mapped is not None else str(b)
+    return (b.exploded if kind == "v6_exploded" else str(b)), expected
+
+
+_free_text = st.text(
+    st.characters(codec="utf-8", exclude_characters='"\\', exclude_categories=("Cc", "Cs", "Zl", "Zp")),
+    max_size=40,
+)
+
+
+@st.composite
+def _hits(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    written_ip, ip = draw(_addresses())
+    when = draw(st.datetimes(min_value=datetime(1995, 1, 1), max_value=datetime(2090, 12, 31))).replace(microsecond=0)
+    offset_min = draw(st.integers(-12 * 60, 14 * 60))
+    local = when + timedelta(minutes=offset_min)
+    sign = "+" if offset_min >= 0 else "-"
+    stamp = (f"{local.day:02d}/{_MONTHS[local.month - 1]}/{local.year}:{local:%H:%M:%S} "
+             f"{sign}{abs(offset_min) // 60:02d}{abs(offset_min) % 60:02d}")
+    method = draw(st.sampled_from(["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "PROPFIND"]))
+    path = "/" + draw(st.text(st.sampled_from(_SAFE_PATH), max_size=30))
+    query = draw(st.none() | st.text(st.sampled_from(_SAFE_QUERY), min_size=1, max_size=30))
+    protocol = draw(st.sampled_from(["HTTP/1.0", "HTTP/1.1", "HTTP/2.0"]))
+    status = draw(st.integers(100, 599))
+    size = draw(st.none() | st.integers(0, 2**40))
+    referer = draw(st.none() | _free_text.filter(lambda s: s not in ("", "-")))
+    agent = draw(st.none() | _free_text.filter(lambda s: s not in ("", "-")))
+    target = path + (f"?{query}" if query is not None else "")
+    line = (f'{written_ip} - - [{stamp}] "{method} {target} {protocol}" {status} '
+            f'{"-" if size is None else size} "{referer or "-"}" "{agent or "-"}"')
+    expected = {
+        "ts": when.replace(tzinfo=UTC),
+        "client_ip": ip,
+        "method": method,
+        "path": path,
+        "query": query,
+        "protocol": protocol,
+        "status": status,
+        "bytes": size,
+        "referer": referer,
+        "user_agent": agent,
+    }
+    return line, expected
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_hits(), min_size=1, max_size=25))
+def test_combined_round_trip(cfg: Config, batch: list[tuple[str, dict[str, Any]]]) -> None:
+    lines = [line for line, _ in batch]
+    hits, rejects = parse("combined", lines, cfg)
+    assert rejects.is_empty(), rejects.to_dicts()
+    assert hits["line_no"].to_list() == list(range(1, len(batch) + 1))
+    got = hits.select(list(batch[0][1])).to_dicts()
+    assert got == [expected for _, expected in batch]
+
+
+def test_round_trip_sample_offsets(cfg: Config) -> None:
+    """A fixed example of the property, readable when the property fails."""
+    when = datetime(2024, 3, 31, 1, 30, tzinfo=timezone(timedelta(hours=-9, minutes=-30)))
+    line = f'2001:db8::42 - - [{when:%d/%b/%Y:%H:%M:%S %z}] "GET /x HTTP/1.1" 200 1 "-" "ua"'
+    hits, _ = parse("combined", [line], cfg)
+    assert hits["ts"].to_list() == [when.astimezone(UTC)]
