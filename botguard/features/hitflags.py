@@ -52,59 +52,83 @@ def _v6_prefix64(ips: pl.Series) -> pl.Series:
     return ips.replace(mapping)
 
 
-def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
+def path_flags(paths: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
+    """URL flags for each distinct path (a shop has far fewer paths than hits)."""
     cat = cfg.catalogue
     path = pl.col("path").fill_null("")
     lpath = path.str.to_lowercase()
-    query = pl.col("query")
     ext_alt = "|".join(e.lower() for e in cat.asset_extensions)
     is_asset = lpath.str.contains(rf"\.(?:{ext_alt})$") | (
         pl.any_horizontal([lpath.str.starts_with(p.lower()) for p in cat.asset_prefixes])
         if cat.asset_prefixes else pl.lit(False)
     )
-    product_from_path = pl.coalesce([path.str.extract(p, 1) for p in cat.product_patterns]) if cat.product_patterns else pl.lit(None, pl.String)
-    if cat.product_query_params:
-        alt = "|".join(cat.product_query_params)
-        product_from_query = query.str.extract(f"(?i)(?:^|&)(?:{alt})=([^&]+)", 1)
-    else:
-        product_from_query = pl.lit(None, pl.String)
-    is_api = _any(path, cat.api_patterns)
-    robots = lpath.is_in([p.lower() for p in cat.robots_paths])
-    sitemap = _any(path, cat.sitemap_patterns)
-    target = pl.concat_str([path, pl.lit("?"), query.fill_null("")])
-    status = pl.col("status")
-    tz = cfg.site.timezone
-    start, end = cfg.site.night_hours
-    hour = pl.col("ts").dt.convert_time_zone(tz).dt.hour()
-    night = (hour >= start) & (hour < end) if start <= end else (hour >= start) | (hour < end)
-
-    lf = hits.lazy() if isinstance(hits, pl.DataFrame) else hits
-    return lf.with_columns(
-        client_key_expr(cfg).alias("client"),
+    product = (
+        pl.coalesce([path.str.extract(p, 1) for p in cat.product_patterns])
+        if cat.product_patterns else pl.lit(None, pl.String)
+    )
+    return paths.with_columns(
         is_asset.fill_null(False).alias("is_asset"),
-        pl.coalesce(product_from_path, product_from_query).alias("product_key"),
-        is_api.alias("is_api"),
+        product.alias("_product_path"),
+        _any(path, cat.api_patterns).alias("is_api"),
         _any(path, cat.listing_patterns).alias("is_listing"),
-        _param_present(query, cat.pagination_params).alias("is_paginated"),
-        _param_present(query, cat.sort_filter_params).alias("is_sorted_filtered"),
         _any(path, cat.cart_patterns).alias("is_cart"),
         _any(path, cat.checkout_patterns).alias("is_checkout"),
         _any(path, cat.login_patterns).alias("is_login"),
-        robots.fill_null(False).alias("is_robots"),
-        sitemap.alias("is_sitemap"),
+        lpath.is_in([p.lower() for p in cat.robots_paths]).fill_null(False).alias("is_robots"),
+        _any(path, cat.sitemap_patterns).alias("is_sitemap"),
         _any(path, cat.probe_patterns).alias("is_probe"),
-        _any(target, cat.attack_patterns).alias("is_attack"),
-        (pl.col("method") == "HEAD").fill_null(False).alias("is_head"),
-        (pl.col("method") == "POST").fill_null(False).alias("is_post"),
-        (pl.col("method").is_null() | (~pl.col("protocol").fill_null("HTTP/1.1").str.contains(r"^HTTP/(?:0\.9|1\.0|1\.1|2(?:\.0)?|3)$"))).alias("is_bad_request"),
-        pl.col("referer").is_null().alias("no_referer"),
-        status.is_between(400, 499).fill_null(False).alias("is_4xx"),
-        (status == 404).fill_null(False).alias("is_404"),
-        (status == 429).fill_null(False).alias("is_429"),
-        (status >= 500).fill_null(False).alias("is_5xx"),
-        night.fill_null(False).alias("is_night"),
-    ).with_columns(
-        (pl.col("product_key").is_not_null() & ~pl.col("is_asset") & ~pl.col("is_api")).alias("is_product"),
-        (~pl.col("is_asset")).alias("is_page"),
-        pl.col("product_key").str.extract(r"(\d{1,15})$", 1).cast(pl.Int64, strict=False).alias("product_num"),
+        _any(path, cat.attack_patterns).alias("_attack_path"),
+    )
+
+
+def query_flags(queries: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
+    """Query-string flags for each distinct query."""
+    cat = cfg.catalogue
+    query = pl.col("query")
+    if cat.product_query_params:
+        alt = "|".join(cat.product_query_params)
+        product = query.str.extract(f"(?i)(?:^|&)(?:{alt})=([^&]+)", 1)
+    else:
+        product = pl.lit(None, pl.String)
+    return queries.with_columns(
+        product.alias("_product_query"),
+        _param_present(query, cat.pagination_params).alias("is_paginated"),
+        _param_present(query, cat.sort_filter_params).alias("is_sorted_filtered"),
+        _any(query.fill_null(""), cat.attack_patterns).alias("_attack_query"),
+    )
+
+
+def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
+    """Per-hit flags. URL patterns run once per distinct path and query, then join back."""
+    lf = hits.lazy() if isinstance(hits, pl.DataFrame) else hits
+    pf = path_flags(lf.select("path").unique(), cfg)
+    qf = query_flags(lf.select("query").unique(), cfg)
+    status = pl.col("status")
+    start, end = cfg.site.night_hours
+    hour = pl.col("ts").dt.convert_time_zone(cfg.site.timezone).dt.hour()
+    night = (hour >= start) & (hour < end) if start <= end else (hour >= start) | (hour < end)
+    ok_protocol = pl.col("protocol").fill_null("HTTP/1.1").str.contains(r"^HTTP/(?:0\.9|1\.0|1\.1|2(?:\.0)?|3)$")
+    return (
+        lf.join(pf, on="path", how="left", nulls_equal=True)
+        .join(qf, on="query", how="left", nulls_equal=True)
+        .with_columns(
+            client_key_expr(cfg).alias("client"),
+            pl.coalesce("_product_path", "_product_query").alias("product_key"),
+            (pl.col("_attack_path") | pl.col("_attack_query")).alias("is_attack"),
+            (pl.col("method") == "HEAD").fill_null(False).alias("is_head"),
+            (pl.col("method") == "POST").fill_null(False).alias("is_post"),
+            (pl.col("method").is_null() | ~ok_protocol).alias("is_bad_request"),
+            pl.col("referer").is_null().alias("no_referer"),
+            status.is_between(400, 499).fill_null(False).alias("is_4xx"),
+            (status == 404).fill_null(False).alias("is_404"),
+            (status == 429).fill_null(False).alias("is_429"),
+            (status >= 500).fill_null(False).alias("is_5xx"),
+            night.fill_null(False).alias("is_night"),
+        )
+        .drop("_product_path", "_product_query", "_attack_path", "_attack_query")
+        .with_columns(
+            (pl.col("product_key").is_not_null() & ~pl.col("is_asset") & ~pl.col("is_api")).alias("is_product"),
+            (~pl.col("is_asset")).alias("is_page"),
+            pl.col("product_key").str.extract(r"(\d{1,15})$", 1).cast(pl.Int64, strict=False).alias("product_num"),
+        )
     )

@@ -16,18 +16,20 @@ several seeds does not teach one layout.
 Size. ``clients`` counts actors: a person, a bot, a carrier-NAT address (10-40 people) or a
 swarm (30-200 addresses) is one client; ~70% are human kinds, ~6.5% good bots, the rest bad
 bots, every kind present once ``clients >= 100``. Lines grow linearly with ``clients`` and
-nearly linearly with ``hours`` (every client appears at least once, so short periods carry a
-fixed part). Measured over seeds 1-5, lines per client are about::
+affinely with ``hours``, because every client appears at least once (a person's first visit, a
+scraper's first job), so short periods carry a fixed part. Fitted over seeds 1-5 (within ~6%)::
 
-    lines ≈ clients * (LINES_PER_CLIENT + LINES_PER_CLIENT_HOUR * hours)
+    lines ≈ clients * (LINES_PER_CLIENT + LINES_PER_CLIENT_HOUR * hours)   # 70 + 5.4 * hours
 
-with ``LINES_PER_CLIENT ≈ 44`` and ``LINES_PER_CLIENT_HOUR ≈ 13.5`` (24 h: ~370 lines per client);
-``estimate_lines`` and ``clients_for_lines`` use these to aim at a log size. Roughly 45% of the
-lines are people (pages plus their assets), the rest bots.
+i.e. ~75 lines per client for 1 h and ~200 for 24 h; ``estimate_lines`` and
+``clients_for_lines`` aim at a log size (2M lines over 24 h: ~10,000 clients; 10M: ~50,000).
+Per actor and hour over 24 h: a person ~3.5 lines (pages and their assets, ~1.9 visits a day),
+a NAT address ~95, a monitor ~34, Googlebot ~16, scrapers and crawlers 12-23, a probe ~4,
+a swarm ~75 (spread over its members). People make ~40% of the lines, good bots ~15%.
 
 Speed. Requests are generated as integer arrays (numpy) one simulated hour at a time and
-formatted by Polars, so memory stays bounded by one hour of traffic; see ``bench/`` for
-measured lines per second.
+formatted by Polars on a writer thread, so memory stays bounded by about two hours of traffic:
+on two cores ~0.5-0.9 M lines/s, and a 10M-line day peaks at ~400 MB resident.
 """
 
 from __future__ import annotations
@@ -62,8 +64,8 @@ __all__ = [
 
 #: Start of the simulated period unless given: fixed, so output never depends on today.
 DEFAULT_START = datetime(2026, 3, 2, tzinfo=UTC)
-LINES_PER_CLIENT = 44.0
-LINES_PER_CLIENT_HOUR = 13.5
+LINES_PER_CLIENT = 70.0
+LINES_PER_CLIENT_HOUR = 5.4
 
 _STREAM_SESSIONS, _STREAM_WALKS = 1, 2
 
@@ -136,12 +138,15 @@ def simulate(out_dir: Path, *, seed: int = 1, hours: float = 24.0, clients: int 
     """Simulate ``hours`` of a shop's traffic from ``clients`` actors into ``out_dir``.
 
     Writes ``access.log``, ``labels.csv`` and ``ranges/`` (see the module docstring) and
-    returns what was written. Raises ``ValueError`` for a negative or non-finite size.
+    returns what was written. Raises ``ValueError`` for a negative seed, negative ``clients``
+    or ``hours`` that is not a positive number.
     """
     if not (math.isfinite(hours) and hours > 0):
         raise ValueError(f"hours must be a positive number, got {hours!r}")
     if clients < 0:
         raise ValueError(f"clients must be >= 0, got {clients!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed!r}")
     start = DEFAULT_START if start is None else start
     start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
     out_dir = Path(out_dir)
@@ -150,13 +155,17 @@ def simulate(out_dir: Path, *, seed: int = 1, hours: float = 24.0, clients: int 
     shop_rng, plan_rng = (np.random.Generator(np.random.PCG64(s))
                           for s in np.random.SeedSequence(seed).spawn(2))
     shop = build_shop(seed % len(LAYOUTS), shop_rng)
-    duration_ms = int(round(hours * HOUR_MS))
+    duration_ms = round(hours * HOUR_MS)
     plan = make_plan(plan_rng, shop, clients=clients, duration_ms=duration_ms, start=start)
 
     log_path = out_dir / "access.log"
     tmp = out_dir / ".access.log.tmp"
-    with tmp.open("wb") as fh, CombinedLogWriter(fh, plan, start) as writer:
-        _generate(plan, seed, writer)
+    try:
+        with tmp.open("wb") as fh, CombinedLogWriter(fh, plan, start) as writer:
+            _generate(plan, seed, writer)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # never leave half a log behind
+        raise
     tmp.replace(log_path)
 
     labels_path = out_dir / "labels.csv"

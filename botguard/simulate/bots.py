@@ -72,7 +72,7 @@ def _agents(w: Table, e: np.ndarray, j: np.ndarray, rng: np.random.Generator) ->
     ua0, ua_n, block = w["ua0"][e], w["ua_n"][e].astype(np.int64), w["ua_block"][e]
     rotating = ua_n > 1
     if not rotating.any():
-        return ua0
+        return np.asarray(ua0)
     ua = ua0.copy()
     by_request = rotating & (block == 0)
     ua[by_request] += rng.integers(0, ua_n[by_request])
@@ -80,7 +80,7 @@ def _agents(w: Table, e: np.ndarray, j: np.ndarray, rng: np.random.Generator) ->
     if by_block.any():
         blk = (w["pos0"][e][by_block] // 7 + j[by_block] // block[by_block]) * _UA_SCRAMBLE
         ua[by_block] += np.mod(blk, ua_n[by_block]).astype(np.int32)
-    return ua
+    return np.asarray(ua)
 
 
 def _referers(w: Table, e: np.ndarray, j: np.ndarray, path: np.ndarray,

@@ -63,7 +63,7 @@ _POSTS = np.array([CART_ADD, PAYMENT, LOGIN_POST])
 
 def _pick(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Row-wise categorical draw: ``cdf`` is (n, k), ``u`` uniform (n,)."""
-    return np.minimum((u[:, None] > cdf).sum(axis=1), cdf.shape[1] - 1)
+    return np.asarray(np.minimum((u[:, None] > cdf).sum(axis=1), cdf.shape[1] - 1))
 
 
 def _popular(shop: Shop, rng: np.random.Generator, n: int) -> np.ndarray:
@@ -72,7 +72,7 @@ def _popular(shop: Shop, rng: np.random.Generator, n: int) -> np.ndarray:
 
 def _in_category(shop: Shop, rng: np.random.Generator, cat: np.ndarray, first: np.ndarray,
                  span: np.ndarray) -> np.ndarray:
-    """A product listed in ``cat`` at listing positions ``first .. first+span`` (popular if empty)."""
+    """A product at listing positions ``first .. first+span`` of ``cat`` (popular if none)."""
     lo = shop.category_offsets[cat]
     hi = shop.category_offsets[cat + 1]
     pos = lo + first + np.floor(rng.random(cat.size) * span).astype(np.int64)
@@ -143,7 +143,7 @@ class _Sessions:
         self.page[fresh] = 1
         self.sort[fresh] = np.where(rng.random(fresh.size) < 0.08,
                                     rng.integers(1, n_sorts, fresh.size), 0)
-        return shop.category_pages[self.cat[aa], self.page[aa] - 1, self.sort[aa]]
+        return np.asarray(shop.category_pages[self.cat[aa], self.page[aa] - 1, self.sort[aa]])
 
     def _search(self, aa: np.ndarray) -> np.ndarray:
         shop, rng = self.shop, self.rng
@@ -152,7 +152,7 @@ class _Sessions:
         fresh = aa[~again]
         self.term[fresh] = np.searchsorted(shop.term_cdf, rng.random(fresh.size))
         self.spage[fresh] = 1
-        return shop.search_pages[self.term[aa], self.spage[aa] - 1]
+        return np.asarray(shop.search_pages[self.term[aa], self.spage[aa] - 1])
 
     def _product(self, aa: np.ndarray) -> np.ndarray:
         shop, rng = self.shop, self.rng
@@ -177,7 +177,7 @@ class _Sessions:
             size = shop.category_offsets[cat + 1] - shop.category_offsets[cat]
             prod[m] = _in_category(shop, rng, cat, np.zeros(b.size, dtype=np.int64), size)
         self.prod[aa] = prod
-        return shop.product_page[prod]
+        return np.asarray(shop.product_page[prod])
 
 
 def expand_sessions(s: Table, shop: Shop, rng: np.random.Generator) -> Events:

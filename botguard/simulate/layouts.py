@@ -102,7 +102,8 @@ class ShopifyLayout(Layout):
         return "/search" + _query(q=term, type="product", page=page)
 
     def image(self, p: Product, k: int) -> str:
-        return f"/cdn/shop/files/{p.handle}-{k + 1}.jpg?v={1700000000 + p.id * 7 % 9999999}&width=800"
+        version = 1700000000 + p.id * 7 % 9999999
+        return f"/cdn/shop/files/{p.handle}-{k + 1}.jpg?v={version}&width=800"
 
     def poll(self, p: Product) -> tuple[str, ...]:
         return (f"/products/{p.handle}.json", f"/products/{p.handle}.js")
@@ -162,7 +163,7 @@ class ClassicLayout(Layout):
         return ("/sitemap.xml", "/sitemap-products-1.xml", "/sitemap-categories.xml")
 
     def dead(self) -> tuple[str, ...]:
-        return ("/p/99", "/c/outlet-2023", "/newsletter/confirm", "/static/img/banner-xmas.jpg",
+        return ("/p/99", "/c/outlet-2023", "/newsletter/confirm", "/angebote/winter",
                 "/gutschein")
 
 
@@ -209,7 +210,7 @@ class ItemHtmlLayout(Layout):
         return ("/sitemap.xml", "/sitemap_item_1.xml.gz", "/sitemap_category.xml.gz")
 
     def dead(self) -> tuple[str, ...]:
-        return ("/item/1.html", "/campaign/spring2024.html", "/images/items/noimage.jpg",
+        return ("/item/1.html", "/campaign/spring2024.html", "/campaign/summer2023.html",
                 "/member/regist.html")
 
 
@@ -251,7 +252,7 @@ class SlugIdLayout(Layout):
         return (f"/api/price?sku={p.sku}", f"/index.php?route=product/stock&sku={p.sku}")
 
     def dead(self) -> tuple[str, ...]:
-        return ("/specials.php?page=7", "/gift-vouchers-c-99.html", "/images/banner_sale.gif",
+        return ("/specials.php?page=7", "/gift-vouchers-c-99.html", "/newsletter.php?id=2023",
                 "/create_account.php?ref=mail")
 
 

@@ -18,7 +18,7 @@ from datetime import datetime
 import numpy as np
 
 from botguard.simulate.addresses import AddressBook
-from botguard.simulate.agents import AgentPools, agent_pools
+from botguard.simulate.agents import AgentPools, agent_pools, chrome_build, chrome_major
 from botguard.simulate.events import NO_REFERER
 from botguard.simulate.kinds import KINDS, kind_counts
 from botguard.simulate.shop import Shop
@@ -100,6 +100,8 @@ def _concat(tables: list[Table], defaults: dict[str, tuple[type[np.generic], flo
 
 @dataclass
 class _Planner:
+    """Accumulates addresses, agents, sources and episodes while each kind is planned."""
+
     rng: np.random.Generator
     shop: Shop
     pools: AgentPools
@@ -113,6 +115,8 @@ class _Planner:
     sessions: list[Table] = field(default_factory=list)
     walks: list[Table] = field(default_factory=list)
     pool_start: dict[str, int] = field(default_factory=dict)
+    pool_size: dict[str, int] = field(default_factory=dict)
+    swarm_agents: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.book = AddressBook(self.rng)
@@ -127,6 +131,7 @@ class _Planner:
             ("poller", pools.poller_custom),
         ):
             self.pool_start[name] = len(self.agents)
+            self.pool_size[name] = len(strings)
             self.agents.extend(strings)
 
     # --- helpers -------------------------------------------------------------------------
@@ -135,7 +140,7 @@ class _Planner:
     def hours(self) -> float:
         return self.duration_ms / HOUR_MS
 
-    def sources(self, addr: np.ndarray, proto: np.ndarray | int) -> np.ndarray:
+    def sources(self, addr: np.ndarray, proto: np.ndarray | list[int] | int) -> np.ndarray:
         addr = np.asarray(addr, dtype=np.int32)
         self.src_addr.append(addr)
         self.src_proto.append(np.broadcast_to(np.asarray(proto, dtype=np.int8), addr.shape).copy())
@@ -148,9 +153,8 @@ class _Planner:
         return (self.pool_start[name] + pick).astype(np.int32)
 
     def pick_agent(self, name: str, n: int) -> np.ndarray:
-        size = len(getattr(self.pools, {"stale": "stale_browsers", "poller": "poller_custom"}
-                           .get(name, name)))
-        return self.pool(name, self.rng.integers(0, size, n))
+        """``n`` agents drawn uniformly from the named pool."""
+        return self.pool(name, self.rng.integers(0, self.pool_size[name], n))
 
     def browser_agents(self, n: int, stale_share: float) -> np.ndarray:
         """Agents of bots that pose as browsers: current market mix or outdated copies."""
@@ -182,7 +186,7 @@ class _Planner:
 
     def walk_len(self, ids: np.ndarray) -> np.ndarray:
         lengths = np.array(list(self.shop.walk_len.values()), dtype=np.int64)
-        return lengths[ids]
+        return np.asarray(lengths[ids])
 
     def job_starts(self, src: np.ndarray, per_hour: float, cron_share: float = 0.0
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +211,7 @@ class _Planner:
         cdf = np.cumsum(weights)
         minute = np.searchsorted(cdf, self.rng.random(n) * cdf[-1])
         t = (minute + self.rng.random(n)) * 60_000
-        return np.minimum(t, self.duration_ms - 1).astype(np.int64)
+        return np.asarray(np.minimum(t, self.duration_ms - 1), dtype=np.int64)
 
     def walk_episodes(self, rows: int, **columns: object) -> None:
         table = _table(_WALK_DEFAULTS, rows, **columns)
@@ -277,6 +281,8 @@ class _Planner:
 
     def crawler(self, kind: str, world: str, pool: str, n: int, median_per_h: float,
                 robots_every_h: int, v6_share: float) -> None:
+        if n == 0:
+            return
         addr = self.book.take(world, kind, n, v6_share)
         src = self.sources(addr, np.where(self.rng.random(n) < 0.7, HTTP11, HTTP2))
         per_hour = np.clip(median_per_h * np.exp(0.6 * self.rng.standard_normal(n)), 4, 400)
@@ -289,12 +295,15 @@ class _Planner:
             m, src=h_src, t0=t0 + self.rng.integers(0, 20_000, m), n=count + robots, walk=crawl,
             pos0=self.rng.integers(0, 1 << 30, m),
             stride=self.coprime_strides(m, self.shop.walk_len["crawl"]),
-            gap_ms=span * HOUR_MS / (count + 1), sigma=0.9, p304=0.07,
+            # lognormal gaps average exp(sigma^2 / 2) times their median: keep the hour's rate
+            gap_ms=span * HOUR_MS / (count + 1) / np.exp(0.9**2 / 2), sigma=0.9, p304=0.07,
             ua0=self.pool_start[pool], ua_n=2, ua_block=0, robots=robots,
             p_alt=0.01, alt_walk=self.walk_id(["sitemaps"])[0],
         )
 
     def monitors(self, n: int) -> None:
+        if n == 0:
+            return
         addr = self.book.take_listed("monitor", n)
         src = self.sources(addr, HTTP11)
         interval = self.rng.choice([60_000, 120_000, 180_000, 300_000], n)
@@ -331,6 +340,8 @@ class _Planner:
              median_n: float, max_n: int, gap_ms: np.ndarray, sigma: float,
              cron_share: float = 0.0, **per_source: np.ndarray | float | int) -> None:
         """Bounded jobs of walking the site; ``per_source`` columns are indexed like ``src``."""
+        if src.size == 0:
+            return
         job_src, t0 = self.job_starts(src, per_hour, cron_share)
         m = job_src.size
         i = job_src - src[0]  # sources of one kind are allocated contiguously
@@ -380,7 +391,7 @@ class _Planner:
         self.jobs(src, walk, self._ordered(walk), 0.05, 150, 3000,
                   np.clip(3000 * np.exp(0.6 * rng.standard_normal(n)), 800, 9000), 0.6,
                   ua0=self.pool_start["browsers"],
-                  ua_n=len(self.pools.browsers) + len(self.pools.stale_browsers),
+                  ua_n=self.pool_size["browsers"] + self.pool_size["stale"],
                   ua_block=rng.integers(2, 7, n),
                   ref_mode=np.where(rng.random(n) < 0.4, REF_FIXED, REF_NONE), ref=int(google))
 
@@ -420,6 +431,8 @@ class _Planner:
 
     def slow_crawlers(self, n: int) -> None:
         """One product every 20-90 s for hours, like clockwork, from one address."""
+        if n == 0:
+            return
         rng = self.rng
         addr = self.addresses("browser_crawler_slow", n, cloud_share=0.6, v6_share=0.05)
         src = self.sources(addr, np.where(rng.random(n) < 0.5, HTTP11, HTTP2))
@@ -450,6 +463,8 @@ class _Planner:
 
     def price_pollers(self, n: int) -> None:
         """Rounds over a fixed product set's price/stock endpoints, never the product page."""
+        if n == 0:
+            return
         rng = self.rng
         addr = self.addresses("price_poller", n, cloud_share=0.7, v6_share=0.05)
         src = self.sources(addr, HTTP11)
@@ -478,26 +493,43 @@ class _Planner:
             stride=stride[i], gap_ms=rng.uniform(200, 2000, n)[i], sigma=0.3, ua0=ua[i],
         )
 
+    def swarm_agent(self) -> int:
+        """A full-version Chrome agent no other swarm uses: one campaign, one tool build."""
+        chrome = chrome_major(self.start.date())
+        while True:
+            version = chrome_build(int(chrome - self.rng.integers(0, 20)),
+                                   int(self.rng.integers(1, 220)))
+            platform = self.rng.choice(["Windows NT 10.0; Win64; x64",
+                                        "Macintosh; Intel Mac OS X 10_15_7", "X11; Linux x86_64"])
+            agent = (f"Mozilla/5.0 ({platform}) AppleWebKit/537.36 (KHTML, like Gecko) "
+                     f"Chrome/{version} Safari/537.36")
+            if agent not in self.swarm_agents:
+                self.swarm_agents.add(agent)
+                self.agents.append(agent)
+                return len(self.agents) - 1
+
     def swarm(self) -> None:
         """Many residential addresses, one agent, each fetching its own slice of the catalogue."""
         rng = self.rng
-        members = int(round(30 * np.exp(rng.uniform(0, np.log(200 / 30)))))
+        members = int(30 * np.exp(rng.uniform(0, np.log(200 / 30))) + 0.5)  # log-uniform
         length = self.shop.walk_len["products"]
-        slices = rng.integers(5, 41, members)
-        if slices.sum() > length:
-            slices = np.maximum(1, slices * length // slices.sum())
+        # 5-40 products each, never more than the catalogue holds in total
+        slices = rng.integers(5, max(5, min(40, length // members)) + 1, members)
         first = np.cumsum(slices) - slices
         addr = self.book.take("residential", "swarm", members, 0.1)
         src = self.sources(addr, HTTP11 if rng.random() < 0.5 else HTTP2)
-        ua = self.browser_agents(1, 0.5)[0]
+        ua = self.swarm_agent()
         stride = int(self.coprime_strides(1, length)[0])
         offset = int(rng.integers(0, length))
         span = min(self.duration_ms, int(6 * HOUR_MS * np.exp(0.5 * rng.standard_normal())))
         begin = int(rng.integers(0, max(1, self.duration_ms - span)))
+        # slow, but every member finishes its slice inside the campaign (and the period)
+        gap = np.minimum(rng.uniform(30_000, 120_000, members), span / (2 * (slices + 1)))
+        t0 = begin + (rng.random(members) * (span - 2 * slices * gap)).astype(np.int64)
         self.walk_episodes(
-            members, src=src, t0=begin + rng.integers(0, max(1, span), members), n=slices,
+            members, src=src, t0=t0, n=slices,
             walk=self.walk_id(["products"])[0], pos0=offset + first * stride, stride=stride,
-            gap_ms=rng.uniform(30_000, 120_000, members), sigma=0.8, ua0=ua,
+            gap_ms=gap, sigma=0.3, ua0=ua,
         )
 
 

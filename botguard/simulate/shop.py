@@ -90,7 +90,8 @@ _PROBES: tuple[tuple[str, int, int], ...] = (
     ("/cgi-bin/.%2e/.%2e/.%2e/.%2e/bin/sh", 400, POST),
     ("/index.php?page=../../../../etc/passwd", 404, GET),
     ("/?id=1'%20OR%20'1'='1", 200, GET), ("/?id=1%20UNION%20SELECT%20NULL,NULL,NULL--", 200, GET),
-    ("/login?username=admin'--&password=x", 404, GET), ("/?XDEBUG_SESSION_START=phpstorm", 200, GET),
+    ("/login?username=admin'--&password=x", 404, GET),
+    ("/?XDEBUG_SESSION_START=phpstorm", 200, GET),
     ("/?s=%3Cscript%3Ealert(1)%3C/script%3E", 200, GET), ("/.well-known/security.txt", 404, GET),
     ("/autodiscover/autodiscover.json?@zdi/Powershell", 404, GET), ("/hudson", 404, GET),
 )
@@ -186,7 +187,7 @@ class Shop:
     def walk(self, name: str, position: np.ndarray) -> np.ndarray:
         """Path at ``position`` (any integer, wraps around) of the named walk."""
         length = self.walk_len[name]
-        return self.walk_paths[self.walk_start[name] + np.mod(position, length)]
+        return np.asarray(self.walk_paths[self.walk_start[name] + np.mod(position, length)])
 
 
 def _lognormal(rng: np.random.Generator, median: float, sigma: float, n: int) -> np.ndarray:
@@ -209,7 +210,7 @@ def _zipf_cdf(rng: np.random.Generator, n: int, exponent: float) -> np.ndarray:
     weights = 1.0 / np.arange(10, 10 + n) ** exponent
     weights = weights[rng.permutation(n)]
     cdf = np.cumsum(weights)
-    return cdf / cdf[-1]
+    return np.asarray(cdf / cdf[-1])
 
 
 def _catalogue(layout: Layout, rng: np.random.Generator) -> list[Product]:

@@ -11,8 +11,8 @@ no quoting, which yields exactly::
 from __future__ import annotations
 
 import csv
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO

@@ -24,7 +24,12 @@ import polars as pl
 from botguard.schema import ACTIONS
 from botguard.sinks.atomic import atomic_write
 
-ACTION_COLOURS = {"block": "#d93025", "challenge": "#e8a100", "monitor": "#1a73e8", "allow": "#1e8e3e"}
+ACTION_COLOURS = {
+    "block": "#d93025",
+    "challenge": "#e8a100",
+    "monitor": "#1a73e8",
+    "allow": "#1e8e3e",
+}
 OTHER_COLOUR = "#9aa0a6"
 TOP_OFFENDERS = 50
 MAX_TABLE_ROWS = 100
@@ -34,18 +39,24 @@ MAX_BUCKETS = 800
 
 # Controls, bidi overrides and zero-width characters can disguise what an agent string says
 # (or reorder the text around it); show them as visible escapes instead.
-_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ud800-\udfff]")
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\ud800-\udfff]"
+)
 
 _CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 
 
-def write_report(path: Path, *, decisions: pl.DataFrame, timeline: pl.DataFrame, summary: dict[str, Any]) -> None:
+def write_report(
+    path: Path, *, decisions: pl.DataFrame, timeline: pl.DataFrame, summary: dict[str, Any]
+) -> None:
     """Render the report and replace ``path`` with it atomically."""
     text = render_report(decisions=decisions, timeline=timeline, summary=summary)
     atomic_write(Path(path), text.encode("utf-8", "replace"))
 
 
-def render_report(*, decisions: pl.DataFrame, timeline: pl.DataFrame, summary: Mapping[str, Any]) -> str:
+def render_report(
+    *, decisions: pl.DataFrame, timeline: pl.DataFrame, summary: Mapping[str, Any]
+) -> str:
     summary = summary if isinstance(summary, Mapping) else {}
     sections = [
         ("overview", "Overview", _overview(decisions, summary)),
@@ -59,9 +70,12 @@ def render_report(*, decisions: pl.DataFrame, timeline: pl.DataFrame, summary: M
         ("warnings", "Warnings", _warnings(summary.get("warnings"))),
     ]
     nav = "".join(f'<a href="#{a}">{_t(title)}</a>' for a, title, _ in sections)
-    body = "".join(f'<section id="{a}"><h2>{_t(title)}</h2>{content}</section>' for a, title, content in sections)
+    body = "".join(
+        f'<section id="{a}"><h2>{_t(title)}</h2>{content}</section>'
+        for a, title, content in sections
+    )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
@@ -131,12 +145,21 @@ def _badge(action: Any) -> str:
     return f'<span class="badge {cls}">{_t(action if action is not None else "unscored")}</span>'
 
 
-def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Iterable[int] = (), cls: str = "") -> str:
+def _table(
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    numeric: Iterable[int] = (),
+    cls: str = "",
+) -> str:
     """``rows`` hold already-escaped cell HTML; ``numeric`` columns are right-aligned."""
     num = set(numeric)
-    head = "".join(f'<th{" class=num" if i in num else ""}>{_t(h)}</th>' for i, h in enumerate(headers))
+    head = "".join(
+        f"<th{' class=num' if i in num else ''}>{_t(h)}</th>" for i, h in enumerate(headers)
+    )
     body = "".join(
-        "<tr>" + "".join(f'<td{" class=num" if i in num else ""}>{c}</td>' for i, c in enumerate(r)) + "</tr>"
+        "<tr>"
+        + "".join(f"<td{' class=num' if i in num else ''}>{c}</td>" for i, c in enumerate(r))
+        + "</tr>"
         for r in rows
     )
     return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
@@ -157,7 +180,12 @@ def _items(value: Any) -> list[tuple[str, int]]:
 # --------------------------------------------------------------------------- sections
 def _header(summary: Mapping[str, Any], decisions: pl.DataFrame) -> str:
     start, end = summary.get("data_from"), summary.get("data_to")
-    if start is None and end is None and len(decisions) and {"first_seen", "last_seen"} <= set(decisions.columns):
+    if (
+        start is None
+        and end is None
+        and len(decisions)
+        and {"first_seen", "last_seen"} <= set(decisions.columns)
+    ):
         start, end = decisions["first_seen"].min(), decisions["last_seen"].max()
     meta = [
         ("Data", f"{_t(_when(start))} → {_t(_when(end))}"),
@@ -173,7 +201,9 @@ def _action_counts(decisions: pl.DataFrame, summary: Mapping[str, Any]) -> dict[
     if isinstance(given, Mapping):
         counts = {str(a): n for a, v in given.items() if (n := _int(v)) is not None}
     elif "action" in decisions.columns:
-        counts = {str(a or "unscored"): int(n) for a, n in decisions.group_by("action").len().iter_rows()}
+        counts = {
+            str(a or "unscored"): int(n) for a, n in decisions.group_by("action").len().iter_rows()
+        }
     else:
         counts = {}
     ordered = {a: counts.get(a, 0) for a in ACTIONS}
@@ -206,7 +236,7 @@ def _overview(decisions: pl.DataFrame, summary: Mapping[str, Any]) -> str:
         cards.append(
             f'<div class="card {_t(action) if action in ACTION_COLOURS else "other"}"><div class="label">{_t(action)}</div>'
             f'<div class="value">{_n(n)}</div><div class="sub">{_pct(n, clients)} of clients'
-            f'{f" · {_pct(r, total_req)} of requests" if reqs else ""}</div></div>'
+            f"{f' · {_pct(r, total_req)} of requests' if reqs else ''}</div></div>"
         )
     bars = _share_bar("Clients", counts) + (_share_bar("Requests", reqs) if reqs else "")
     return f'<div class="cards">{"".join(cards)}</div>{bars}{_legend(counts)}{_status(summary)}'
@@ -219,10 +249,14 @@ def _status(summary: Mapping[str, Any]) -> str:
     if isinstance(bl, Mapping) and bl.get("written"):
         items.append(f'<li class="ok">Blocklist written: {_n(bl.get("entries"))} entries</li>')
     elif isinstance(bl, Mapping):
-        items.append('<li class="bad"><a href="#blocklist">Blocklist refused</a>: the previous list stays in force</li>')
+        items.append(
+            '<li class="bad"><a href="#blocklist">Blocklist refused</a>: the previous list stays in force</li>'
+        )
     warnings = summary.get("warnings")
     if isinstance(warnings, list) and warnings:
-        items.append(f'<li class="warn"><a href="#warnings">{len(warnings):,} warning{"s" if len(warnings) != 1 else ""}</a></li>')
+        items.append(
+            f'<li class="warn"><a href="#warnings">{len(warnings):,} warning{"s" if len(warnings) != 1 else ""}</a></li>'
+        )
     parse = summary.get("parse")
     rejected = _int(parse.get("rejected")) if isinstance(parse, Mapping) else None
     if rejected:
@@ -234,11 +268,15 @@ def _share_bar(label: str, counts: Mapping[str, int]) -> str:
     total = sum(counts.values())
     if not total:
         return ""
-    order = [a for a in ACTIONS if counts.get(a)] + sorted(a for a in counts if a not in ACTION_COLOURS and counts[a])
+    order = [a for a in ACTIONS if counts.get(a)] + sorted(
+        a for a in counts if a not in ACTION_COLOURS and counts[a]
+    )
     x, parts = 0.0, []
     for a in order:
         w = 1000 * counts[a] / total
-        parts.append(f'<rect x="{_f(x)}" y="0" width="{_f(w)}" height="18" fill="{_colour(a)}"><title>{_t(a)}: {counts[a]:,} ({_pct(counts[a], total)})</title></rect>')
+        parts.append(
+            f'<rect x="{_f(x)}" y="0" width="{_f(w)}" height="18" fill="{_colour(a)}"><title>{_t(a)}: {counts[a]:,} ({_pct(counts[a], total)})</title></rect>'
+        )
         x += w
     return (
         f'<div class="share"><span>{_t(label)}</span><svg class="bar" viewBox="0 0 1000 18" preserveAspectRatio="none" '
@@ -268,13 +306,22 @@ def _traffic(timeline: pl.DataFrame) -> str:
     lo, hi = tl["bucket"].min(), tl["bucket"].max()
     assert isinstance(lo, datetime) and isinstance(hi, datetime)
     hours = int((hi - lo).total_seconds() // 3600) + 1
-    step_h = next((h for h in (1, 2, 3, 6, 12, 24, 48, 168) if hours / h <= MAX_BUCKETS), 24 * max(1, math.ceil(hours / MAX_BUCKETS / 24)))
+    step_h = next(
+        (h for h in (1, 2, 3, 6, 12, 24, 48, 168) if hours / h <= MAX_BUCKETS),
+        24 * max(1, math.ceil(hours / MAX_BUCKETS / 24)),
+    )
     every = f"{step_h}h"
-    tl = tl.with_columns(pl.col("bucket").dt.truncate(every)).group_by("bucket", "action").agg(pl.col("requests").sum())
+    tl = (
+        tl.with_columns(pl.col("bucket").dt.truncate(every))
+        .group_by("bucket", "action")
+        .agg(pl.col("requests").sum())
+    )
     start = tl["bucket"].min()
     assert isinstance(start, datetime)
     n = int((hi - start).total_seconds() // (3600 * step_h)) + 1
-    actions = [a for a in ACTIONS if a in set(tl["action"])] + sorted(set(tl["action"]) - set(ACTIONS))
+    actions = [a for a in ACTIONS if a in set(tl["action"])] + sorted(
+        set(tl["action"]) - set(ACTIONS)
+    )
     # Pivot by hand into dense per-action lists so gaps show as zero traffic.
     series = {a: [0] * n for a in actions}
     for b, a, r in tl.iter_rows():
@@ -290,7 +337,9 @@ def _nice_ticks(top: float, count: int = 5) -> list[float]:
         return [0.0, 1.0]
     raw = top / count
     mag = 10 ** math.floor(math.log10(raw))
-    step = max(1.0, next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw))  # counts: whole-number ticks
+    step = max(
+        1.0, next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    )  # counts: whole-number ticks
     return [i * step for i in range(math.ceil(top / step) + 1)]
 
 
@@ -306,8 +355,10 @@ def _axes(ticks: list[float], x0: float, x1: float, y: Any) -> str:
     out = []
     for v in ticks:
         yy = y(v)
-        out.append(f'<line x1="{_f(x0)}" x2="{_f(x1)}" y1="{_f(yy)}" y2="{_f(yy)}" class="grid"/>'
-                   f'<text x="{_f(x0 - 8)}" y="{_f(yy + 4)}" class="ytick">{_fmt_tick(v)}</text>')
+        out.append(
+            f'<line x1="{_f(x0)}" x2="{_f(x1)}" y1="{_f(yy)}" y2="{_f(yy)}" class="grid"/>'
+            f'<text x="{_f(x0 - 8)}" y="{_f(yy + 4)}" class="ytick">{_fmt_tick(v)}</text>'
+        )
     return "".join(out)
 
 
@@ -331,17 +382,29 @@ def _timeline_svg(series: Mapping[str, list[int]], start: datetime, step: timede
         if n <= 72:  # few buckets: stacked columns read better than an area
             parts.extend(
                 f'<rect x="{_f(L + i * bw + bw * 0.1)}" y="{_f(y(u))}" width="{_f(bw * 0.8)}" height="{_f(y(b) - y(u))}" fill="{fill}"/>'
-                for i, (b, u) in enumerate(zip(base, upper, strict=True)) if u > b
+                for i, (b, u) in enumerate(zip(base, upper, strict=True))
+                if u > b
             )
         else:
             xs = [L + (i + 0.5) * bw for i in range(n)]
             top_pts = " ".join(f"{_f(x)},{_f(y(u))}" for x, u in zip(xs, upper, strict=True))
-            bot_pts = " ".join(f"{_f(x)},{_f(y(b))}" for x, b in zip(reversed(xs), reversed(base), strict=True))
-            parts.append(f'<polygon points="{top_pts} {bot_pts}" fill="{fill}" fill-opacity="0.85" stroke="{fill}" stroke-width="0.6"/>')
+            bot_pts = " ".join(
+                f"{_f(x)},{_f(y(b))}" for x, b in zip(reversed(xs), reversed(base), strict=True)
+            )
+            parts.append(
+                f'<polygon points="{top_pts} {bot_pts}" fill="{fill}" fill-opacity="0.85" stroke="{fill}" stroke-width="0.6"/>'
+            )
         base = upper
     # X labels: at most about eight, on round times (midnight, noon, ...), UTC.
     step_h = max(1, int(step.total_seconds() // 3600))
-    tick_h = next((h for h in (1, 2, 3, 6, 12, 24, 48, 168, 336, 672) if h % step_h == 0 and n * step_h / h <= 8), 24 * 28)
+    tick_h = next(
+        (
+            h
+            for h in (1, 2, 3, 6, 12, 24, 48, 168, 336, 672)
+            if h % step_h == 0 and n * step_h / h <= 8
+        ),
+        24 * 28,
+    )
     fmt = "%m-%d %H:%M" if tick_h < 24 else "%Y-%m-%d"
     for i in range(n):
         when = start + step * i
@@ -351,14 +414,18 @@ def _timeline_svg(series: Mapping[str, list[int]], start: datetime, step: timede
         x = L + (i + 0.5) * bw
         if x > W - R - 30:
             continue
-        parts.append(f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{_f(T + ph)}" y2="{_f(T + ph + 4)}" class="axis"/>'
-                     f'<text x="{_f(x)}" y="{_f(H - 14)}" class="xtick">{when.strftime(fmt)}</text>')
+        parts.append(
+            f'<line x1="{_f(x)}" x2="{_f(x)}" y1="{_f(T + ph)}" y2="{_f(T + ph + 4)}" class="axis"/>'
+            f'<text x="{_f(x)}" y="{_f(H - 14)}" class="xtick">{when.strftime(fmt)}</text>'
+        )
     parts.append(f'<line x1="{L}" x2="{W - R}" y1="{_f(T + ph)}" y2="{_f(T + ph)}" class="axis"/>')
     # Hover targets: a transparent column per bucket whose tooltip lists the split.
     for i in range(n):
         label = (start + step * i).strftime("%Y-%m-%d %H:%M")
         detail = "&#10;".join(f"{_t(a)}: {vals[i]:,}" for a, vals in series.items() if vals[i])
-        parts.append(f'<rect x="{_f(L + i * bw)}" y="{T}" width="{_f(bw)}" height="{ph}" class="hover"><title>{label} UTC · {stacks[i]:,} requests&#10;{detail}</title></rect>')
+        parts.append(
+            f'<rect x="{_f(L + i * bw)}" y="{T}" width="{_f(bw)}" height="{ph}" class="hover"><title>{label} UTC · {stacks[i]:,} requests&#10;{detail}</title></rect>'
+        )
     return f'<div class="scroll"><svg class="chart wide" viewBox="0 0 {W} {H}" role="img" aria-label="Requests over time by action">{"".join(parts)}</svg></div>'
 
 
@@ -368,7 +435,9 @@ def _histogram(decisions: pl.DataFrame, summary: Mapping[str, Any]) -> list[int]
         return [max(0, _int(v) or 0) for v in given]
     hist = [0] * 10
     if "score" in decisions.columns and len(decisions):
-        deciles = decisions.select((pl.col("score").fill_null(0) * 10).floor().clip(0, 9).cast(pl.Int64).alias("d"))
+        deciles = decisions.select(
+            (pl.col("score").fill_null(0) * 10).floor().clip(0, 9).cast(pl.Int64).alias("d")
+        )
         for d, k in deciles.group_by("d").len().iter_rows():
             hist[int(d)] += int(k)
     return hist
@@ -381,7 +450,8 @@ def _blend(a: str, b: str, t: float) -> str:
 
 # Score deciles coloured green through amber to red, the way the actions run.
 _SCORE_COLOURS = [
-    _blend(ACTION_COLOURS["allow"], ACTION_COLOURS["challenge"], i / 5) if i < 5
+    _blend(ACTION_COLOURS["allow"], ACTION_COLOURS["challenge"], i / 5)
+    if i < 5
     else _blend(ACTION_COLOURS["challenge"], ACTION_COLOURS["block"], (i - 5) / 4)
     for i in range(10)
 ]
@@ -400,15 +470,21 @@ def _histogram_svg(hist: list[int]) -> str:
     parts = [_axes(ticks, L, W - R, y)]
     total = sum(hist)
     for i, v in enumerate(hist):
-        parts.append(f'<rect x="{_f(L + i * bw + 3)}" y="{_f(y(v))}" width="{_f(bw - 6)}" height="{_f(y(0) - y(v))}" fill="{_SCORE_COLOURS[i]}" rx="2">'
-                     f'<title>score {i / 10:.1f}–{(i + 1) / 10:.1f}: {v:,} clients ({_pct(v, total)})</title></rect>')
+        parts.append(
+            f'<rect x="{_f(L + i * bw + 3)}" y="{_f(y(v))}" width="{_f(bw - 6)}" height="{_f(y(0) - y(v))}" fill="{_SCORE_COLOURS[i]}" rx="2">'
+            f"<title>score {i / 10:.1f}–{(i + 1) / 10:.1f}: {v:,} clients ({_pct(v, total)})</title></rect>"
+        )
         if v:
-            parts.append(f'<text x="{_f(L + (i + 0.5) * bw)}" y="{_f(y(v) - 4)}" class="xtick">{v:,}</text>')
+            parts.append(
+                f'<text x="{_f(L + (i + 0.5) * bw)}" y="{_f(y(v) - 4)}" class="xtick">{v:,}</text>'
+            )
     for i in range(11):
         x = L + i * bw
         parts.append(f'<text x="{_f(x)}" y="{_f(T + ph + 16)}" class="xtick">{i / 10:.1f}</text>')
-    parts.append(f'<line x1="{L}" x2="{W - R}" y1="{_f(T + ph)}" y2="{_f(T + ph)}" class="axis"/>'
-                 f'<text x="{_f(L + pw / 2)}" y="{H - 4}" class="xtick">score</text>')
+    parts.append(
+        f'<line x1="{L}" x2="{W - R}" y1="{_f(T + ph)}" y2="{_f(T + ph)}" class="axis"/>'
+        f'<text x="{_f(L + pw / 2)}" y="{H - 4}" class="xtick">score</text>'
+    )
     return f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-label="Score distribution">{"".join(parts)}</svg>'
 
 
@@ -417,10 +493,15 @@ def _reason_counts(decisions: pl.DataFrame, summary: Mapping[str, Any]) -> list[
         return _items(summary.get("reasons"))
     if decisions.is_empty() or not {"reasons", "action"} <= set(decisions.columns):
         return []
-    first = decisions.filter(pl.col("action") != "allow").select(
-        pl.col("reasons").list.first().str.replace_all(r"[\d.,%]+", "N").alias("r")
-    ).drop_nulls()
-    return sorted(((str(r), int(k)) for r, k in first.group_by("r").len().iter_rows()), key=lambda kv: (-kv[1], kv[0]))[:15]
+    first = (
+        decisions.filter(pl.col("action") != "allow")
+        .select(pl.col("reasons").list.first().str.replace_all(r"[\d.,%]+", "N").alias("r"))
+        .drop_nulls()
+    )
+    return sorted(
+        ((str(r), int(k)) for r, k in first.group_by("r").len().iter_rows()),
+        key=lambda kv: (-kv[1], kv[0]),
+    )[:15]
 
 
 def _kind_counts(decisions: pl.DataFrame, summary: Mapping[str, Any]) -> list[tuple[str, int]]:
@@ -432,7 +513,9 @@ def _kind_counts(decisions: pl.DataFrame, summary: Mapping[str, Any]) -> list[tu
     return sorted(((str(k), int(n)) for k, n in counts.iter_rows()), key=lambda kv: (-kv[1], kv[0]))
 
 
-def _hbars_svg(items: list[tuple[str, int]], label: str, colour: str = "#5f6fd6", width: int = 1000) -> str:
+def _hbars_svg(
+    items: list[tuple[str, int]], label: str, colour: str = "#5f6fd6", width: int = 1000
+) -> str:
     # Labels get about half the width; ~6.3 user units per character at 12px.
     W, row, R = width, 24, 56
     L = int(W * 0.5)
@@ -446,7 +529,7 @@ def _hbars_svg(items: list[tuple[str, int]], label: str, colour: str = "#5f6fd6"
         w = (W - L - R) * v / top
         short = name if len(name) <= room else name[: room - 1] + "…"
         parts.append(
-            f'<g><title>{_t(name)}: {v:,} ({_pct(v, total)})</title>'
+            f"<g><title>{_t(name)}: {v:,} ({_pct(v, total)})</title>"
             f'<text x="{L - 10}" y="{_f(y + row / 2 + 4)}" class="blabel">{_t(short)}</text>'
             f'<rect x="{L}" y="{_f(y + 3)}" width="{_f(max(w, 1))}" height="{row - 6}" fill="{colour}" rx="2"/>'
             f'<text x="{_f(L + w + 6)}" y="{_f(y + row / 2 + 4)}" class="bvalue">{v:,}</text></g>'
@@ -461,16 +544,25 @@ def _scores_and_reasons(decisions: pl.DataFrame, summary: Mapping[str, Any]) -> 
     reasons = _reason_counts(decisions, summary)
     hist_panel = (
         '<div class="panel"><h3>Score distribution</h3><p class="note">Clients per score decile (0 = clearly human, 1 = clearly a bot).</p>'
-        + (_histogram_svg(hist) if sum(hist) else _empty("No clients scored.")) + "</div>"
+        + (_histogram_svg(hist) if sum(hist) else _empty("No clients scored."))
+        + "</div>"
     )
     kinds_panel = (
         '<div class="panel"><h3>Kinds of flagged clients</h3><p class="note">Flagged clients by their strongest kind of evidence.</p>'
-        + (_hbars_svg(kinds[:12], "Kinds of flagged clients", "#7b61c9", width=480) if kinds else _empty("No client was flagged."))
+        + (
+            _hbars_svg(kinds[:12], "Kinds of flagged clients", "#7b61c9", width=480)
+            if kinds
+            else _empty("No client was flagged.")
+        )
         + "</div>"
     )
     reasons_panel = (
         '<h3>Strongest reason</h3><p class="note">Flagged clients by their strongest reason; numbers are folded to N so alike reasons group together.</p>'
-        + (_hbars_svg(reasons[:15], "Strongest reason for flagged clients") if reasons else _empty("No client was flagged."))
+        + (
+            _hbars_svg(reasons[:15], "Strongest reason for flagged clients")
+            if reasons
+            else _empty("No client was flagged.")
+        )
     )
     return f'<div class="grid2">{hist_panel}{kinds_panel}</div>{reasons_panel}'
 
@@ -482,25 +574,30 @@ def _offenders(decisions: pl.DataFrame) -> str:
     if flagged.is_empty():
         return _empty("No blocked or challenged clients.")
     keys = [c for c in ("score", "requests", "client") if c in flagged.columns]
-    top = flagged.sort(keys, descending=[k != "client" for k in keys], nulls_last=True).head(TOP_OFFENDERS)
+    top = flagged.sort(keys, descending=[k != "client" for k in keys], nulls_last=True).head(
+        TOP_OFFENDERS
+    )
     headers = ["#", "Client", "Action", "Score", "Requests", "Seen (UTC)", "User agent", "Reasons"]
     rows = []
     for i, r in enumerate(top.iter_rows(named=True), 1):
-        client = f'<code>{_t(r.get("client"))}</code>'
+        client = f"<code>{_t(r.get('client'))}</code>"
         if r.get("ip") and r.get("ip") != r.get("client"):
             client += f'<div class="dim">{_t(r.get("ip"))}</div>'
         if r.get("campaign"):
             client += f'<div class="dim">campaign {_t(r.get("campaign"))}</div>'
-        rows.append([
-            str(i), client,
-            f'{_badge(r.get("action"))}<div class="dim">{_t(r.get("kind") or "")}</div>',
-            _score_cell(r.get("score"), r.get("model_score")),
-            f'{_n(r.get("requests"))}<div class="dim">{_n(r.get("sessions"))} sess.</div>',
-            f'<span class="nw">{_t(_when(r.get("first_seen"), short=True))}</span>'
-            f'<div class="dim nw">→ {_t(_when(r.get("last_seen"), short=True))}</div>',
-            f'<span class="ua">{_t(r.get("user_agent") or "(none)")}</span>',
-            _reasons_cell(r.get("reasons")),
-        ])
+        rows.append(
+            [
+                str(i),
+                client,
+                f'{_badge(r.get("action"))}<div class="dim">{_t(r.get("kind") or "")}</div>',
+                _score_cell(r.get("score"), r.get("model_score")),
+                f'{_n(r.get("requests"))}<div class="dim">{_n(r.get("sessions"))} sess.</div>',
+                f'<span class="nw">{_t(_when(r.get("first_seen"), short=True))}</span>'
+                f'<div class="dim nw">→ {_t(_when(r.get("last_seen"), short=True))}</div>',
+                f'<span class="ua">{_t(r.get("user_agent") or "(none)")}</span>',
+                _reasons_cell(r.get("reasons")),
+            ]
+        )
     num = {0, 3, 4}
     note = f'<p class="note">Showing the top {len(top):,} of {len(flagged):,} blocked or challenged clients, by score.</p>'
     return note + _table(headers, rows, num, cls="offenders")
@@ -521,7 +618,11 @@ def _reasons_cell(reasons: Any) -> str:
         return "—"
     shown = "".join(f"<li>{_t(x)}</li>" for x in reasons[:3])
     rest = reasons[3:20]
-    more = f'<details><summary>{len(reasons) - 3} more</summary><ul>{"".join(f"<li>{_t(x)}</li>" for x in rest)}</ul></details>' if rest else ""
+    more = (
+        f"<details><summary>{len(reasons) - 3} more</summary><ul>{''.join(f'<li>{_t(x)}</li>' for x in rest)}</ul></details>"
+        if rest
+        else ""
+    )
     return f'<ul class="reasons">{shown}</ul>{more}'
 
 
@@ -533,21 +634,38 @@ def _campaigns(campaigns: Any) -> str:
     rows = []
     for c in valid[:MAX_TABLE_ROWS]:
         ov = c.get("overlap")
-        rows.append([
-            f'<code>{_t(c.get("id"))}</code>', _n(c.get("members")),
-            f"{ov:.0%}" if isinstance(ov, int | float) and not isinstance(ov, bool) else "—",
-            _n(c.get("requests")), f'<span class="ua">{_t(c.get("user_agent") or "—")}</span>',
-        ])
+        rows.append(
+            [
+                f"<code>{_t(c.get('id'))}</code>",
+                _n(c.get("members")),
+                f"{ov:.0%}" if isinstance(ov, int | float) and not isinstance(ov, bool) else "—",
+                _n(c.get("requests")),
+                f'<span class="ua">{_t(c.get("user_agent") or "—")}</span>',
+            ]
+        )
     groups = "group" if len(valid) == 1 else "groups"
     note = f'<p class="note">{len(valid):,} {groups} of clients acting together (shared paths, agent, timing); largest first.</p>'
-    return note + _table(["Campaign", "Members", "Overlap", "Requests", "User agent"], rows, {1, 2, 3})
+    return note + _table(
+        ["Campaign", "Members", "Overlap", "Requests", "User agent"], rows, {1, 2, 3}
+    )
 
 
 def _crawlers(decisions: pl.DataFrame, given: Any) -> str:
     items = _items(given)
-    if not items and not isinstance(given, Mapping) and "verified_crawler" in decisions.columns and len(decisions):
-        vc = decisions.filter(pl.col("verified_crawler").is_not_null()).group_by("verified_crawler").len()
-        items = sorted(((str(k), int(v)) for k, v in vc.iter_rows()), key=lambda kv: (-kv[1], kv[0]))
+    if (
+        not items
+        and not isinstance(given, Mapping)
+        and "verified_crawler" in decisions.columns
+        and len(decisions)
+    ):
+        vc = (
+            decisions.filter(pl.col("verified_crawler").is_not_null())
+            .group_by("verified_crawler")
+            .len()
+        )
+        items = sorted(
+            ((str(k), int(v)) for k, v in vc.iter_rows()), key=lambda kv: (-kv[1], kv[0])
+        )
     if not items:
         return _empty("No verified crawlers seen.")
     rows = [[_t(name), _n(n)] for name, n in items[:MAX_TABLE_ROWS]]
@@ -559,58 +677,114 @@ def _blocklist(info: Any) -> str:
     if not isinstance(info, Mapping):
         return _empty("No blocklist information.")
     if info.get("written"):
-        text = f'<b>Written</b>: {_n(info.get("entries"))} entries to <code>{_t(info.get("path") or "—")}</code>.'
+        text = f"<b>Written</b>: {_n(info.get('entries'))} entries to <code>{_t(info.get('path') or '—')}</code>."
         exports = info.get("exports")
         extra = ""
         if isinstance(exports, list) and exports:
-            rows = [[_t(e.get("format")), f'<code>{_t(e.get("path"))}</code>', "yes" if e.get("written") else "no"]
-                    for e in exports if isinstance(e, Mapping)]
+            rows = [
+                [
+                    _t(e.get("format")),
+                    f"<code>{_t(e.get('path'))}</code>",
+                    "yes" if e.get("written") else "no",
+                ]
+                for e in exports
+                if isinstance(e, Mapping)
+            ]
             extra = _table(["Export", "Path", "Written"], rows, cls="narrow")
         return f'<div class="callout ok">{text}</div>{extra}'
     why = info.get("refused") or "not written"
-    return (f'<div class="callout bad"><b>Refused</b>: {_t(why, 2000)}'
-            f'<div class="dim">{_n(info.get("entries"))} entries were not written; the previous list stays in force.</div></div>')
+    return (
+        f'<div class="callout bad"><b>Refused</b>: {_t(why, 2000)}'
+        f'<div class="dim">{_n(info.get("entries"))} entries were not written; the previous list stays in force.</div></div>'
+    )
 
 
 def _parsing(parse: Any) -> str:
     if not isinstance(parse, Mapping):
         return _empty("No parse statistics.")
-    lines, parsed, rejected = _int(parse.get("lines")), _int(parse.get("parsed")), _int(parse.get("rejected"))
+    lines, parsed, rejected = (
+        _int(parse.get("lines")),
+        _int(parse.get("parsed")),
+        _int(parse.get("rejected")),
+    )
     kv = [
-        ("Format", _t(parse.get("format") or "—") + (" (detected)" if parse.get("format_sniffed") else "")),
+        (
+            "Format",
+            _t(parse.get("format") or "—") + (" (detected)" if parse.get("format_sniffed") else ""),
+        ),
         ("Lines read", _n(lines)),
-        ("Parsed", _n(parsed) + (f' <span class="dim">{_pct(parsed, lines)}</span>' if lines and parsed is not None else "")),
-        ("Rejected", _n(rejected) + (f' <span class="dim">{_pct(rejected, lines)}</span>' if lines and rejected is not None else "")),
+        (
+            "Parsed",
+            _n(parsed)
+            + (
+                f' <span class="dim">{_pct(parsed, lines)}</span>'
+                if lines and parsed is not None
+                else ""
+            ),
+        ),
+        (
+            "Rejected",
+            _n(rejected)
+            + (
+                f' <span class="dim">{_pct(rejected, lines)}</span>'
+                if lines and rejected is not None
+                else ""
+            ),
+        ),
         ("Invalid UTF-8 lines", _n(parse.get("invalid_utf8_lines"))),
         ("First timestamp", _t(_when(parse.get("first_ts")))),
         ("Last timestamp", _t(_when(parse.get("last_ts")))),
     ]
-    out = '<div class="grid2"><div class="panel"><h3>Input</h3>' + _table(["", ""], [[_t(k), v] for k, v in kv], {1}, cls="kv") + "</div>"
+    out = (
+        '<div class="grid2"><div class="panel"><h3>Input</h3>'
+        + _table(["", ""], [[_t(k), v] for k, v in kv], {1}, cls="kv")
+        + "</div>"
+    )
     rejects = _items(parse.get("rejected_by_reason"))
-    out += '<div class="panel"><h3>Rejected lines by reason</h3>' + (
-        _table(["Reason", "Lines"], [[_t(k), _n(v)] for k, v in rejects[:MAX_TABLE_ROWS]], {1}) if rejects else _empty("No rejected lines.")
-    ) + "</div></div>"
+    out += (
+        '<div class="panel"><h3>Rejected lines by reason</h3>'
+        + (
+            _table(["Reason", "Lines"], [[_t(k), _n(v)] for k, v in rejects[:MAX_TABLE_ROWS]], {1})
+            if rejects
+            else _empty("No rejected lines.")
+        )
+        + "</div></div>"
+    )
     sources = parse.get("sources")
     if isinstance(sources, list) and sources:
         listed = "".join(f"<li><code>{_t(s)}</code></li>" for s in sources[:MAX_TABLE_ROWS])
-        more = f"<li>… and {len(sources) - MAX_TABLE_ROWS:,} more</li>" if len(sources) > MAX_TABLE_ROWS else ""
+        more = (
+            f"<li>… and {len(sources) - MAX_TABLE_ROWS:,} more</li>"
+            if len(sources) > MAX_TABLE_ROWS
+            else ""
+        )
         out += f'<h3>Sources ({len(sources):,})</h3><ul class="plain">{listed}{more}</ul>'
     problems = parse.get("problems")
     if isinstance(problems, list) and problems:
-        out += '<h3>Source problems</h3><ul class="warn">' + "".join(f"<li>{_t(p, 1000)}</li>" for p in problems[:MAX_TABLE_ROWS]) + "</ul>"
+        out += (
+            '<h3>Source problems</h3><ul class="warn">'
+            + "".join(f"<li>{_t(p, 1000)}</li>" for p in problems[:MAX_TABLE_ROWS])
+            + "</ul>"
+        )
     return out
 
 
 def _warnings(warnings: Any) -> str:
     if not isinstance(warnings, list) or not warnings:
         return _empty("No warnings.")
-    return '<ul class="warn">' + "".join(f"<li>{_t(w, 1000)}</li>" for w in warnings[:MAX_TABLE_ROWS]) + "</ul>"
+    return (
+        '<ul class="warn">'
+        + "".join(f"<li>{_t(w, 1000)}</li>" for w in warnings[:MAX_TABLE_ROWS])
+        + "</ul>"
+    )
 
 
 def _footer(summary: Mapping[str, Any]) -> str:
     # Timings are left out on purpose: the same data must give the same bytes.
-    return (f'<footer><div class="wrap">{_t(summary.get("generator") or "botguard")} · config <code>{_t(summary.get("config_hash") or "—")}</code>'
-            "<br>All times are UTC and come from the log data. Text from the logs is shown escaped.</div></footer>")
+    return (
+        f'<footer><div class="wrap">{_t(summary.get("generator") or "botguard")} · config <code>{_t(summary.get("config_hash") or "—")}</code>'
+        "<br>All times are UTC and come from the log data. Text from the logs is shown escaped.</div></footer>"
+    )
 
 
 _CSS = """
