@@ -78,11 +78,13 @@ def _lines_frame(chunk: Chunk, stats: ParseStats) -> pl.DataFrame:
         lines = pl.read_lines(text.encode("utf-8"))
         stats.invalid_utf8_lines += int(lines["line"].str.contains(REPLACEMENT, literal=True).sum())
     n = len(lines)
-    return lines.with_columns(
-        pl.col("line").str.strip_chars_end("\r"),
+    exprs = [
         pl.int_range(chunk.first_line_no, chunk.first_line_no + n, dtype=pl.Int64).alias("line_no"),
         pl.lit(chunk.source).alias("source"),
-    )
+    ]
+    if b"\r" in chunk.data:  # CRLF logs: strip only when there is something to strip
+        exprs.append(pl.col("line").str.strip_chars_end("\r"))
+    return lines.with_columns(exprs)
 
 
 def sniff(lines: pl.DataFrame, cfg: Config) -> LogParser:
@@ -153,19 +155,24 @@ class Ingest:
         cfg, stats = self.cfg, self.stats
         lines = _lines_frame(chunk, stats)
         stats.lines += len(lines)
-        is_blank = pl.col("line").str.strip_chars() == ""
-        is_comment = pl.col("line").str.starts_with("#")
-        counts = lines.select(is_blank.sum().alias("b"), (is_comment & ~is_blank).sum().alias("c"))
-        stats.blank += int(counts["b"][0])
-        stats.comments += int(counts["c"][0])
-        lines = lines.filter(~is_blank & ~is_comment)
         if lines.is_empty():
             return pl.DataFrame(schema=HITS_SCHEMA)
         if self.parser is None:
-            self.parser = sniff(lines.head(cfg.ingest.sniff_lines), cfg)
+            sample = lines.head(cfg.ingest.sniff_lines * 4).filter(
+                (pl.col("line").str.strip_chars() != "") & ~pl.col("line").str.starts_with("#")
+            )
+            self.parser = sniff(sample.head(cfg.ingest.sniff_lines), cfg)
             stats.format = self.parser.name
             stats.format_sniffed = True
         hits, rejects = self.parser.parse(lines.lazy(), cfg.ingest.default_timezone)
+        if len(rejects):
+            # Blank and comment lines are not rejects; sorting them out here, among the few
+            # lines that failed, is cheaper than a pass over every line.
+            blank = rejects["line"].str.strip_chars() == ""
+            comment = ~blank & rejects["line"].str.starts_with("#")
+            stats.blank += int(blank.sum())
+            stats.comments += int(comment.sum())
+            rejects = rejects.filter(~blank & ~comment)
         if len(rejects):
             self._reject(rejects)
         if cfg.ingest.trusted_proxies:

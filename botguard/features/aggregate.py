@@ -71,6 +71,7 @@ class FeatureAccumulator:
         self.ua_counts: pl.DataFrame | None = None
         self.samples: pl.DataFrame | None = None
         self.regs: dict[str, pl.DataFrame] = {}
+        self._pending: dict[str, list[pl.DataFrame]] = {}
         self.timeline: pl.DataFrame | None = None
 
     # ------------------------------------------------------------------ per batch
@@ -135,8 +136,23 @@ class FeatureAccumulator:
         }
         collected = pl.collect_all(list(new.values()))
         for (name, _), frame in zip(new.items(), collected, strict=True):
-            keys = [c for c in frame.columns if c not in ("reg", "rank")]
-            self.regs[name] = frame if name not in self.regs else sketches.merge([self.regs[name], frame], keys)
+            self._pending.setdefault(name, []).append(frame)
+            # Merge lazily: re-merging the whole state after every batch is quadratic.
+            if sum(len(f) for f in self._pending[name]) > 4_000_000:
+                self._merge_pending(name)
+
+    def _merge_pending(self, name: str) -> None:
+        frames = self._pending.pop(name, [])
+        if name in self.regs:
+            frames = [self.regs[name], *frames]
+        if not frames:
+            return
+        keys = [c for c in frames[0].columns if c not in ("reg", "rank")]
+        self.regs[name] = frames[0] if len(frames) == 1 else sketches.merge(frames, keys)
+
+    def finish_sketches(self) -> None:
+        for name in list(self._pending):
+            self._merge_pending(name)
 
     def _merge_sessions(self, batch: pl.DataFrame) -> None:
         if self.open is not None and len(self.open):
@@ -154,6 +170,7 @@ class FeatureAccumulator:
 
     # ------------------------------------------------------------------ results
     def sessions(self) -> pl.DataFrame:
+        self.finish_sketches()
         frames = [f for f in [*self.closed, self.open] if f is not None and len(f)]
         if not frames:
             return pl.DataFrame()

@@ -18,5 +18,10 @@ def predict(clients: pl.DataFrame, cfg: Config, warnings: list[str]) -> pl.DataF
     if path is None or not path.exists():
         warnings.append(f"no model at {path}: scoring on rules only (run `make model` or `botguard train`)")
         return None
+    # Only clients the model may speak for are scored (see model.min_requests): most clients
+    # of a big log have a handful of requests, and scoring them would be wasted work.
+    eligible = clients.filter(pl.col("requests") >= cfg.model.min_requests)
+    if eligible.is_empty():
+        return None
     model = load_model(path)
-    return model.score(clients)
+    return model.score(eligible)

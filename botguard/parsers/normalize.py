@@ -146,15 +146,25 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
     exprs: list[pl.Expr] = [ts_exprs[0].alias("ts")]
 
     if "request" in cols:
+        # Split once into temporary columns; expressions that share a sub-expression are not
+        # always deduplicated, and the request split is the costliest part of this stage.
         parts = pl.col("request").str.splitn(" ", 3)
-        first = parts.struct.field("field_0")
-        well_formed = first.str.contains(r"^[A-Za-z][A-Za-z_-]*$") & parts.struct.field("field_1").is_not_null()
-        method = pl.when(well_formed).then(first)
-        # A request that is not "METHOD target [protocol]" (binary probes, "-") keeps its raw
-        # text as the path so probes stay visible.
-        raw_req = pl.when(pl.col("request").is_in(_MISSING)).then(None).otherwise(pl.col("request"))
-        target = pl.when(well_formed).then(parts.struct.field("field_1")).otherwise(raw_req)
-        protocol = pl.when(well_formed).then(parts.struct.field("field_2"))
+        raw = raw.with_columns(parts.alias("_rq")).with_columns(
+            pl.col("_rq").struct.field("field_0").alias("_rq0"),
+            pl.col("_rq").struct.field("field_1").alias("_rq1"),
+            pl.col("_rq").struct.field("field_2").alias("_rq2"),
+        ).with_columns(
+            (pl.col("_rq0").str.contains(r"^[A-Za-z][A-Za-z_-]*$") & pl.col("_rq1").is_not_null()).alias("_wf")
+        ).with_columns(
+            # A request that is not "METHOD target [protocol]" (binary probes, "-") keeps its
+            # raw text as the path so probes stay visible.
+            pl.when(pl.col("_wf")).then(pl.col("_rq1"))
+            .when(pl.col("request").is_in(_MISSING)).then(None)
+            .otherwise(pl.col("request")).alias("_target")
+        )
+        method = pl.when(pl.col("_wf")).then(pl.col("_rq0"))
+        target = pl.col("_target")
+        protocol = pl.when(pl.col("_wf")).then(pl.col("_rq2"))
     else:
         method = pl.col("request_method") if "request_method" in cols else pl.lit(None, pl.String)
         if "request_uri" in cols:
@@ -167,7 +177,10 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
         else:
             target = pl.lit(None, pl.String)
         protocol = pl.col("server_protocol") if "server_protocol" in cols else pl.lit(None, pl.String)
-    qpos = target.str.find("?", literal=True)
+    raw = raw.with_columns(target.alias("_target"))
+    target = pl.col("_target")
+    raw = raw.with_columns(target.str.find("?", literal=True).alias("_qpos"))
+    qpos = pl.col("_qpos")
     exprs += [
         method.alias("method"),
         pl.when(qpos.is_null()).then(target).otherwise(target.str.slice(0, qpos)).alias("path"),
