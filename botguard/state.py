@@ -76,7 +76,9 @@ CREATE TABLE IF NOT EXISTS manual (
 """
 
 # One statement per entry; every right-hand side sees the *old* row, so "new run" is spelled
-# out where needed. Re-recording the same run (same or earlier as_of) leaves the counters
+# out where needed. An offence is counted when a client comes back after its block expired:
+# a scraper seen by every 5-minute cron run while blocked keeps its block fresh at the same
+# TTL instead of doubling it six times in half an hour. Re-recording the same run (same or earlier as_of) leaves the counters
 # (offences, requests) alone, so a retried cron job does not make anyone a repeat offender.
 _UPSERT = """
 INSERT INTO decisions (entry, first_seen_us, last_seen_us, requests, clients, score, reasons,
@@ -94,10 +96,12 @@ ON CONFLICT (entry) DO UPDATE SET
     score = iif(excluded.last_run_us > last_run_us, excluded.score,
                 max(coalesce(score, excluded.score), coalesce(excluded.score, score))),
     reasons = iif(excluded.last_run_us > last_run_us, excluded.reasons, reasons),
-    offences = offences + iif(excluded.last_run_us > last_run_us, 1, 0),
+    offences = offences + iif(excluded.last_run_us > last_run_us
+                              AND excluded.last_run_us >= expires_us, 1, 0),
     last_run_us = max(last_run_us, excluded.last_run_us),
     expires_us = max(expires_us, excluded.last_run_us
-                     + bg_ttl_us(offences + iif(excluded.last_run_us > last_run_us, 1, 0)))
+                     + bg_ttl_us(offences + iif(excluded.last_run_us > last_run_us
+                                                AND excluded.last_run_us >= expires_us, 1, 0)))
 """
 
 

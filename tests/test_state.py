@@ -98,9 +98,12 @@ def test_rerecording_the_same_run_is_idempotent(store: StateStore, cfg: StateCon
     store.record(frame, T0, cfg)  # a retried cron job
     row = store.decisions().row(0, named=True)
     assert (row["offences"], row["requests"], row["expires"]) == (1, 40, T0 + DAY)
-    store.record(frame, T0 + HOUR, cfg)  # the next run: a second offence while still blocked
+    store.record(frame, T0 + HOUR, cfg)  # the next run, still blocked: refreshed, same TTL
     row = store.decisions().row(0, named=True)
-    assert (row["offences"], row["requests"], row["expires"]) == (2, 80, T0 + HOUR + 2 * DAY)
+    assert (row["offences"], row["requests"], row["expires"]) == (1, 80, T0 + HOUR + DAY)
+    store.record(frame, T0 + 3 * DAY, cfg)  # back after the block expired: a repeat offence
+    row = store.decisions().row(0, named=True)
+    assert (row["offences"], row["requests"], row["expires"]) == (2, 120, T0 + 3 * DAY + 2 * DAY)
 
 
 def test_expiry_never_shrinks(store: StateStore, cfg: StateConfig) -> None:
