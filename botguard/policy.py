@@ -47,7 +47,7 @@ def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | None, cfg
         return empty
     p = cfg.sketches.precision
     rows = []
-    for i, (agent, members, total) in enumerate(sorted(groups.iter_rows(), key=lambda r: (-len(r[1]), r[0]))):
+    for i, (_agent, members, total) in enumerate(sorted(groups.iter_rows(), key=lambda r: (-len(r[1]), r[0]))):
         regs = product_regs.filter(pl.col("client").is_in(members)).group_by("reg").agg(pl.col("rank").max()).with_columns(pl.lit("u").alias("client"))
         union = float(sketches.estimate(regs, ["client"], p)["distinct"][0]) if len(regs) else 0.0
         overlap = max(0.0, 1 - union / total) if total else 1.0

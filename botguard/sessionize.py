@@ -10,17 +10,17 @@ which is why results do not depend on batch size.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import polars as pl
 
 from botguard.config.models import Config
 
-_LAST_SCHEMA = {
-    "client": pl.String,
+_LAST_SCHEMA: dict[str, pl.DataType] = {
+    "client": pl.String(),
     "_last_ts": pl.Datetime("us", "UTC"),
-    "_last_session": pl.Int64,
-    "_last_product_num": pl.Int64,
+    "_last_session": pl.Int64(),
+    "_last_product_num": pl.Int64(),
 }
 
 
@@ -43,8 +43,8 @@ class Sessionizer:
             return hits
         max_ts = hits["ts"].max()
         assert max_ts is not None
-        cutoff = max_ts - timedelta(seconds=self.tolerance_s)  # type: ignore[operator]
-        cutoff = cutoff.replace(second=0, microsecond=0)
+        assert isinstance(max_ts, datetime)
+        cutoff = (max_ts - timedelta(seconds=self.tolerance_s)).replace(second=0, microsecond=0)
         ready = hits.filter(pl.col("ts") < cutoff)
         self.tail = hits.filter(pl.col("ts") >= cutoff)
         return self._assign(ready)

@@ -93,7 +93,7 @@ def _cfg(path: Path | None) -> Any:
 
 
 def _rejects_file(path: Path | None) -> Any:
-    return open(path, "w", encoding="utf-8") if path else None  # noqa: SIM115
+    return open(path, "w", encoding="utf-8") if path else None
 
 
 # --------------------------------------------------------------------------- parse
@@ -299,8 +299,9 @@ def evaluate(
     cfg = _cfg(config)
     metrics = evaluate_logs(logs, labels, cfg, format=format)
     if output:
-        from botguard.sinks.atomic import atomic_write
         import json as _json
+
+        from botguard.sinks.atomic import atomic_write
 
         atomic_write(output, (_json.dumps(metrics, indent=2) + "\n").encode())
     if json:
@@ -463,9 +464,8 @@ def allow_remove(cidr: str, state: StateArg) -> None:
 @_handled
 def allow_list(state: StateArg) -> None:
     """List manual allow entries. Example: botguard allow list --state s.db"""
-    from botguard.pipeline import manual_entry
-
     from botguard.cli import render
+    from botguard.pipeline import manual_entry
 
     rows = manual_entry("allow", "list", None, state)
     if rows is not None:
@@ -495,9 +495,8 @@ def block_remove(cidr: str, state: StateArg) -> None:
 @_handled
 def block_list(state: StateArg) -> None:
     """List manual block entries. Example: botguard block list --state s.db"""
-    from botguard.pipeline import manual_entry
-
     from botguard.cli import render
+    from botguard.pipeline import manual_entry
 
     rows = manual_entry("block", "list", None, state)
     if rows is not None:

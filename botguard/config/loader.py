@@ -136,7 +136,7 @@ def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: Any) -> str:
     kind = err["type"]
     msg = str(err["msg"])
     if kind == "extra_forbidden":

@@ -175,7 +175,7 @@ class FeatureAccumulator:
         if not frames:
             return pl.DataFrame()
         raw = pl.concat(frames, how="diagonal_relaxed").sort("client", "session_no")
-        return raw.with_columns(_derived(pl.col, session=True))
+        return raw.with_columns(_derived(session=True))
 
     def clients(self, sessions: pl.DataFrame) -> pl.DataFrame:
         if sessions.is_empty():
@@ -227,7 +227,7 @@ class FeatureAccumulator:
             )
         else:
             agg = agg.with_columns(pl.lit(1.0).alias("clients_per_agent"))
-        agg = agg.with_columns(_derived(pl.col, session=False)).with_columns(
+        agg = agg.with_columns(_derived(session=False)).with_columns(
             pl.when(total_products > 0).then(pl.col("distinct_products") / total_products).otherwise(0.0).alias("catalogue_coverage"),
             pl.when(pl.col("product_pages") > 0)
             .then((1 - pl.col("distinct_products") / pl.col("product_pages")).clip(0, 1))
@@ -264,7 +264,7 @@ def _hist_median(hist: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _derived(c: type[pl.col], session: bool) -> list[pl.Expr]:  # type: ignore[valid-type]
+def _derived(session: bool) -> list[pl.Expr]:
     """Rates and shares from the merged sums; units in the names."""
     req = pl.col("requests").cast(pl.Float64)
     pages = pl.col("pages").cast(pl.Float64)

@@ -62,7 +62,7 @@ def build(out: Path) -> dict[str, object]:
         model.meta["metrics"] = {"held_out_seed": EVAL_SEED, **{k: metrics[k] for k in (
             "bad_bot_precision", "bad_bot_recall", "human_block_rate", "good_bot_blocked", "pr_auc_bad_bot")}}
         save_model(model, out)
-    return model.meta
+    return dict(model.meta)
 
 
 def main() -> None:

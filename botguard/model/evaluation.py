@@ -50,7 +50,7 @@ def evaluate_frame(decisions: pl.DataFrame, labels: pl.DataFrame) -> dict[str, A
         "clients_missing_from_logs": missing,
         "bad_bot_precision": per_label["bad_bot"]["precision"],
         "bad_bot_recall": per_label["bad_bot"]["recall"],
-        "human_block_rate": round(float((humans["action"] == "block").mean() or 0.0), 5) if len(humans) else 0.0,
+        "human_block_rate": round(float((humans["action"] == "block").sum()) / len(humans), 5) if len(humans) else 0.0,
         "good_bot_blocked": int(((data["label"] == "good_bot") & (data["action"] == "block")).sum()),
         "per_label": per_label,
         "per_kind": per_kind,

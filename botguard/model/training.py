@@ -104,7 +104,7 @@ def train_from_logs(logs: list[str], labels_path: Path, cfg: Config, *, out: Pat
         "metrics": {"train": metrics},
     }
     save_model(model, out)
-    return model.meta
+    return dict(model.meta)
 
 
 def _binary_metrics(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:

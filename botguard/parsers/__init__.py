@@ -23,7 +23,8 @@ from botguard.parsers.presets import (
 
 
 class LogParser(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     @property
     def fields(self) -> list[str]: ...

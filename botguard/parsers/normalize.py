@@ -162,9 +162,9 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
             .when(pl.col("request").is_in(_MISSING)).then(None)
             .otherwise(pl.col("request")).alias("_target")
         )
-        method = pl.when(pl.col("_wf")).then(pl.col("_rq0"))
-        target = pl.col("_target")
-        protocol = pl.when(pl.col("_wf")).then(pl.col("_rq2"))
+        method: pl.Expr = pl.when(pl.col("_wf")).then(pl.col("_rq0"))
+        target: pl.Expr = pl.col("_target")
+        protocol: pl.Expr = pl.when(pl.col("_wf")).then(pl.col("_rq2"))
     else:
         method = pl.col("request_method") if "request_method" in cols else pl.lit(None, pl.String)
         if "request_uri" in cols:

@@ -36,7 +36,7 @@ def compile_when(text: str, columns: set[str] | None = None) -> pl.Expr:
         tree = ast.parse(text.replace("&&", " and ").replace("||", " or "), mode="eval")
     except SyntaxError as exc:
         raise RuleSyntaxError(f"cannot parse {text!r}: {exc.msg}") from None
-    expr = _node(tree.body, columns)
+    expr: pl.Expr = _node(tree.body, columns)
     return expr.cast(pl.Boolean).fill_null(False)
 
 
@@ -66,7 +66,8 @@ def _node(node: ast.AST, columns: set[str] | None) -> pl.Expr:
                 raise RuleSyntaxError(f"unsupported comparison {type(op).__name__}")
         return pl.all_horizontal(parts) if len(parts) > 1 else parts[0]
     if isinstance(node, ast.BinOp) and type(node.op) in _BIN:
-        return _BIN[type(node.op)](_node(node.left, columns), _node(node.right, columns))
+        result: pl.Expr = _BIN[type(node.op)](_node(node.left, columns), _node(node.right, columns))
+        return result
     if isinstance(node, ast.Name):
         if node.id in ("true", "True"):
             return pl.lit(True)

@@ -98,12 +98,123 @@ def _browser_family_agents(at: date) -> list[tuple[str, float]]:
     return out
 
 
+#: Devices that stopped getting browser updates years ago (still in people's hands), with
+#: their share among old agents: iPhones stuck on iOS 12/15/16, Windows 7 on Chrome 109 or
+#: Firefox ESR 115, High Sierra on Chrome 116, Android 6/7 phones, an old Samsung Internet.
+_OLD_BROWSERS: tuple[tuple[str, float], ...] = (
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 12_5_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+     "like Gecko) Version/12.1.2 Mobile/15E148 Safari/604.1", 0.08),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 15_8_3 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+     "like Gecko) Version/15.6.6 Mobile/15E148 Safari/604.1", 0.14),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 16_7_10 like Mac OS X) AppleWebKit/605.1.15 (KHTML, "
+     "like Gecko) Version/16.6.1 Mobile/15E148 Safari/604.1", 0.16),
+    ("Mozilla/5.0 (iPad; CPU OS 12_5_7 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+     "Version/12.1.2 Mobile/15E148 Safari/604.1", 0.04),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+     "Version/15.6.1 Safari/605.1.15", 0.07),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+     "Version/14.1.2 Safari/605.1.15", 0.03),
+    (f"Mozilla/5.0 (Windows NT 6.1; Win64; x64) {_WEBKIT} Chrome/109.0.0.0 Safari/537.36", 0.12),
+    ("Mozilla/5.0 (Windows NT 6.1; Win64; x64; rv:115.0) Gecko/20100101 Firefox/115.0", 0.06),
+    (f"Mozilla/5.0 ({_MAC}) {_WEBKIT} Chrome/116.0.0.0 Safari/537.36", 0.05),
+    (f"Mozilla/5.0 (Linux; Android 10; K) {_WEBKIT} Chrome/119.0.0.0 Mobile Safari/537.36", 0.12),
+    (f"Mozilla/5.0 (Linux; Android 6.0.1; SM-G920F) {_WEBKIT} Chrome/106.0.5249.126 Mobile "
+     "Safari/537.36", 0.05),
+    (f"Mozilla/5.0 (Linux; Android 9; SM-A505FN) {_WEBKIT} SamsungBrowser/14.2 "
+     "Chrome/87.0.4280.141 Mobile Safari/537.36", 0.05),
+    (f"Mozilla/5.0 (X11; CrOS x86_64 14816.131.0) {_WEBKIT} Chrome/103.0.5060.132 "
+     "Safari/537.36", 0.03),
+)
+
+#: Agents seen behind corporate proxies: IE mode with the tokens installed software adds,
+#: Outlook opening a link itself (``ms-office``), terminal servers on Windows Server 2012 R2
+#: stuck at Chrome 109, and managed Firefox ESR.
+_CORPORATE: tuple[tuple[str, float], ...] = (
+    ("Mozilla/5.0 (Windows NT 10.0; WOW64; Trident/7.0; .NET4.0C; .NET4.0E; .NET CLR 2.0.50727; "
+     ".NET CLR 3.0.30729; .NET CLR 3.5.30729; rv:11.0) like Gecko", 0.2),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64; Trident/7.0; Touch; .NET4.0C; .NET4.0E; "
+     "Tablet PC 2.0; Zoom 3.6.0; rv:11.0) like Gecko", 0.1),
+    ("Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 10.0; WOW64; Trident/7.0; .NET4.0C; "
+     ".NET4.0E; Microsoft Outlook 16.0.18025; ms-office; MSOffice 16)", 0.25),
+    (f"Mozilla/5.0 (Windows NT 6.3; Win64; x64) {_WEBKIT} Chrome/109.0.0.0 Safari/537.36", 0.2),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0", 0.25),
+)
+#: Index in ``_CORPORATE`` of Outlook's own fetch: one page, no assets.
+OFFICE_PREFETCH = 2
+
+_APP_ANCHOR = date(2023, 9, 27)  # Instagram 300, Facebook 432, TikTok 31, Google app 283
+
+
+def _in_app_agents(at: date) -> list[tuple[str, str | None, float]]:
+    """(agent, referer the app's link shim sends or None, share) of in-app browsers."""
+    weeks = max(0, (at - _APP_ANCHOR).days // 7)
+    ig, fb, gsa = 300 + weeks, 432 + weeks, 283 + weeks
+    tiktok = 31 + weeks * 5 // 52  # about five majors a year
+    full = chrome_build(chrome_major(at), 135)
+    iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_6 like Mac OS X) AppleWebKit/605.1.15 " \
+             "(KHTML, like Gecko)"
+    webview = "AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0"
+    return [
+        (f"{iphone} Mobile/22G86 Instagram {ig}.0.0.28.85 (iPhone16,2; iOS 18_6; en_US; en; "
+         "scale=3.00; 1290x2796; 751873405)", "https://l.instagram.com/", 0.20),
+        (f"Mozilla/5.0 (Linux; Android 14; SM-S918B Build/UP1A.231005.007; wv) {webview} "
+         f"Chrome/{full} Mobile Safari/537.36 Instagram {ig}.0.0.43.81 Android (34/14; 450dpi; "
+         "1080x2340; samsung; SM-S918B; dm3q; qcom; en_GB; 751873611)",
+         "https://l.instagram.com/", 0.17),
+        (f"{iphone} Mobile/22G86 [FBAN/FBIOS;FBAV/{fb}.0.0.38.101;FBBV/{700000000 + weeks * 997};"
+         "FBDV/iPhone15,2;FBMD/iPhone;FBSN/iOS;FBSV/18.6;FBSS/3;FBID/phone;FBLC/en_US;FBOP/5]",
+         "https://m.facebook.com/", 0.12),
+        (f"Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/AP2A.240805.005; wv) {webview} "
+         f"Chrome/{full} Mobile Safari/537.36 [FB_IAB/FB4A;FBAV/{fb}.0.0.52.109;]",
+         "https://l.facebook.com/", 0.14),
+        (f"{iphone} Mobile/15E148 musical_ly_{tiktok}.5.0 JsSdk/2.0 NetType/WIFI "
+         "Channel/App Store ByteLocale/en Region/US isDarkMode/0 WKWebView/1 "
+         "BytedanceWebview/d8a21c6", "https://www.tiktok.com/", 0.12),
+        (f"{iphone} Mobile/15E148 [Pinterest/iOS]", "https://www.pinterest.com/", 0.06),
+        (f"{iphone} GSA/{gsa}.0.{600000000 + weeks * 4111} Mobile/15E148 Safari/604.1",
+         "https://www.google.com/", 0.10),
+        (f"{iphone} Mobile/15E148 Snapchat/13.{weeks % 60 + 10}.0.41 "
+         "(like Safari/8621.1.15.10.7, panda)", None, 0.04),
+        (f"{iphone} Mobile/15E148 [LinkedInApp]/9.31.{2000 + weeks}", "https://www.linkedin.com/",
+         0.05),
+    ]
+
+
+def _preview_agents(at: date) -> dict[str, list[str]]:
+    """Link-preview fetchers and feed readers by service."""
+    whatsapp = f"WhatsApp/2.{at.year % 100}.{(at.month * 2) % 25 + 1}"
+    return {
+        "facebook": ["facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)"],
+        "twitter": ["Twitterbot/1.0"],
+        "slack": ["Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)"],
+        "whatsapp": [f"{whatsapp}.78 A", f"{whatsapp}.74 i"],
+        "telegram": ["TelegramBot (like TwitterBot)"],
+        "discord": ["Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)"],
+        "linkedin": ["LinkedInBot/1.0 (compatible; Mozilla/5.0; Apache-HttpClient "
+                     "+http://www.linkedin.com)"],
+        # iMessage builds its preview on the sender's device and names two crawlers at once
+        "imessage": ["Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_1) AppleWebKit/601.2.4 "
+                     "(KHTML, like Gecko) Version/9.0.1 Safari/601.2.4 facebookexternalhit/1.1 "
+                     "Facebot Twitterbot/1.0"],
+        "feed": ["Feedly/1.0 (+https://feedly.com/poller.html; 4 subscribers; )",
+                 "Mozilla/5.0 (compatible; inoreader.com; 2 subscribers)"],
+    }
+
+
 @dataclass(frozen=True)
 class AgentPools:
     """Agent strings by purpose; ``browsers_p`` are the market shares of ``browsers``."""
 
     browsers: list[str]
     browsers_p: np.ndarray
+    old_browsers: list[str]  # people on devices that no longer update
+    old_browsers_p: np.ndarray
+    corporate: list[str]  # odd agents behind corporate proxies
+    corporate_p: np.ndarray
+    in_app: list[str]  # social apps' built-in browsers
+    in_app_p: np.ndarray
+    in_app_referer: list[str | None]  # what each app's link shim sends as referer
+    preview: dict[str, list[str]]  # link previews and feed readers by service
     stale_browsers: list[str]  # what scrapers copy from old blog posts
     googlebot: list[str]
     bingbot: list[str]
@@ -137,9 +248,23 @@ def agent_pools(at: date) -> AgentPools:
         "Mozilla/5.0 (Windows NT 6.1; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
         "Chrome/109.0.0.0 Safari/537.36",
     ]
+    in_app = _in_app_agents(at)
+
+    def shares(rows: list[tuple[str, float]] | tuple[tuple[str, float], ...]) -> np.ndarray:
+        w = np.array([x[-1] for x in rows])
+        return np.asarray(w / w.sum())
+
     return AgentPools(
         browsers=browsers,
         browsers_p=p / p.sum(),
+        old_browsers=[a for a, _ in _OLD_BROWSERS],
+        old_browsers_p=shares(_OLD_BROWSERS),
+        corporate=[a for a, _ in _CORPORATE],
+        corporate_p=shares(_CORPORATE),
+        in_app=[a for a, _, _ in in_app],
+        in_app_p=shares([(a, w) for a, _, w in in_app]),
+        in_app_referer=[r for _, r, _ in in_app],
+        preview=_preview_agents(at),
         stale_browsers=stale,
         googlebot=[
             "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 "

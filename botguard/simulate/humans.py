@@ -7,12 +7,19 @@ once, so the loop runs as many times as the longest session has pages, never onc
 What makes these requests look human, and what detectors lean on:
 * think times between pages are lognormal (seconds to minutes) around a personal pace;
 * each HTML page is followed within about a second by its css/js/fonts/images, with the page as
-  referer; the first page of a session loads everything, later pages mostly images, and a
-  returning visitor's cache answers with 304s;
-* referer chains: the landing page comes from a search engine, a social site or nowhere, and
-  every later request names the page it came from;
+  referer, as far as the browser's cache lets it: an empty cache loads the whole theme on the
+  first page and mostly images after; a fresh cache (a returning visitor) asks for little or
+  nothing, a stale one revalidates (304s); some visits load no assets at all;
+* referer chains: the landing page comes from a search engine, a social site, an app's link
+  shim or nowhere, and every later request names the page it came from (unless the person's
+  browser or proxy strips referers);
 * forms post and redirect (``POST /cart/add`` 302 then ``/cart``), people mistype (404) and
-  follow old links (301).
+  follow old links (301);
+* lengths vary: a session may be capped (a bounce of one to three pages) or held open (a long
+  read of 20-60 pages).
+
+Sessions with ``single`` set are one request (two or three at most): a hotlinked image, a bare
+favicon or robots.txt, or a link-preview fetcher's page with its og:image.
 """
 
 from __future__ import annotations
@@ -20,8 +27,20 @@ from __future__ import annotations
 import numpy as np
 
 from botguard.simulate.events import GET, NO_REFERER, Events
-from botguard.simulate.plan import ENTRY_SEARCH, ENTRY_SOCIAL, Table
-from botguard.simulate.shop import IMAGES_PER_PRODUCT, SEARCH_REFERERS, Shop
+from botguard.simulate.plan import (
+    CACHE_COLD,
+    CACHE_NONE,
+    CACHE_WARM,
+    ENTRY_SEARCH,
+    ENTRY_SOCIAL,
+    REF_BY_ENTRY,
+    SINGLE_FAVICON,
+    SINGLE_IMAGE,
+    SINGLE_PREVIEW,
+    SINGLE_ROBOTS,
+    Table,
+)
+from botguard.simulate.shop import IMAGES_PER_PRODUCT, SEARCH_REFERERS, SOCIAL_REFERERS, Shop
 
 (HOME, CAT, PROD, SEARCH, CART_ADD, CART, CHECKOUT, PAYMENT, THANKS, LOGIN, LOGIN_POST,
  ACCOUNT, CONTENT, NOTFOUND, EXIT) = range(15)
@@ -51,6 +70,11 @@ for _src, _row in {
     for _dst, _p in _row.items():
         _T[_src, _dst] = _p
 TRANSITIONS_CDF = np.cumsum(_T / _T.sum(axis=1, keepdims=True), axis=1)
+# a long read does not leave yet: the same choices without the exit
+_T_STAY = _T.copy()
+_T_STAY[:EXIT, EXIT] = 0.0
+_T_STAY[EXIT, HOME] = 1.0
+STAY_CDF = np.cumsum(_T_STAY / _T_STAY.sum(axis=1, keepdims=True), axis=1)
 
 #: Landing page type by entry (direct, search engine, social link).
 _LANDING = np.array([
@@ -91,11 +115,11 @@ class _Sessions:
         self.t = s["t0"].astype(np.float64)
         entry = s["entry"]
         self.state = _pick(_LANDING[entry], rng.random(n))
-        n_ext = len(shop.external_referers)
         search_ref = shop.external_referer(rng.integers(0, SEARCH_REFERERS, n))
-        social_ref = shop.external_referer(rng.integers(SEARCH_REFERERS, n_ext, n))
+        social_ref = shop.external_referer(rng.integers(SEARCH_REFERERS, SOCIAL_REFERERS, n))
         self.ref = np.where(entry == ENTRY_SEARCH, search_ref,
                             np.where(entry == ENTRY_SOCIAL, social_ref, NO_REFERER))
+        self.ref = np.where(s["ref0"] == REF_BY_ENTRY, self.ref, s["ref0"])
         self.legacy = (entry == ENTRY_SEARCH) & (self.state == PROD) & (rng.random(n) < 0.05)
         self.prev = np.full(n, -1)
         self.cat = np.searchsorted(shop.category_cdf, rng.random(n))
@@ -181,7 +205,18 @@ class _Sessions:
 
 
 def expand_sessions(s: Table, shop: Shop, rng: np.random.Generator) -> Events:
-    """All requests of the sessions in ``s`` (pages, redirects and assets), unsorted."""
+    """All requests of the sessions in ``s`` (pages, redirects, assets, strays), unsorted."""
+    if s["t0"].size == 0:
+        return Events.empty()
+    single = s["single"] != 0
+    browse, strays = np.flatnonzero(~single), np.flatnonzero(single)
+    return Events.concat([
+        _browse({k: v[browse] for k, v in s.items()}, shop, rng),
+        _strays({k: v[strays] for k, v in s.items()}, shop, rng),
+    ])
+
+
+def _browse(s: Table, shop: Shop, rng: np.random.Generator) -> Events:
     n = s["t0"].size
     if n == 0:
         return Events.empty()
@@ -201,6 +236,9 @@ def expand_sessions(s: Table, shop: Shop, rng: np.random.Generator) -> Events:
         rec_ref.append(st.ref[legacy].copy())
         st.t[legacy] += rng.uniform(60, 250, legacy.size)
 
+    max_pages = s["max_pages"].astype(np.int64)
+    max_pages[max_pages <= 0] = MAX_PAGES
+    min_pages = s["min_pages"].astype(np.int64)
     active = np.arange(n)
     for step in range(MAX_PAGES):
         if active.size == 0:
@@ -222,8 +260,10 @@ def expand_sessions(s: Table, shop: Shop, rng: np.random.Generator) -> Events:
         think_ms = np.clip(think_ms, 1500.0, 1_500_000.0)
         st.t[active] += np.where(is_post, rng.uniform(80, 400, active.size), think_ms)
         nxt = _pick(TRANSITIONS_CDF[s_now], rng.random(active.size))
-        if step == MAX_PAGES - 1:
-            nxt[:] = EXIT
+        stay = np.flatnonzero((nxt == EXIT) & (min_pages[active] > step + 1))
+        if stay.size:
+            nxt[stay] = _pick(STAY_CDF[s_now[stay]], rng.random(stay.size))
+        nxt[max_pages[active] <= step + 1] = EXIT
         st.prev[active] = s_now
         st.state[active] = nxt
         active = active[nxt != EXIT]
@@ -240,15 +280,17 @@ def expand_sessions(s: Table, shop: Shop, rng: np.random.Generator) -> Events:
         status=shop.path_status[paths],
         size=np.where(shop.path_html[paths], shop.path_size[paths] * noise,
                       shop.path_size[paths]),
-        referer=np.concatenate(rec_ref),
+        referer=np.where(s["strip_ref"][sess], NO_REFERER, np.concatenate(rec_ref)),
     )
-    return Events.concat([pages, _assets(pages, sess, s["returning"][sess], shop, rng)])
+    return Events.concat([pages, _assets(pages, sess, s["cache"][sess], s["strip_ref"][sess],
+                                         shop, rng)])
 
 
-def _assets(pages: Events, sess: np.ndarray, returning_page: np.ndarray, shop: Shop,
-            rng: np.random.Generator) -> Events:
+def _assets(pages: Events, sess: np.ndarray, cache_page: np.ndarray, strip_page: np.ndarray,
+            shop: Shop, rng: np.random.Generator) -> Events:
     """The css/js/fonts/images each HTML page pulls in within about a second."""
-    html = np.flatnonzero(shop.path_html[pages.path] & (pages.method == GET))
+    html = np.flatnonzero(shop.path_html[pages.path] & (pages.method == GET)
+                          & (cache_page != CACHE_NONE))
     if html.size == 0:
         return Events.empty()
     # the first HTML page of a session loads the whole theme (pages are in step order)
@@ -256,16 +298,27 @@ def _assets(pages: Events, sess: np.ndarray, returning_page: np.ndarray, shop: S
     order = np.argsort(key, kind="stable")
     fresh = np.zeros(html.size, dtype=bool)
     fresh[order[np.r_[True, key[order][1:] != key[order][:-1]]]] = True
+    cache = cache_page[html]
+    warm = cache == CACHE_WARM
     n_core_all = shop.core_assets.size
+    # an empty or stale cache asks for everything; a fresh one for a few pictures at most
     count = np.where(fresh, rng.integers(8, 16, html.size), rng.integers(3, 9, html.size))
     n_core = np.where(fresh, np.minimum(count, n_core_all), rng.integers(0, 3, html.size))
+    # a fresh cache: the odd revalidation of the theme and a couple of new pictures at most
+    warm_core = np.where(fresh, rng.binomial(n_core_all, 0.1, html.size),
+                         (rng.random(html.size) < 0.1).astype(np.int64))
+    warm_images = np.where(fresh, rng.integers(0, 3, html.size), rng.integers(0, 2, html.size))
+    n_core = np.where(warm, warm_core, n_core)
+    count = np.where(warm, warm_core + warm_images, count)
     rows = np.repeat(np.arange(html.size), count)
     k = np.arange(rows.size) - np.repeat(np.cumsum(count) - count, count)
     core = k < n_core[rows]
 
     path = np.empty(rows.size, dtype=np.int32)
-    path[core] = shop.core_assets[np.where(fresh[rows[core]], k[core],
-                                           rng.integers(0, n_core_all, int(core.sum())))]
+    # a cold first page loads the theme in order; otherwise a few of it from anywhere
+    in_order = fresh & (cache != CACHE_WARM)
+    first_core = np.where(in_order, 0, rng.integers(0, n_core_all, html.size))
+    path[core] = shop.core_assets[(first_core[rows[core]] + k[core]) % n_core_all]
     img_rows = rows[~core]
     kk = (k - n_core[rows])[~core]
     page_path = pages.path[html][img_rows]
@@ -285,13 +338,21 @@ def _assets(pages: Events, sess: np.ndarray, returning_page: np.ndarray, shop: S
         slot[b[ok]] = shop.category_members[pos[ok]]
     path[~core] = shop.images[slot, image_k]
 
-    returning = returning_page[html][rows]
+    c = cache[rows]
     u = rng.random(rows.size)
-    cached = np.where(core, ~fresh[rows] | (returning & (u < 0.7)), returning & (u < 0.25))
+    # what the browser already holds comes back 304: the theme after the first page, and
+    # whatever a returning visitor's cache revalidates
+    cold, warm_row = c == CACHE_COLD, c == CACHE_WARM
+    cached = np.where(
+        core,
+        np.select([cold, warm_row], [~fresh[rows], u < 0.97], u < 0.97),
+        np.select([cold, warm_row], [u < 0.05, u < 0.4], u < 0.5),
+    )
     gaps = 25.0 + rng.exponential(55.0, rows.size)
     cum = np.cumsum(gaps)
-    start_of = np.cumsum(count) - count
-    offset_in_page = cum - np.repeat(cum[start_of] - gaps[start_of], count)
+    # time since the page of each asset (a fresh cache may leave a page with none)
+    before = np.concatenate([[0.0], cum])[np.cumsum(count) - count]
+    offset_in_page = cum - np.repeat(before, count)
     status = np.where(cached, 304, 200).astype(np.int16)
     return Events.build(
         ts_ms=pages.ts_ms[html][rows] + offset_in_page.astype(np.int64),
@@ -301,5 +362,66 @@ def _assets(pages: Events, sess: np.ndarray, returning_page: np.ndarray, shop: S
         path=path,
         status=status,
         size=np.where(cached, 0, shop.path_size[path]),
-        referer=pages.path[html][rows],
+        referer=np.where(strip_page[html][rows], NO_REFERER, pages.path[html][rows]),
+    )
+
+
+def _strays(s: Table, shop: Shop, rng: np.random.Generator) -> Events:
+    """One-off requests: a hotlinked image (or two), a bare favicon or robots.txt, and link
+    previews (robots.txt first for some, the page, then its og:image)."""
+    n = s["t0"].size
+    if n == 0:
+        return Events.empty()
+    kind = s["single"]
+    t0 = s["t0"]
+    slot = _popular(shop, rng, n)
+    ref0 = np.where(s["ref0"] == REF_BY_ENTRY, NO_REFERER, s["ref0"]).astype(np.int32)
+    ref0[s["strip_ref"]] = NO_REFERER
+    preview = kind == SINGLE_PREVIEW
+
+    # the main request of each stray
+    main = np.empty(n, dtype=np.int32)
+    image = kind == SINGLE_IMAGE
+    main[image] = shop.images[slot[image], rng.integers(0, IMAGES_PER_PRODUCT, int(image.sum()))]
+    main[kind == SINGLE_FAVICON] = shop.favicon
+    main[kind == SINGLE_ROBOTS] = shop.robots
+    # what people share: mostly products, sometimes the shop, a listing or a page
+    what = rng.choice(4, n, p=[0.70, 0.12, 0.10, 0.08])
+    cat = np.searchsorted(shop.category_cdf, rng.random(n))
+    page = np.select(
+        [what == 0, what == 1, what == 2],
+        [shop.product_page[slot], np.full(n, shop.home), shop.category_pages[cat, 0, 0]],
+        shop.content[rng.integers(0, shop.content.size, n)],
+    )
+    main[preview] = page[preview]
+    robots_first = preview & s["robots"]
+    main_ts = t0 + np.where(robots_first, rng.integers(150, 700, n), 0)
+
+    # followers: a second hotlinked picture, or the preview's og:image
+    follow = s["extra"] & (image | preview)
+    og = np.where(what == 0, shop.images[slot, 0], shop.logo)
+    second = shop.images[_popular(shop, rng, n), 0]
+    follow_path = np.where(preview, og, second)
+    follow_ts = main_ts + rng.integers(120, 1500, n)
+
+    r = np.flatnonzero(robots_first)
+    f = np.flatnonzero(follow)
+    ev = np.concatenate([np.arange(n), r, f])
+    path = np.concatenate([main, np.full(r.size, shop.robots, dtype=np.int32), follow_path[f]])
+    ts = np.concatenate([main_ts, t0[r], follow_ts[f]])
+    status = shop.path_status[path].copy()
+    # a browser that saw the picture or icon before revalidates it
+    again = ~preview[ev] & (path != shop.robots) & (rng.random(ev.size) < 0.25)
+    status[again & (status == 200)] = 304
+    noise = 1.0 + 0.03 * rng.standard_normal(ev.size)
+    size = np.where(shop.path_html[path], shop.path_size[path] * noise, shop.path_size[path])
+    return Events.build(
+        ts_ms=ts,
+        src=s["src"][ev],
+        ua=s["ua"][ev],
+        method=np.zeros(ev.size),
+        path=path,
+        status=status,
+        size=np.where(status == 304, 0, size),
+        referer=ref0[ev],
     )

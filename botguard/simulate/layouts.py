@@ -31,6 +31,7 @@ class Layout:
     account = "/account"
     content: tuple[str, ...] = ()
     core: tuple[str, ...] = ()
+    feed = "/feed.xml"  # news/new-arrivals feed that feed readers poll
 
     def product(self, p: Product) -> str:
         raise NotImplementedError
@@ -67,6 +68,7 @@ def _query(**params: str | int) -> str:
 
 class ShopifyLayout(Layout):
     name = "shopify"
+    feed = "/blogs/news.atom"
     sorts = ("", "price-ascending", "price-descending", "created-descending", "best-selling")
     content = (
         "/pages/about-us",
@@ -169,6 +171,7 @@ class ClassicLayout(Layout):
 
 class ItemHtmlLayout(Layout):
     name = "item_html"
+    feed = "/rss/news.xml"
     numeric_ids = True
     id_base = 20417
     sorts = ("", "price_asc", "price_desc", "newest", "popular")
@@ -216,6 +219,7 @@ class ItemHtmlLayout(Layout):
 
 class SlugIdLayout(Layout):
     name = "slug_p_id"
+    feed = "/rss.php"
     numeric_ids = True
     id_base = 152
     sorts = ("", "2a", "2d", "3a", "3d")
@@ -258,6 +262,7 @@ class SlugIdLayout(Layout):
 
 class MarketplaceLayout(Layout):
     name = "dp"
+    feed = "/rss/new-releases.xml"
     sorts = ("", "price-asc-rank", "price-desc-rank", "review-rank", "date-desc-rank")
     per_page = 48
     login = "/ap/signin"

@@ -18,10 +18,16 @@ from datetime import datetime
 import numpy as np
 
 from botguard.simulate.addresses import AddressBook
-from botguard.simulate.agents import AgentPools, agent_pools, chrome_build, chrome_major
+from botguard.simulate.agents import (
+    OFFICE_PREFETCH,
+    AgentPools,
+    agent_pools,
+    chrome_build,
+    chrome_major,
+)
 from botguard.simulate.events import NO_REFERER
-from botguard.simulate.kinds import KINDS, kind_counts
-from botguard.simulate.shop import Shop
+from botguard.simulate.kinds import HUMAN_MIX, KINDS, kind_counts
+from botguard.simulate.shop import EMBED_REFERERS, Shop
 
 HOUR_MS = 3_600_000
 HTTP11, HTTP2 = 0, 1
@@ -33,8 +39,19 @@ HUMAN_BY_HOUR = (0.30, 0.18, 0.11, 0.08, 0.07, 0.09, 0.17, 0.32, 0.48, 0.58, 0.6
 #: Office gateways: working hours only.
 OFFICE_BY_HOUR = (0.02, 0.02, 0.02, 0.02, 0.02, 0.02, 0.04, 0.20, 0.70, 1.00, 1.00, 0.90,
                   0.80, 0.90, 1.00, 0.95, 0.80, 0.50, 0.15, 0.05, 0.04, 0.03, 0.02, 0.02)
-#: Sessions per person per hour (every person visits at least once).
-HUMAN_SESSIONS_PER_H = 0.08
+#: Sessions per person per hour (every person visits at least once), by visitor style.
+HUMAN_SESSIONS_PER_H = 0.06
+#: How people behave, one style per person: the individual human kinds, and a draw from
+#: ``STYLE_MIX`` for each person behind a carrier NAT or on a VPN.
+STYLE_HUMAN, STYLE_BOUNCER, STYLE_RETURNING, STYLE_IN_APP, STYLE_HOTLINK = range(5)
+STYLE_OF_KIND = {"human": STYLE_HUMAN, "bouncer": STYLE_BOUNCER, "returning": STYLE_RETURNING,
+                 "in_app": STYLE_IN_APP, "hotlink": STYLE_HOTLINK}
+STYLE_MIX = np.array([HUMAN_MIX[k] for k in STYLE_OF_KIND]) / sum(HUMAN_MIX.values())
+_SESSIONS_PER_H = (HUMAN_SESSIONS_PER_H, 0.03, 0.10, 0.03, 0.02)
+#: Share of people on devices that stopped updating years ago.
+OLD_BROWSER_SHARE = 0.04
+#: Share of people whose privacy settings or extensions send no referer at all.
+NO_REFERER_SHARE = 0.015
 #: Audience time zones (UTC offset in hours) a shop may serve.
 AUDIENCE_TZ = (1, 0, -5, 2, 9)
 
@@ -52,11 +69,39 @@ _WALK_DEFAULTS: dict[str, tuple[type[np.generic], float | int | bool]] = {
 }
 REF_NONE, REF_CHAIN, REF_FIXED = 0, 1, 2
 
+#: A session of pages (``single == 0``, see ``humans.py``) or one stray request.
 _SESSION_DEFAULTS: dict[str, tuple[type[np.generic], float | int | bool]] = {
     "src": (np.int32, 0), "ua": (np.int32, 0), "t0": (np.int64, 0), "entry": (np.int8, 0),
-    "returning": (np.bool_, False), "think_s": (np.float64, 15.0),
+    "cache": (np.int8, 0), "think_s": (np.float64, 15.0),
+    # 0: as many pages as the walk through the shop takes; else at most / at least this many
+    "max_pages": (np.int16, 0), "min_pages": (np.int16, 0),
+    "ref0": (np.int32, -2), "strip_ref": (np.bool_, False),
+    "single": (np.int8, 0), "extra": (np.bool_, False), "robots": (np.bool_, False),
 }
 ENTRY_DIRECT, ENTRY_SEARCH, ENTRY_SOCIAL = 0, 1, 2
+#: Landing referer taken from the entry (search engine, social site, none) unless ``ref0``.
+REF_BY_ENTRY = -2
+#: Browser cache: empty (everything 200), fresh (max-age: little is asked at all), stale
+#: (everything revalidated: 304s), or no assets at all (left at once, prefetch, data saver).
+CACHE_COLD, CACHE_WARM, CACHE_REVALIDATE, CACHE_NONE = 0, 1, 2, 3
+#: One-request sessions: a hotlinked image, a bare favicon, robots.txt, a link preview.
+SINGLE_IMAGE, SINGLE_FAVICON, SINGLE_ROBOTS, SINGLE_PREVIEW = 1, 2, 3, 4
+
+#: Link-preview services: (share, address world, IPv6 share, addresses per service,
+#: fetches per hour per service, chance of fetching the og:image, of robots.txt first,
+#: most fetches per address or 0). WhatsApp and iMessage fetch from the sharer's phone.
+_PREVIEW_SERVICES: dict[str, tuple[float, str, float, tuple[int, int], float, float, float,
+                                   int]] = {
+    "facebook": (0.24, "facebook", 0.6, (2, 8), 0.5, 0.9, 0.0, 0),
+    "twitter": (0.10, "twitter", 0.0, (1, 4), 0.2, 0.8, 0.5, 0),
+    "slack": (0.12, "cloud", 0.0, (1, 4), 0.3, 0.6, 0.0, 0),
+    "whatsapp": (0.16, "residential", 0.3, (1, 5), 0.1, 0.9, 0.0, 2),
+    "telegram": (0.07, "telegram", 0.0, (1, 3), 0.15, 0.7, 0.0, 0),
+    "discord": (0.08, "gcp", 0.0, (1, 3), 0.2, 0.7, 0.0, 0),
+    "linkedin": (0.05, "linkedin", 0.0, (1, 2), 0.1, 0.5, 0.3, 0),
+    "imessage": (0.05, "residential", 0.2, (1, 4), 0.08, 0.5, 0.0, 2),
+    "feed": (0.13, "cloud", 0.0, (1, 1), 0.0, 0.0, 0.0, 0),  # polls the feed instead
+}
 
 
 @dataclass
@@ -128,7 +173,9 @@ class _Planner:
             ("googlebot", pools.googlebot), ("bingbot", pools.bingbot),
             ("monitor", pools.monitor), ("libraries", pools.libraries),
             ("headless", pools.headless), ("scanners", pools.scanners),
-            ("poller", pools.poller_custom),
+            ("poller", pools.poller_custom), ("old", pools.old_browsers),
+            ("corporate", pools.corporate), ("in_app", pools.in_app),
+            *((f"preview:{k}", v) for k, v in pools.preview.items()),
         ):
             self.pool_start[name] = len(self.agents)
             self.pool_size[name] = len(strings)
@@ -221,46 +268,165 @@ class _Planner:
 
     # --- people --------------------------------------------------------------------------
 
-    def people(self, kind: str, addr: np.ndarray, agents: np.ndarray, tz: int,
-               by_hour: tuple[float, ...] = HUMAN_BY_HOUR) -> None:
-        """Sessions of people (one agent each) browsing from ``addr``."""
-        proto = np.where(self.rng.random(addr.size) < 0.92, HTTP2, HTTP11)
-        src = self.sources(addr, proto)
-        per_person = np.maximum(1, self.rng.poisson(HUMAN_SESSIONS_PER_H * self.hours, src.size))
-        s_src = np.repeat(src, per_person)
-        s_ua = np.repeat(agents, per_person)
-        first = np.ones(s_src.size, dtype=bool)
-        first[1:] = s_src[1:] != s_src[:-1]
-        n = s_src.size
-        entry = self.rng.choice(3, n, p=[0.38, 0.48, 0.14])
+    def person_agents(self, n: int, corporate_share: float = 0.0) -> np.ndarray:
+        """Agents of ``n`` people: the market mix, a few old devices, corporate oddities."""
+        pools, rng = self.pools, self.rng
+        current = self.pool("browsers", rng.choice(len(pools.browsers), n, p=pools.browsers_p))
+        old = self.pool("old", rng.choice(len(pools.old_browsers), n, p=pools.old_browsers_p))
+        corp = self.pool("corporate", rng.choice(len(pools.corporate), n, p=pools.corporate_p))
+        u = rng.random(n)
+        return np.where(u < corporate_share, corp,
+                        np.where(u < corporate_share + OLD_BROWSER_SHARE, old, current))
+
+    def people(self, addr: np.ndarray, agents: np.ndarray, style: np.ndarray, tz: int,
+               by_hour: tuple[float, ...] = HUMAN_BY_HOUR, strip_ref: np.ndarray | bool = False,
+               p_http2: float = 0.92) -> None:
+        """Sessions of people (one agent and one style each) browsing from ``addr``."""
+        rng, shop = self.rng, self.shop
+        n_people = addr.size
+        src = self.sources(addr, np.where(rng.random(n_people) < p_http2, HTTP2, HTTP11))
+        in_app = style == STYLE_IN_APP
+        agents = agents.copy()
+        app = rng.choice(len(self.pools.in_app), n_people, p=self.pools.in_app_p)
+        agents[in_app] = self.pool("in_app", app[in_app])
+        app_ref = np.array([shop.referer_code(r) for r in self.pools.in_app_referer],
+                           dtype=np.int32)[app]
+        rate = np.asarray(_SESSIONS_PER_H)[style]
+        per = np.maximum(1, rng.poisson(rate * self.hours))
+        # per person: pace, a long read, how a stray request looks, a stripped referer
+        think = 15.0 * np.exp(0.45 * rng.standard_normal(n_people))
+        long_read = (style == STYLE_HUMAN) & (rng.random(n_people) < 0.06)
+        stray = rng.choice(4, n_people, p=[0.55, 0.20, 0.15, 0.10])  # image, embed, icon, robots
+        embed = rng.integers(0, len(EMBED_REFERERS), n_people)
+        strip = np.broadcast_to(np.asarray(strip_ref), (n_people,)) | (
+            rng.random(n_people) < NO_REFERER_SHARE)
+        prefetch = agents == self.pool("corporate", np.array([OFFICE_PREFETCH]))[0]
+
+        p = np.repeat(np.arange(n_people), per)  # person of each session
+        n = p.size
+        first = np.ones(n, dtype=bool)
+        first[1:] = p[1:] != p[:-1]
+        st = style[p]
+        u, u2 = rng.random(n), rng.random(n)
+        entry = np.select(
+            [st == STYLE_BOUNCER, st == STYLE_RETURNING],
+            [rng.choice(3, n, p=[0.25, 0.55, 0.20]), rng.choice(3, n, p=[0.55, 0.35, 0.10])],
+            rng.choice(3, n, p=[0.38, 0.48, 0.14]))
+        entry[st == STYLE_IN_APP] = ENTRY_SOCIAL
+        ref0 = np.full(n, REF_BY_ENTRY, dtype=np.int32)
+        ref0[st == STYLE_IN_APP] = np.where(u2 < 0.8, app_ref[p], NO_REFERER)[st == STYLE_IN_APP]
+
+        cache = np.full(n, CACHE_COLD, dtype=np.int8)
+        later = ~first
+        # a cache that still holds the theme: fresh (few requests) or revalidated (304s)
+        warm = np.where(u2 < 0.75, CACHE_WARM, CACHE_REVALIDATE).astype(np.int8)
+        cache[later & (u < 0.8)] = warm[later & (u < 0.8)]
+        ret = st == STYLE_RETURNING
+        cache[ret] = np.where(u[ret] < 0.05, CACHE_COLD, warm[ret])
+
+        max_pages = np.zeros(n, dtype=np.int16)
+        min_pages = np.zeros(n, dtype=np.int16)
+        length = rng.integers(20, 61, n)
+        lr = long_read[p] & first
+        max_pages[lr] = min_pages[lr] = length[lr]
+        b = st == STYLE_BOUNCER
+        bounce_len = rng.choice([1, 2, 3], n, p=[0.65, 0.20, 0.15])
+        max_pages[b] = bounce_len[b]
+        cache[b & first & (bounce_len == 1) & (u < 0.4)] = CACHE_NONE
+        cache[b & later & (u < 0.3)] = CACHE_NONE
+        m = ret & (u2 < 0.3)
+        max_pages[m] = 1
+        ia = st == STYLE_IN_APP
+        max_pages[ia] = np.where(u[ia] < 0.45, 1, rng.integers(2, 7, int(ia.sum())))
+
+        single = np.zeros(n, dtype=np.int8)
+        hot = st == STYLE_HOTLINK
+        kind = stray[p]
+        single[hot & (kind == 0)] = SINGLE_IMAGE
+        single[hot & (kind == 2)] = SINGLE_FAVICON
+        single[hot & (kind == 3)] = SINGLE_ROBOTS
+        emb = hot & (kind == 1)  # a product page shown in someone's iframe or app preview
+        max_pages[emb] = 1
+        entry[emb] = ENTRY_SOCIAL
+        embed_ref = np.array([shop.referer_code(r) for r in EMBED_REFERERS], dtype=np.int32)
+        img = hot & (kind == 0)
+        ref0[emb | img] = np.where(u2 < 0.7, embed_ref[embed[p]], NO_REFERER)[emb | img]
+
+        office = prefetch[p]  # Outlook fetching a link itself: one page, nothing else
+        max_pages[office], cache[office] = 1, CACHE_NONE
+
         self.sessions.append(_table(
-            _SESSION_DEFAULTS, n, src=s_src, ua=s_ua, t0=self.times_of_day(n, by_hour, tz),
-            entry=entry,
-            returning=~first | (self.rng.random(n) < 0.35),
-            # a person's pace: some skim, some read every review
-            think_s=np.repeat(15.0 * np.exp(0.45 * self.rng.standard_normal(src.size)),
-                              per_person),
+            _SESSION_DEFAULTS, n, src=src[p], ua=agents[p], t0=self.times_of_day(n, by_hour, tz),
+            entry=entry, cache=cache, think_s=think[p], max_pages=max_pages, min_pages=min_pages,
+            ref0=ref0, strip_ref=strip[p], single=single, extra=u < 0.2,
         ))
 
     def humans(self, counts: dict[str, int], tz: int) -> None:
-        pools = self.pools
-
-        def agents(n: int) -> np.ndarray:
-            return self.pool("browsers", self.rng.choice(len(pools.browsers), n,
-                                                         p=pools.browsers_p))
-
-        n = counts["human"]
-        self.people("human", self.book.take("residential", "human", n, 0.10), agents(n), tz)
+        for kind, style in STYLE_OF_KIND.items():
+            n = counts[kind]
+            addr = self.book.take("residential", kind, n, 0.10)
+            self.people(addr, self.person_agents(n, 0.01), np.full(n, style), tz)
         n = counts["vpn"]
-        self.people("vpn", self.book.take("cloud", "vpn", n, 0.05), agents(n), tz)
+        self.people(self.book.take("cloud", "vpn", n, 0.05), self.person_agents(n, 0.02),
+                    self.rng.choice(5, n, p=STYLE_MIX), tz)
         for _ in range(counts["shared_nat"]):
             crowd = int(self.rng.integers(10, 41))
+            # an office behind its corporate proxy, or a mobile carrier's NAT
             office = self.rng.random() < 0.4
+            strip = office and self.rng.random() < 0.3  # some proxies drop every referer
             address = self.book.take("nat", "shared_nat", 1)
             # different people behind one gateway have different agents
-            picks = self.rng.choice(len(pools.browsers), crowd, replace=False, p=pools.browsers_p)
-            self.people("shared_nat", np.repeat(address, crowd), self.pool("browsers", picks), tz,
-                        OFFICE_BY_HOUR if office else HUMAN_BY_HOUR)
+            picks = self.rng.choice(len(self.pools.browsers), crowd, replace=False,
+                                    p=self.pools.browsers_p)
+            agents = self.pool("browsers", picks)
+            odd = self.person_agents(crowd, 0.35 if office else 0.0)
+            agents = np.where(self.rng.random(crowd) < (0.4 if office else 0.05), odd, agents)
+            self.people(np.repeat(address, crowd), agents, self.rng.choice(5, crowd, p=STYLE_MIX),
+                        tz, OFFICE_BY_HOUR if office else HUMAN_BY_HOUR, strip_ref=strip,
+                        p_http2=0.3 if office else 0.92)
+
+    # --- link previews and feed readers --------------------------------------------------
+
+    def previews(self, n: int, tz: int) -> None:
+        """Declared fetchers that show a shared link: one page (and its picture) now and then."""
+        if n == 0:
+            return
+        rng = self.rng
+        names = list(_PREVIEW_SERVICES)
+        shares = np.array([v[0] for v in _PREVIEW_SERVICES.values()])
+        for name in rng.choice(names, n, p=shares / shares.sum()).tolist():
+            _, world, v6, (lo, hi), per_h, p_image, p_robots, cap = _PREVIEW_SERVICES[name]
+            k = int(rng.integers(lo, hi + 1))
+            addr = self.book.take(world, "preview", k, v6)
+            src = self.sources(addr, np.where(rng.random(k) < 0.8, HTTP11, HTTP2))
+            agents = self.pick_agent(f"preview:{name}", k)
+            if name == "feed":
+                self.feed_reader(src, agents)
+                continue
+            count = np.maximum(1, rng.poisson(per_h / k * self.hours, k))
+            if cap:
+                count = np.minimum(count, cap)
+            i = np.repeat(np.arange(k), count)
+            m = i.size
+            self.sessions.append(_table(
+                _SESSION_DEFAULTS, m, src=src[i], ua=agents[i],
+                t0=self.times_of_day(m, HUMAN_BY_HOUR, tz), single=SINGLE_PREVIEW,
+                extra=rng.random(m) < p_image, robots=rng.random(m) < p_robots,
+            ))
+
+    def feed_reader(self, src: np.ndarray, agents: np.ndarray) -> None:
+        """A feed reader's poller: the feed every one to three hours, mostly 304."""
+        rng = self.rng
+        period = rng.choice([60, 90, 120, 180], src.size) * 60_000
+        phase = rng.integers(0, period)
+        rounds = np.maximum(1, -(-(self.duration_ms - phase) // period))
+        r = np.repeat(np.arange(src.size), rounds)
+        k = np.arange(r.size) - np.repeat(np.cumsum(rounds) - rounds, rounds)
+        t0 = phase[r] + k * period[r] + rng.integers(0, 20_000, r.size)
+        keep = t0 < self.duration_ms
+        keep[np.cumsum(rounds) - rounds] = True  # every reader polls at least once
+        self.walk_episodes(int(keep.sum()), src=src[r][keep], t0=t0[keep], n=1,
+                           walk=self.walk_id(["feed"])[0], p304=0.7, ua0=agents[r][keep])
 
     # --- good bots -----------------------------------------------------------------------
 
@@ -543,6 +709,7 @@ def make_plan(rng: np.random.Generator, shop: Shop, *, clients: int, duration_ms
     planner.crawler("googlebot", "googlebot", "googlebot", counts["googlebot"], 12, 6, 0.15)
     planner.crawler("bingbot", "bingbot", "bingbot", counts["bingbot"], 8, 2, 0.0)
     planner.monitors(counts["monitor"])
+    planner.previews(counts["preview"], tz)
     planner.bad_bots(counts)
     return Plan(
         shop=shop,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from botguard.simulate.events import GET, POST
+from botguard.simulate.events import GET, NO_REFERER, POST
 from botguard.simulate.layouts import LAYOUTS, Layout, Product
 
 IMAGES_PER_PRODUCT = 3
@@ -56,9 +56,18 @@ _EXTERNAL_REFERERS = (
     "https://www.ecosia.org/", "https://yandex.ru/",
     "https://l.facebook.com/", "https://www.instagram.com/", "https://t.co/",
     "https://www.pinterest.com/", "https://www.reddit.com/", "https://www.tiktok.com/",
+    # in-app browsers' link shims, and sites that embed a shop's pictures
+    "https://l.instagram.com/", "https://m.facebook.com/", "https://www.linkedin.com/",
+    "https://www.tumblr.com/", "https://www.quora.com/", "https://medium.com/",
 )
 #: Number of search-engine entries at the start of ``_EXTERNAL_REFERERS``.
 SEARCH_REFERERS = 8
+#: End of the social sites an ordinary visitor arrives from (after the search engines).
+SOCIAL_REFERERS = 14
+#: Pages that show the shop's images or pages inline (image search, pins, forums, blogs).
+EMBED_REFERERS = ("https://www.google.com/", "https://www.pinterest.com/",
+                  "https://www.reddit.com/", "https://www.tumblr.com/", "https://www.quora.com/",
+                  "https://medium.com/", "https://l.facebook.com/")
 
 _PROBES: tuple[tuple[str, int, int], ...] = (
     # (path, status, method) — what scanners ask for on any site; none of it exists here
@@ -164,6 +173,9 @@ class Shop:
     home: int
     health: int
     robots: int
+    favicon: int
+    logo: int  # the theme's logo: what a link preview shows for a page without a product
+    feed: int
     cart: int
     cart_add: int
     checkout: int
@@ -183,6 +195,10 @@ class Shop:
     def external_referer(self, index: np.ndarray | int) -> np.ndarray:
         """Referer code of external referer ``index`` (see ``events.NO_REFERER``)."""
         return np.asarray(index, dtype=np.int32) + self.n_paths
+
+    def referer_code(self, url: str | None) -> int:
+        """Referer code of the external ``url`` (``NO_REFERER`` for None)."""
+        return NO_REFERER if url is None else self.external_referers.index(url) + self.n_paths
 
     def walk(self, name: str, position: np.ndarray) -> np.ndarray:
         """Path at ``position`` (any integer, wraps around) of the named walk."""
@@ -303,6 +319,7 @@ def build_shop(layout_index: int, rng: np.random.Generator) -> Shop:
     sitemaps = table.add_many(list(layout.sitemaps(n_slots)), 200,
                               _lognormal(rng, 60000, 0.8, len(layout.sitemaps(n_slots))))
     health = table.add("/health", 200, 15)
+    feed = table.add(layout.feed, 200, _lognormal(rng, 32000, 0.2, 1)[0])
     cart = table.add("/cart", 200, 12000, html=True)
     cart_add = table.add("/cart/add", 302, 0, method=POST)
     checkout = table.add("/checkout", 200, 18500, html=True)
@@ -320,7 +337,7 @@ def build_shop(layout_index: int, rng: np.random.Generator) -> Shop:
     )
 
     walks = _walks(rng, exists, product_page, legacy_page, listing, offsets, cat_pages, npages,
-                   content, dead, probes, sitemaps, home, robots, health, polls)
+                   content, dead, probes, sitemaps, home, robots, health, feed, polls)
     walk_names = list(walks)
     n_paths = len(table.paths)
     path_slot = np.full(n_paths, -1, dtype=np.int32)
@@ -372,6 +389,9 @@ def build_shop(layout_index: int, rng: np.random.Generator) -> Shop:
         home=home,
         health=health,
         robots=robots,
+        favicon=int(core_assets[list(layout.core).index("/favicon.ico")]),
+        logo=int(core_assets[next(i for i, c in enumerate(layout.core) if "logo" in c)]),
+        feed=feed,
         cart=cart,
         cart_add=cart_add,
         checkout=checkout,
@@ -390,7 +410,7 @@ def _walks(rng: np.random.Generator, exists: np.ndarray, product_page: np.ndarra
            legacy_page: np.ndarray, listing: np.ndarray, offsets: np.ndarray,
            cat_pages: np.ndarray, npages: np.ndarray, content: np.ndarray, dead: np.ndarray,
            probes: np.ndarray, sitemaps: np.ndarray, home: int, robots: int, health: int,
-           polls: np.ndarray) -> dict[str, np.ndarray]:
+           feed: int, polls: np.ndarray) -> dict[str, np.ndarray]:
     """The orders in which bots traverse the site; see the module docstring."""
     existing = np.flatnonzero(exists)
     by_listing: list[np.ndarray] = []
@@ -415,6 +435,7 @@ def _walks(rng: np.random.Generator, exists: np.ndarray, product_page: np.ndarra
         "probes": probes,
         "home": np.array([home]),
         "health": np.array([health]),
+        "feed": np.array([feed]),
         "robots": np.array([robots]),
         "sitemaps": sitemaps,
     }

@@ -56,8 +56,8 @@ def render_json(view: ExportView) -> bytes:
         "count": view.entries.height,
     }
     frame = view.entries.select(*COLUMNS[:5], *_timestamps())
-    # NDJSON lines never contain a raw newline (JSON escapes it), so joining is a replace.
-    body = frame.write_ndjson().rstrip("\n").replace("\n", ",\n") if frame.height else ""
+    objects = pl.struct(pl.all()).struct.json_encode().str.join(",\n")
+    body = frame.select(objects).item() if frame.height else ""
     prefix = json.dumps(head, ensure_ascii=True)[:-1] + ', "entries": ['
     return (prefix + ("\n" + body + "\n" if body else "") + "]}\n").encode("utf-8")
 
