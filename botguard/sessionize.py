@@ -59,16 +59,16 @@ class Sessionizer:
         if hits.is_empty():
             return hits
         gap = self.gap_s
+        # Sorted by client, so "previous row of the same client" is a shift masked at client
+        # boundaries: no hash-partitioned window functions on the hot path.
         df = (
             hits.sort(["client", "ts", "line_no"])
             .join(self.last, on="client", how="left")
-            .with_columns(pl.col("ts").shift(1).over("client").alias("_prev_ts"))
+            .with_columns((pl.col("client") != pl.col("client").shift(1)).fill_null(True).alias("_first"))
         )
-        prev = pl.coalesce(pl.col("_prev_ts"), pl.col("_last_ts"))
+        prev = pl.when(pl.col("_first")).then(pl.col("_last_ts")).otherwise(pl.col("ts").shift(1))
         raw_gap = (pl.col("ts") - prev).dt.total_microseconds() / 1e6
-        df = df.with_columns(
-            raw_gap.alias("_raw_gap"),
-        ).with_columns(
+        df = df.with_columns(raw_gap.alias("_raw_gap")).with_columns(
             # Beyond the tolerance a line can arrive before the carried last_ts: count it, treat
             # it as simultaneous.
             pl.col("_raw_gap").clip(lower_bound=0).alias("gap_s"),
@@ -76,29 +76,37 @@ class Sessionizer:
         self.late_hits += int(df.select((pl.col("_raw_gap") < 0).sum()).item())
         new_session = pl.col("gap_s").is_null() | (pl.col("gap_s") > gap)
         df = df.with_columns(new_session.alias("new_session")).with_columns(
-            (
-                pl.col("_last_session").fill_null(-1)
-                + pl.col("new_session").cast(pl.Int64).cum_sum().over("client")
-            ).alias("session_no")
+            pl.col("new_session").cast(pl.Int64).cum_sum().alias("_cs")
+        ).with_columns(
+            pl.when(pl.col("_first")).then(pl.col("_cs") - pl.col("new_session").cast(pl.Int64))
+            .forward_fill().alias("_cs0")
+        ).with_columns(
+            (pl.col("_last_session").fill_null(-1) + pl.col("_cs") - pl.col("_cs0")).alias("session_no")
         )
         # Sequential-id walks: the previous product number seen by this client (carried too).
+        # A sentinel at each client's first row stops the forward fill from crossing clients.
+        none = -(2**62)
         prod = pl.when(pl.col("is_product")).then(pl.col("product_num"))
-        prev_prod = pl.coalesce(
-            prod.forward_fill().shift(1).over("client"), pl.col("_last_product_num")
+        prev_prod = (
+            pl.when(pl.col("_first")).then(pl.col("_last_product_num").fill_null(none))
+            .otherwise(prod.shift(1))
+            .forward_fill()
         )
         df = df.with_columns(
+            pl.when(prev_prod == none).then(None).otherwise(prev_prod).alias("_prev_prod")
+        ).with_columns(
             pl.when(pl.col("is_product") & pl.col("product_num").is_not_null())
-            .then((pl.col("product_num") - prev_prod).abs() == 1)
+            .then((pl.col("product_num") - pl.col("_prev_prod")).abs() == 1)
             .otherwise(None)
             .alias("seq_step"),
-            (pl.col("is_product") & pl.col("product_num").is_not_null() & prev_prod.is_not_null()).alias("seq_pair"),
+            (pl.col("is_product") & pl.col("product_num").is_not_null() & pl.col("_prev_prod").is_not_null()).alias("seq_pair"),
         )
         new_last = df.group_by("client").agg(
             pl.col("ts").max().alias("_last_ts"),
             pl.col("session_no").max().alias("_last_session"),
             pl.col("product_num").filter(pl.col("is_product")).drop_nulls().last().alias("_new_prod"),
         )
-        merged = (
+        self.last = (
             self.last.join(new_last, on="client", how="full", coalesce=True, suffix="_n")
             .select(
                 "client",
@@ -107,8 +115,7 @@ class Sessionizer:
                 pl.coalesce("_new_prod", "_last_product_num").alias("_last_product_num"),
             )
         )
-        self.last = merged
-        return df.drop(["_prev_ts", "_last_ts", "_last_session", "_last_product_num", "_raw_gap"])
+        return df.drop(["_first", "_last_ts", "_last_session", "_last_product_num", "_raw_gap", "_cs", "_cs0", "_prev_prod"])
 
 
 def sessionize_stream(batches: Iterator[pl.DataFrame], cfg: Config) -> Iterator[pl.DataFrame]:
