@@ -48,8 +48,13 @@ def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | None, cfg
     p = cfg.sketches.precision
     rows = []
     for i, (_agent, members, total) in enumerate(sorted(groups.iter_rows(), key=lambda r: (-len(r[1]), r[0]))):
-        regs = product_regs.filter(pl.col("client").is_in(members)).group_by("reg").agg(pl.col("rank").max()).with_columns(pl.lit("u").alias("client"))
-        union = float(sketches.estimate(regs, ["client"], p)["distinct"][0]) if len(regs) else 0.0
+        keys = pl.Series(members, dtype=pl.String).to_frame("m").select(sketches.key_hash(pl.col("m")))
+        regs = (
+            product_regs.filter(pl.col("_ck").is_in(keys.to_series().implode()))
+            .group_by("reg").agg(pl.col("rank").max())
+            .with_columns(pl.lit(0, pl.UInt64).alias("_u"))
+        )
+        union = float(sketches.estimate(regs, ["_u"], p)["distinct"][0]) if len(regs) else 0.0
         overlap = max(0.0, 1 - union / total) if total else 1.0
         if overlap <= cc.max_overlap:
             cid = f"C{i + 1}"

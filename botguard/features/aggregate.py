@@ -127,12 +127,20 @@ class FeatureAccumulator:
         p = self.p
         product_val = pl.when(pl.col("is_product")).then(pl.col("product_key"))
         page_val = pl.when(pl.col("is_page")).then(pl.col("path"))
+        # Sketch state is keyed by 64-bit hashes of the client and agent strings: the register
+        # rows are most of the per-client state, and repeating long strings in them is what
+        # would make memory grow with the log.
+        hk = lf.with_columns(
+            sketches.key_hash(pl.col("client")).alias("_ck"),
+            sketches.key_hash(pl.col("user_agent")).alias("_uk"),
+            pl.lit(0, pl.UInt64).alias("_all"),
+        )
         new = {
-            "products": sketches.registers(lf, ["client"], product_val, p),
-            "paths": sketches.registers(lf, ["client"], page_val, p),
-            "agents": sketches.registers(lf, ["client"], pl.col("user_agent").fill_null(""), p),
-            "catalogue": sketches.registers(lf.with_columns(pl.lit("*").alias("_all")), ["_all"], product_val, p),
-            "agent_clients": sketches.registers(lf.filter(pl.col("user_agent").is_not_null()), ["user_agent"], pl.col("client"), p),
+            "products": sketches.registers(hk, ["_ck"], product_val, p),
+            "paths": sketches.registers(hk, ["_ck"], page_val, p),
+            "agents": sketches.registers(hk, ["_ck"], pl.col("user_agent").fill_null(""), p),
+            "catalogue": sketches.registers(hk, ["_all"], product_val, p),
+            "agent_clients": sketches.registers(hk.filter(pl.col("user_agent").is_not_null()), ["_uk"], pl.col("client"), p),
         }
         collected = pl.collect_all(list(new.values()))
         for (name, _), frame in zip(new.items(), collected, strict=True):
@@ -191,13 +199,15 @@ class FeatureAccumulator:
             pl.col("ip").drop_nulls().first(),
         )
         p = self.p
+        agg = agg.with_columns(sketches.key_hash(pl.col("client")).alias("_ck"))
         for name, col in (("products", "distinct_products"), ("paths", "distinct_paths"), ("agents", "distinct_agents")):
             regs = self.regs.get(name)
             if regs is not None and len(regs):
-                est = sketches.estimate(regs, ["client"], p, col)
-                agg = agg.join(est, on="client", how="left")
+                est = sketches.estimate(regs, ["_ck"], p, col)
+                agg = agg.join(est, on="_ck", how="left")
             else:
                 agg = agg.with_columns(pl.lit(0.0).alias(col))
+        agg = agg.drop("_ck")
         catalogue = self.regs.get("catalogue")
         total_products = (
             float(sketches.estimate(catalogue, ["_all"], p)["distinct"][0])
@@ -221,9 +231,12 @@ class FeatureAccumulator:
         agg = agg.join(top_ua, on="client", how="left")
         agent_clients = self.regs.get("agent_clients")
         if agent_clients is not None and len(agent_clients):
-            per_agent = sketches.estimate(agent_clients, ["user_agent"], p, "clients_per_agent")
-            agg = agg.join(per_agent, on="user_agent", how="left").with_columns(
-                pl.col("clients_per_agent").fill_null(1.0).round(0)
+            per_agent = sketches.estimate(agent_clients, ["_uk"], p, "clients_per_agent")
+            agg = (
+                agg.with_columns(sketches.key_hash(pl.col("user_agent")).alias("_uk"))
+                .join(per_agent, on="_uk", how="left")
+                .drop("_uk")
+                .with_columns(pl.col("clients_per_agent").fill_null(1.0).round(0))
             )
         else:
             agg = agg.with_columns(pl.lit(1.0).alias("clients_per_agent"))

@@ -334,8 +334,7 @@ class _Planner:
         max_pages[b] = bounce_len[b]
         cache[b & first & (bounce_len == 1) & (u < 0.4)] = CACHE_NONE
         cache[b & later & (u < 0.3)] = CACHE_NONE
-        m = ret & (u2 < 0.3)
-        max_pages[m] = 1
+        max_pages[ret & (rng.random(n) < 0.3)] = 1
         ia = st == STYLE_IN_APP
         max_pages[ia] = np.where(u[ia] < 0.45, 1, rng.integers(2, 7, int(ia.sum())))
 
@@ -355,9 +354,11 @@ class _Planner:
         office = prefetch[p]  # Outlook fetching a link itself: one page, nothing else
         max_pages[office], cache[office] = 1, CACHE_NONE
 
+        # a person's first visit (the one with the empty cache) is their earliest
+        t0 = self.times_of_day(n, by_hour, tz)
+        t0 = t0[np.lexsort((t0, p))]
         self.sessions.append(_table(
-            _SESSION_DEFAULTS, n, src=src[p], ua=agents[p], t0=self.times_of_day(n, by_hour, tz),
-            entry=entry, cache=cache, think_s=think[p], max_pages=max_pages, min_pages=min_pages,
+            _SESSION_DEFAULTS, n, src=src[p], ua=agents[p], t0=t0, entry=entry, cache=cache, think_s=think[p], max_pages=max_pages, min_pages=min_pages,
             ref0=ref0, strip_ref=strip[p], single=single, extra=u < 0.2,
         ))
 

@@ -149,6 +149,41 @@ def _raw_blocks(path: str, block_size: int = _RAW_BLOCK) -> Iterator[bytes]:
             fh.close()
 
 
+def _is_gzip(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == b"\x1f\x8b"
+    except OSError as exc:
+        raise InputError(f"{path}: cannot open: {exc.strerror}") from None
+
+
+def _plain_chunks(path: str, name: str, batch_bytes: int) -> Iterator[Chunk]:
+    """Uncompressed files: one read per batch, cut at the last newline, and seek back over the
+    partial line, so each byte is copied once (no joining of blocks)."""
+    line_no = 1
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(batch_bytes)
+            if not block:
+                return
+            cut = block.rfind(b"\n") + 1
+            if 0 < cut < len(block):
+                fh.seek(cut - len(block), os.SEEK_CUR)
+                block = block[:cut]
+            elif cut == 0 and len(block) == batch_bytes:
+                # One line longer than a batch: keep reading until it ends.
+                more = [block]
+                while True:
+                    extra = fh.readline()
+                    more.append(extra)
+                    if not extra or extra.endswith(b"\n"):
+                        break
+                block = b"".join(more)
+            n = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+            yield Chunk(name, line_no, block, n)
+            line_no += n
+
+
 def read_chunks(
     path: str, batch_bytes: int, problems: list[SourceProblem] | None = None
 ) -> Iterator[Chunk]:
@@ -156,6 +191,9 @@ def read_chunks(
     ``problems``; the lines read before the damage are still yielded (the partial last line
     too, so the parser can count it as a reject)."""
     name = "<stdin>" if path == STDIN else path
+    if path != STDIN and not _is_gzip(path):
+        yield from _plain_chunks(path, name, batch_bytes)
+        return
     line_no = 1
     pending: list[bytes] = []
     size = 0
