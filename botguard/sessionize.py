@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from botguard.config.models import Config
+from botguard.frames import compact
 
 _LAST_SCHEMA: dict[str, pl.DataType] = {
     "client": pl.String(),
@@ -46,7 +47,7 @@ class Sessionizer:
         assert isinstance(max_ts, datetime)
         cutoff = (max_ts - timedelta(seconds=self.tolerance_s)).replace(second=0, microsecond=0)
         ready = hits.filter(pl.col("ts") < cutoff)
-        self.tail = hits.filter(pl.col("ts") >= cutoff)
+        self.tail = compact(hits.filter(pl.col("ts") >= cutoff))  # do not pin the batch
         return self._assign(ready)
 
     def flush(self) -> pl.DataFrame:
@@ -107,7 +108,7 @@ class Sessionizer:
             pl.col("product_num").filter(pl.col("is_product")).drop_nulls().last().alias("_new_prod"),
         )
         self.last = (
-            self.last.join(new_last, on="client", how="full", coalesce=True, suffix="_n")
+            compact(self.last.join(new_last, on="client", how="full", coalesce=True, suffix="_n"))
             .select(
                 "client",
                 pl.coalesce("_last_ts_n", "_last_ts").alias("_last_ts"),

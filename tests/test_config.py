@@ -37,7 +37,7 @@ def test_defaults_load() -> None:
     cfg = load_config()
     assert cfg.ingest.format == "auto"
     assert cfg.session.gap == 1800.0  # '30m'
-    assert cfg.ingest.batch_bytes == 64 * 1024**2  # '64MiB'
+    assert cfg.ingest.batch_bytes == 32 * 1024**2  # '32MiB'
     assert cfg.ingest.trusted_proxies == []
     assert {"iliou", "nginx_xff", "jsonl"} <= set(cfg.ingest.formats)
     assert cfg.policy.thresholds.block >= cfg.policy.thresholds.challenge >= cfg.policy.thresholds.monitor

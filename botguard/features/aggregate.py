@@ -10,6 +10,7 @@ import polars as pl
 
 from botguard.config.models import Config
 from botguard.features import sketches
+from botguard.frames import compact
 
 #: Per-hit boolean flags summed per session (column name → session column).
 FLAG_SUMS: dict[str, str] = {
@@ -109,21 +110,21 @@ class FeatureAccumulator:
         self._merge_sessions(batch)
 
         hist = lf.filter(within).group_by("client", _gap_bin(gap).alias("bin")).agg(pl.len().cast(pl.Int64).alias("n")).collect()
-        self.hist = _merge_sum(self.hist, hist, ["client", "bin"], ["n"])
+        self.hist = compact(_merge_sum(self.hist, hist, ["client", "bin"], ["n"]))
         ua = lf.group_by("client", "user_agent").agg(
             pl.len().cast(pl.Int64).alias("n"), pl.col("ts").min().alias("first_ts")
         ).collect()
-        self.ua_counts = _merge_ua(self.ua_counts, ua)
+        self.ua_counts = compact(_merge_ua(self.ua_counts, ua))
         timeline = lf.group_by(pl.col("ts").dt.truncate("1h").alias("bucket"), "client").agg(
             pl.len().cast(pl.Int64).alias("requests")
         ).collect()
-        self.timeline = _merge_sum(self.timeline, timeline, ["bucket", "client"], ["requests"])
+        self.timeline = compact(_merge_sum(self.timeline, timeline, ["bucket", "client"], ["requests"]))
         sample = lf.group_by("client").head(5).select(
             "client", "ts", "source", "line_no", "method", "path", "query", "status", "user_agent"
         ).collect()
-        self.samples = sample if self.samples is None else (
+        self.samples = compact(sample if self.samples is None else (
             pl.concat([self.samples, sample]).sort("client", "ts").group_by("client", maintain_order=True).head(5)
-        )
+        ))
         p = self.p
         product_val = pl.when(pl.col("is_product")).then(pl.col("product_key"))
         page_val = pl.when(pl.col("is_page")).then(pl.col("path"))
@@ -173,8 +174,8 @@ class FeatureAccumulator:
             )
         batch = batch.select(_SESSION_RAW)
         latest = pl.col("session_no") == pl.col("session_no").max().over("client")
-        self.closed.append(batch.filter(~latest))
-        self.open = batch.filter(latest)
+        self.closed.append(compact(batch.filter(~latest)))
+        self.open = compact(batch.filter(latest))
 
     # ------------------------------------------------------------------ results
     def sessions(self) -> pl.DataFrame:

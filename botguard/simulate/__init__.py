@@ -21,21 +21,21 @@ link-preview service (a few fetcher addresses) or a swarm (30-200 addresses) is 
 every client appears at least once (a person's first visit, a scraper's first job), so short
 periods carry a fixed part. Fitted over seeds 1-5 (within ~9%)::
 
-    lines ≈ clients * (LINES_PER_CLIENT + LINES_PER_CLIENT_HOUR * hours)   # 64 + 3.7 * hours
+    lines ≈ clients * (LINES_PER_CLIENT + LINES_PER_CLIENT_HOUR * hours)   # 64 + 3.5 * hours
 
 i.e. ~68 lines per client for 1 h and ~150 for 24 h; ``estimate_lines`` and
-``clients_for_lines`` aim at a log size (2M lines over 24 h: ~13,000 clients; 10M: ~66,000).
-Per actor and hour over 24 h: a first-time visitor ~3.2 lines (pages and their assets), a
-returning one ~2.4 (a warm cache asks for little), an in-app visitor ~1, a bouncer ~0.6, a
-hotlink ~0.15, a NAT address ~40, a monitor ~34, Googlebot ~16, scrapers and crawlers 12-23,
+``clients_for_lines`` aim at a log size (2M lines over 24 h: ~13,500 clients; 10M: ~68,000).
+Per actor and hour over 24 h: a first-time visitor ~3.1 lines (pages and their assets), a
+returning one ~1.6 (a warm cache asks for little), an in-app visitor ~0.9, a bouncer ~0.6, a
+hotlink ~0.2, a NAT address ~40, a monitor ~34, Googlebot ~16, scrapers and crawlers 12-23,
 a probe ~4, a swarm ~75 (spread over its members), a preview service ~0.6. People make ~25%
-of the lines, good bots ~17%.
+of the lines, good bots ~20%.
 
 People vary the way real visitors do (see ``kinds.py``, ``humans.py``): over a day about a
-third of their sessions are one page and another quarter two or three, ~40% find the theme
-in their cache (few or no assets, 304s), ~4% run browsers years out of date, some come from
-an app's built-in browser or through a corporate proxy with an odd agent, and a few read 20-60
-pages in one sitting.
+third of their sessions are one page and another fifth two or three, about half find the
+theme in their cache (few or no assets, 304s), ~4% run browsers years out of date, some
+come from an app's built-in browser or through a corporate proxy with an odd agent, and a
+few read 20-60 pages in one sitting.
 
 Speed. Requests are generated as integer arrays (numpy) one simulated hour at a time and
 formatted by Polars on a writer thread, so memory stays bounded by about two hours of traffic:
@@ -75,7 +75,7 @@ __all__ = [
 #: Start of the simulated period unless given: fixed, so output never depends on today.
 DEFAULT_START = datetime(2026, 3, 2, tzinfo=UTC)
 LINES_PER_CLIENT = 64.0
-LINES_PER_CLIENT_HOUR = 3.7
+LINES_PER_CLIENT_HOUR = 3.5
 
 _STREAM_SESSIONS, _STREAM_WALKS = 1, 2
 

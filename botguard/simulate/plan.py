@@ -358,8 +358,9 @@ class _Planner:
         t0 = self.times_of_day(n, by_hour, tz)
         t0 = t0[np.lexsort((t0, p))]
         self.sessions.append(_table(
-            _SESSION_DEFAULTS, n, src=src[p], ua=agents[p], t0=t0, entry=entry, cache=cache, think_s=think[p], max_pages=max_pages, min_pages=min_pages,
-            ref0=ref0, strip_ref=strip[p], single=single, extra=u < 0.2,
+            _SESSION_DEFAULTS, n, src=src[p], ua=agents[p], t0=t0, entry=entry, cache=cache,
+            think_s=think[p], max_pages=max_pages, min_pages=min_pages, ref0=ref0,
+            strip_ref=strip[p], single=single, extra=u < 0.2,
         ))
 
     def humans(self, counts: dict[str, int], tz: int) -> None:
