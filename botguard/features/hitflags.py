@@ -109,8 +109,8 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     night = (hour >= start) & (hour < end) if start <= end else (hour >= start) | (hour < end)
     ok_protocol = pl.col("protocol").fill_null("HTTP/1.1").str.contains(r"^HTTP/(?:0\.9|1\.0|1\.1|2(?:\.0)?|3)$")
     return (
-        lf.join(pf, on="path", how="left", nulls_equal=True)
-        .join(qf, on="query", how="left", nulls_equal=True)
+        lf.join(pf, on="path", how="left", nulls_equal=True, maintain_order="left")
+        .join(qf, on="query", how="left", nulls_equal=True, maintain_order="left")
         .with_columns(
             client_key_expr(cfg).alias("client"),
             pl.coalesce("_product_path", "_product_query").alias("product_key"),
