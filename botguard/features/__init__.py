@@ -103,6 +103,12 @@ def _enrich_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, cfg: C
     agents = agents.with_columns(claimed_crawler(agents["user_agent"], cfg).alias("claimed_crawler")).with_columns(
         pl.when(pl.col("is_malformed").fill_null(False)).then(None).otherwise(pl.col("claimed_crawler")).alias("claimed_crawler")
     )
+    # A named service bot built on an HTTP library (LinkedInBot says "Apache-HttpClient") is
+    # the service, not anonymous library traffic.
+    agents = agents.with_columns(
+        (pl.col("is_library") & ~(pl.col("known_crawler") & ~pl.col("crawler_tags").list.contains("library")))
+        .alias("is_library")
+    )
     weighted = ua_counts.join(agents, on="user_agent", how="left", nulls_equal=True)
     shares = weighted.group_by("client").agg(
         *[

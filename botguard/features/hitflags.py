@@ -117,7 +117,8 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
             (pl.col("_attack_path") | pl.col("_attack_query")).alias("is_attack"),
             (pl.col("method") == "HEAD").fill_null(False).alias("is_head"),
             (pl.col("method") == "POST").fill_null(False).alias("is_post"),
-            (pl.col("method").is_null() | ~ok_protocol).alias("is_bad_request"),
+            # Not HTTP, an HTTP version that does not exist, or a proxy CONNECT: tools, not shoppers.
+            (pl.col("method").is_null() | ~ok_protocol | (pl.col("method") == "CONNECT")).fill_null(True).alias("is_bad_request"),
             pl.col("referer").is_null().alias("no_referer"),
             status.is_between(400, 499).fill_null(False).alias("is_4xx"),
             (status == 404).fill_null(False).alias("is_404"),
