@@ -140,7 +140,7 @@ class Ingest:
         except OSError:
             return None
 
-    def batches(self) -> Iterator[pl.DataFrame]:
+    def _parsed(self) -> Iterator[pl.DataFrame]:
         cfg = self.cfg
         for path in self.paths:
             for chunk in read_chunks(path, cfg.ingest.batch_bytes, self.stats.problems):
@@ -150,6 +150,26 @@ class Ingest:
                     self.on_progress(len(chunk.data))
                 if len(hits):
                     yield hits
+
+    def batches(self, prefetch: bool = True) -> Iterator[pl.DataFrame]:
+        """Hits batches in log order. With ``prefetch``, the next batch is read and parsed in a
+        worker thread while the caller works on this one: Polars releases the GIL, so parsing
+        and the later stages keep both cores busy. One batch in flight bounds the memory."""
+        if not prefetch:
+            yield from self._parsed()
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        source = self._parsed()
+        done = object()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="botguard-ingest") as pool:
+            future = pool.submit(next, source, done)
+            while True:
+                batch = future.result()
+                if batch is done:
+                    return
+                future = pool.submit(next, source, done)
+                yield batch  # type: ignore[misc]
 
     def _parse_chunk(self, chunk: Chunk) -> pl.DataFrame:
         cfg, stats = self.cfg, self.stats
