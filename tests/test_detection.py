@@ -209,3 +209,35 @@ def test_elastic_log_fake_googlebots(shared_data: Path, tmp_path: Path) -> None:
     verified = feats.filter(pl.col("verified_crawler") == "Googlebot")["client"].to_list()
     assert verified
     assert d.filter(pl.col("client").is_in(verified) & (pl.col("action") == "block")).is_empty()
+
+
+def test_train_and_evaluate_cli(fixtures_dir: Path, tmp_path: Path) -> None:
+    """`botguard train` writes a loadable .npz model; `evaluate` reports the metrics as JSON."""
+    shop = fixtures_dir / "shop"
+    data = tmp_path / "ranges"
+    code, out = _analyze(["ranges", "update", "--from", str(shop / "ranges"), "--data-dir", str(data)], data)
+    assert code == 0, out
+    model = tmp_path / "m.npz"
+    code, out = _analyze(["train", str(shop / "access.log"), "--labels", str(shop / "labels.csv"), "--out", str(model), "--json"], data)
+    assert code == 0, out
+    meta = json.loads(out)
+    assert meta["training"]["clients"] > 50 and model.exists()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model:\n  path: {model}\n")
+    metrics_path = tmp_path / "metrics.json"
+    code, out = _analyze(["evaluate", str(shop / "access.log"), "--labels", str(shop / "labels.csv"), "-c", str(cfg), "--output", str(metrics_path)], data)
+    assert code == 0, out
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["bad_bot_precision"] >= 0.95 and metrics["per_kind"] and metrics["confusion_matrix"]["matrix"]
+    assert "precision" in out
+
+
+def test_model_file_mismatch_is_refused(fixtures_dir: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros(3))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model:\n  path: {bad}\n")
+    code, out = _analyze(["analyze", str(fixtures_dir / "shop" / "access.log"), "-c", str(cfg), "--out", str(tmp_path / "o")], tmp_path)
+    assert code == 2 and "bad.npz" in out

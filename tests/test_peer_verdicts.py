@@ -65,5 +65,5 @@ def test_fail2ban_bad_bot_samples_parse(shared_data: Path, name: str) -> None:
     log = shared_data / "peer_tests/fail2ban/fail2ban/tests/files/logs" / name
     cfg = load_config()
     cfg = cfg.model_copy(update={"ingest": cfg.ingest.model_copy(update={"max_error_ratio": 1.0})})
-    hits, stats = read_hits([str(log)], cfg)
+    _hits, stats = read_hits([str(log)], cfg)
     assert stats.lines > 0 and stats.parsed + stats.rejected + stats.comments + stats.blank == stats.lines

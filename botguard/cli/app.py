@@ -257,7 +257,7 @@ def explain(
 def train(
     logs: Logs,
     labels: Annotated[Path, typer.Option("--labels", help="CSV with client key, label (human, good_bot, bad_bot), optional kind.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write (.skops).")] = Path("model.skops"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write: .npz (numpy arrays, what ships) or .skops.")] = Path("model.npz"),
     config: ConfigOpt = None,
     format: FormatOpt = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -265,7 +265,7 @@ def train(
 ) -> None:
     """Train the classifier on labelled logs.
 
-    Example: botguard train sim/access.log --labels sim/labels.csv --out model.skops
+    Example: botguard train sim/access.log --labels sim/labels.csv --out model.npz
     """
     from botguard.cli import render
     from botguard.model.training import train_from_logs

@@ -41,7 +41,7 @@ _TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "collections.", "scipy."
 def model_path(cfg: Config) -> Path:
     if cfg.model.path:
         return Path(cfg.model.path).expanduser()
-    return Path(str(resources.files("botguard") / "data" / "model.skops"))
+    return Path(str(resources.files("botguard") / "data" / "model.npz"))
 
 
 def feature_matrix(clients: pl.DataFrame) -> np.ndarray:
@@ -69,16 +69,22 @@ def feature_matrix(clients: pl.DataFrame) -> np.ndarray:
 
 @dataclass
 class BotModel:
+    """Classifier + anomaly detector. ``classifier``/``anomaly`` are either scikit-learn
+    estimators (training, .skops files) or one ``CompactModel`` holding both (.npz files)."""
+
     classifier: Any
     anomaly: Any
     meta: dict[str, Any]
 
-    def score(self, clients: pl.DataFrame) -> pl.DataFrame:
-        X = feature_matrix(clients)
-        proba = self.classifier.predict_proba(X)[:, 1]
+    def _scores(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         Xa = np.nan_to_num(X, nan=-1.0)
+        if self.classifier is self.anomaly:  # a CompactModel holds both
+            return self.classifier.predict_proba(X), self.anomaly.decision_function(Xa)
+        return self.classifier.predict_proba(X)[:, 1], self.anomaly.decision_function(Xa)
+
+    def score(self, clients: pl.DataFrame) -> pl.DataFrame:
+        proba, d = self._scores(feature_matrix(clients))
         # decision_function < 0 means outlier; squash to 0..1 with 0.5 at the boundary.
-        d = self.anomaly.decision_function(Xa)
         anomaly = 1 / (1 + np.exp(np.clip(d * 20, -50, 50)))
         return pl.DataFrame({
             "client": clients["client"],
@@ -90,23 +96,41 @@ class BotModel:
 
 def versions() -> dict[str, str]:
     import sklearn
-    import skops
 
     from botguard import __version__
 
-    return {"botguard": __version__, "scikit-learn": sklearn.__version__, "skops": skops.__version__, "numpy": np.__version__}
+    return {"botguard": __version__, "scikit-learn": sklearn.__version__, "numpy": np.__version__}
 
 
 def save_model(model: BotModel, path: Path) -> None:
-    import skops.io as sio
-
+    """``.npz``: plain arrays, scored by numpy alone (what ships). ``.skops``: the fitted
+    scikit-learn objects, for users who want to inspect or refit them."""
     from botguard.sinks.atomic import atomic_write
+
+    if Path(path).suffix == ".npz":
+        from botguard.model.compact import export_compact
+
+        export_compact(model.classifier, model.anomaly, model.meta, Path(path))
+        return
+    import skops.io as sio
 
     blob = sio.dumps({"classifier": model.classifier, "anomaly": model.anomaly, "meta": model.meta})
     atomic_write(path, blob)
 
 
 def load_model(path: Path) -> BotModel:
+    """Load without executing code from the file: numpy arrays with pickling disabled, or skops
+    with an allow-list of types. A model for other features or another scikit-learn is refused."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        from botguard.model.compact import CompactModel
+
+        compact = CompactModel.load(path, features=FEATURES)
+        return BotModel(compact, compact, compact.meta)
+    return _load_skops(path)
+
+
+def _load_skops(path: Path) -> BotModel:
     import sklearn
     import skops.io as sio
 

@@ -66,7 +66,7 @@ def build(out: Path) -> dict[str, object]:
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "data" / "model.skops"
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "data" / "model.npz"
     meta = build(out)
     print(json.dumps(meta, indent=2, default=str))
 
