@@ -56,7 +56,7 @@ def parse_logs(
             ing.on_progress = advance
             for batch in ing.batches():
                 if tmp is not None:
-                    table = batch.to_arrow()
+                    table = batch.to_arrow(compat_level=pl.CompatLevel.newest())
                     if writer is None:
                         writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
                     writer.write_table(table)
