@@ -18,7 +18,7 @@ from botguard.config.models import Config
 from botguard.frames import compact
 
 _LAST_SCHEMA: dict[str, pl.DataType] = {
-    "client": pl.String(),
+    "_ck": pl.UInt64(),
     "_last_ts": pl.Datetime("us", "UTC"),
     "_last_session": pl.Int64(),
     "_last_product_num": pl.Int64(),
@@ -63,9 +63,9 @@ class Sessionizer:
         # Sorted by client, so "previous row of the same client" is a shift masked at client
         # boundaries: no hash-partitioned window functions on the hot path.
         df = (
-            hits.sort(["client", "ts", "line_no"])
-            .join(self.last, on="client", how="left")
-            .with_columns((pl.col("client") != pl.col("client").shift(1)).fill_null(True).alias("_first"))
+            hits.sort(["_ck", "ts", "line_no"])
+            .join(self.last, on="_ck", how="left")
+            .with_columns((pl.col("_ck") != pl.col("_ck").shift(1)).fill_null(True).alias("_first"))
         )
         prev = pl.when(pl.col("_first")).then(pl.col("_last_ts")).otherwise(pl.col("ts").shift(1))
         raw_gap = (pl.col("ts") - prev).dt.total_microseconds() / 1e6
@@ -102,15 +102,15 @@ class Sessionizer:
             .alias("seq_step"),
             (pl.col("is_product") & pl.col("product_num").is_not_null() & pl.col("_prev_prod").is_not_null()).alias("seq_pair"),
         )
-        new_last = df.group_by("client").agg(
+        new_last = df.group_by("_ck").agg(
             pl.col("ts").max().alias("_last_ts"),
             pl.col("session_no").max().alias("_last_session"),
             pl.col("product_num").filter(pl.col("is_product")).drop_nulls().last().alias("_new_prod"),
         )
         self.last = (
-            compact(self.last.join(new_last, on="client", how="full", coalesce=True, suffix="_n"))
+            self.last.join(new_last, on="_ck", how="full", coalesce=True, suffix="_n")
             .select(
-                "client",
+                "_ck",
                 pl.coalesce("_last_ts_n", "_last_ts").alias("_last_ts"),
                 pl.coalesce("_last_session_n", "_last_session").alias("_last_session"),
                 pl.coalesce("_new_prod", "_last_product_num").alias("_last_product_num"),

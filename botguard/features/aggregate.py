@@ -42,7 +42,7 @@ FLAG_SUMS: dict[str, str] = {
 }
 SUM_COLS = ["requests", "bytes_sent", *FLAG_SUMS.values(), "gap_n", "gap_sum_s", "gap_sumsq_s2"]
 MAX_COLS = ["peak_10s", "peak_60s"]
-_SESSION_RAW = ["client", "session_no", *SUM_COLS, *MAX_COLS, "start_ts", "end_ts", "ip"]
+_SESSION_RAW = ["_ck", "client", "session_no", *SUM_COLS, *MAX_COLS, "start_ts", "end_ts", "ip"]
 
 # Inter-arrival histogram: 4 bins per octave from 0.1 s; median read back from it.
 _BINS_PER_OCTAVE = 4
@@ -82,8 +82,10 @@ class FeatureAccumulator:
         lf = hits.lazy()
         within = ~pl.col("new_session") & pl.col("gap_s").is_not_null()
         gap = pl.col("gap_s")
-        session_keys = ["client", "session_no"]
+        # Grouped by the 64-bit client key (see hitflags); the client string rides along.
+        session_keys = ["_ck", "session_no"]
         parts = lf.group_by(session_keys).agg(
+            pl.col("client").first(),
             pl.len().cast(pl.Int64).alias("requests"),
             pl.col("bytes").sum().cast(pl.Int64).alias("bytes_sent"),
             *[pl.col(c).sum().cast(pl.Int64).alias(n) for c, n in FLAG_SUMS.items()],
@@ -109,21 +111,23 @@ class FeatureAccumulator:
         batch = parts.join(peaks, on=session_keys).collect()
         self._merge_sessions(batch)
 
-        hist = lf.filter(within).group_by("client", _gap_bin(gap).alias("bin")).agg(pl.len().cast(pl.Int64).alias("n")).collect()
-        self.hist = compact(_merge_sum(self.hist, hist, ["client", "bin"], ["n"]))
-        ua = lf.group_by("client", "user_agent").agg(
-            pl.len().cast(pl.Int64).alias("n"), pl.col("ts").min().alias("first_ts")
-        ).collect()
+        hist_q = lf.filter(within).group_by("_ck", _gap_bin(gap).alias("bin")).agg(pl.len().cast(pl.Int64).alias("n"))
+        ua_q = lf.with_columns(sketches.key_hash(pl.col("user_agent")).alias("_uk")).group_by("_ck", "_uk").agg(
+            pl.col("client").first(), pl.col("user_agent").first(),
+            pl.len().cast(pl.Int64).alias("n"), pl.col("ts").min().alias("first_ts"),
+        )
+        timeline_q = lf.group_by(pl.col("ts").dt.truncate("1h").alias("bucket"), "_ck").agg(
+            pl.col("client").first(), pl.len().cast(pl.Int64).alias("requests")
+        )
+        sample_q = lf.group_by("_ck").head(5).select(
+            "_ck", "client", "ts", "source", "line_no", "method", "path", "query", "status", "user_agent"
+        )
+        hist, ua, timeline, sample = pl.collect_all([hist_q, ua_q, timeline_q, sample_q])
+        self.hist = _merge_sum(self.hist, hist, ["_ck", "bin"], ["n"])
         self.ua_counts = compact(_merge_ua(self.ua_counts, ua))
-        timeline = lf.group_by(pl.col("ts").dt.truncate("1h").alias("bucket"), "client").agg(
-            pl.len().cast(pl.Int64).alias("requests")
-        ).collect()
-        self.timeline = compact(_merge_sum(self.timeline, timeline, ["bucket", "client"], ["requests"]))
-        sample = lf.group_by("client").head(5).select(
-            "client", "ts", "source", "line_no", "method", "path", "query", "status", "user_agent"
-        ).collect()
+        self.timeline = compact(_merge_timeline(self.timeline, timeline))
         self.samples = compact(sample if self.samples is None else (
-            pl.concat([self.samples, sample]).sort("client", "ts").group_by("client", maintain_order=True).head(5)
+            pl.concat([self.samples, sample]).sort("_ck", "ts").group_by("_ck", maintain_order=True).head(5)
         ))
         p = self.p
         product_val = pl.when(pl.col("is_product")).then(pl.col("product_key"))
@@ -132,7 +136,6 @@ class FeatureAccumulator:
         # rows are most of the per-client state, and repeating long strings in them is what
         # would make memory grow with the log.
         hk = lf.with_columns(
-            sketches.key_hash(pl.col("client")).alias("_ck"),
             sketches.key_hash(pl.col("user_agent")).alias("_uk"),
             pl.lit(0, pl.UInt64).alias("_all"),
         )
@@ -165,7 +168,8 @@ class FeatureAccumulator:
 
     def _merge_sessions(self, batch: pl.DataFrame) -> None:
         if self.open is not None and len(self.open):
-            batch = pl.concat([self.open, batch], how="diagonal_relaxed").group_by(["client", "session_no"]).agg(
+            batch = pl.concat([self.open, batch], how="diagonal_relaxed").group_by(["_ck", "session_no"]).agg(
+                pl.col("client").first(),
                 *[pl.col(c).sum() for c in SUM_COLS],
                 *[pl.col(c).max() for c in MAX_COLS],
                 pl.col("start_ts").min(),
@@ -173,7 +177,7 @@ class FeatureAccumulator:
                 pl.col("ip").drop_nulls().first(),
             )
         batch = batch.select(_SESSION_RAW)
-        latest = pl.col("session_no") == pl.col("session_no").max().over("client")
+        latest = pl.col("session_no") == pl.col("session_no").max().over("_ck")
         self.closed.append(compact(batch.filter(~latest)))
         self.open = compact(batch.filter(latest))
 
@@ -184,7 +188,7 @@ class FeatureAccumulator:
         if not frames:
             return pl.DataFrame()
         raw = pl.concat(frames, how="diagonal_relaxed").sort("client", "session_no")
-        return raw.with_columns(_derived(session=True))
+        return raw.with_columns(_derived(session=True)).drop("_ck")
 
     def clients(self, sessions: pl.DataFrame) -> pl.DataFrame:
         if sessions.is_empty():
@@ -208,7 +212,6 @@ class FeatureAccumulator:
                 agg = agg.join(est, on="_ck", how="left")
             else:
                 agg = agg.with_columns(pl.lit(0.0).alias(col))
-        agg = agg.drop("_ck")
         catalogue = self.regs.get("catalogue")
         total_products = (
             float(sketches.estimate(catalogue, ["_all"], p)["distinct"][0])
@@ -220,9 +223,10 @@ class FeatureAccumulator:
         # Timing from the merged histogram.
         if self.hist is not None and len(self.hist):
             med = _hist_median(self.hist)
-            agg = agg.join(med, on="client", how="left")
+            agg = agg.join(med, on="_ck", how="left")
         else:
             agg = agg.with_columns(pl.lit(None, pl.Float64).alias("gap_median_s"))
+        agg = agg.drop("_ck")
         top_ua = (
             self.ua_counts.sort(["client", "n", "first_ts", "user_agent"], descending=[False, True, False, False], nulls_last=True)
             .group_by("client", maintain_order=True).first()
@@ -259,22 +263,33 @@ def _merge_sum(a: pl.DataFrame | None, b: pl.DataFrame, keys: list[str], vals: l
 def _merge_ua(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:
     if a is None or a.is_empty():
         return b
-    return pl.concat([a, b], how="diagonal_relaxed").group_by(["client", "user_agent"]).agg(
-        pl.col("n").sum(), pl.col("first_ts").min()
+    return pl.concat([a, b], how="diagonal_relaxed").group_by(["_ck", "_uk"]).agg(
+        pl.col("client").first(), pl.col("user_agent").first(), pl.col("n").sum(), pl.col("first_ts").min()
+    )
+
+
+def _merge_timeline(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:
+    if a is None or a.is_empty():
+        return b
+    return pl.concat([a, b], how="diagonal_relaxed").group_by(["bucket", "_ck"]).agg(
+        pl.col("client").first(), pl.col("requests").sum()
     )
 
 
 def _hist_median(hist: pl.DataFrame) -> pl.DataFrame:
     values = pl.Series([_bin_value(b) for b in range(_MAX_BIN + 1)], dtype=pl.Float64)
     return (
-        hist.sort("client", "bin")
+        hist.sort("_ck", "bin")
         .with_columns(
-            pl.col("n").cum_sum().over("client").alias("_cum"),
-            pl.col("n").sum().over("client").alias("_tot"),
+            pl.col("n").cum_sum().over("_ck").alias("_cum"),
+            pl.col("n").sum().over("_ck").alias("_tot"),
         )
         .filter(pl.col("_cum") * 2 >= pl.col("_tot"))
-        .group_by("client").agg(pl.col("bin").first())
-        .select("client", pl.col("bin").cast(pl.Int64).map_elements(lambda b: values[b], return_dtype=pl.Float64).alias("gap_median_s"))
+        .group_by("_ck").agg(pl.col("bin").first())
+        .select(
+            "_ck",
+            pl.col("bin").replace_strict(dict(enumerate(values.to_list())), return_dtype=pl.Float64).alias("gap_median_s"),
+        )
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import polars as pl
 
 from botguard.config.models import Config
+from botguard.features.sketches import key_hash
 
 
 def _any(col: pl.Expr, patterns: list[str]) -> pl.Expr:
@@ -105,9 +106,12 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     qf = query_flags(lf.select("query").unique(), cfg)
     status = pl.col("status")
     start, end = cfg.site.night_hours
-    hour = pl.col("ts").dt.convert_time_zone(cfg.site.timezone).dt.hour()
+    ts = pl.col("ts") if cfg.site.timezone == "UTC" else pl.col("ts").dt.convert_time_zone(cfg.site.timezone)
+    hour = ts.dt.hour()
     night = (hour >= start) & (hour < end) if start <= end else (hour >= start) | (hour < end)
-    ok_protocol = pl.col("protocol").fill_null("HTTP/1.1").str.contains(r"^HTTP/(?:0\.9|1\.0|1\.1|2(?:\.0)?|3)$")
+    ok_protocol = pl.col("protocol").fill_null("HTTP/1.1").is_in(
+        ["HTTP/0.9", "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/2.0", "HTTP/3", "HTTP/3.0"]
+    )
     return (
         lf.join(pf, on="path", how="left", nulls_equal=True, maintain_order="left")
         .join(qf, on="query", how="left", nulls_equal=True, maintain_order="left")
@@ -127,6 +131,8 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
             night.fill_null(False).alias("is_night"),
         )
         .drop("_product_path", "_product_query", "_attack_path", "_attack_query")
+        # Later stages sort and group by client: a 64-bit key is much cheaper than the string.
+        .with_columns(key_hash(pl.col("client")).alias("_ck"))
         .with_columns(
             (pl.col("product_key").is_not_null() & ~pl.col("is_asset") & ~pl.col("is_api")).alias("is_product"),
             (~pl.col("is_asset")).alias("is_page"),
