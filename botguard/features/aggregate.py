@@ -72,6 +72,7 @@ class FeatureAccumulator:
         self.ua_counts: pl.DataFrame | None = None
         self.samples: pl.DataFrame | None = None
         self.regs: dict[str, pl.DataFrame] = {}
+        self._parts: dict[str, list[pl.DataFrame]] = {}
         self._pending: dict[str, list[pl.DataFrame]] = {}
         self.timeline: pl.DataFrame | None = None
 
@@ -123,12 +124,12 @@ class FeatureAccumulator:
             "_ck", "client", "ts", "source", "line_no", "method", "path", "query", "status", "user_agent"
         )
         hist, ua, timeline, sample = pl.collect_all([hist_q, ua_q, timeline_q, sample_q])
-        self.hist = _merge_sum(self.hist, hist, ["_ck", "bin"], ["n"])
-        self.ua_counts = compact(_merge_ua(self.ua_counts, ua))
-        self.timeline = compact(_merge_timeline(self.timeline, timeline))
-        self.samples = compact(sample if self.samples is None else (
-            pl.concat([self.samples, sample]).sort("_ck", "ts").group_by("_ck", maintain_order=True).head(5)
-        ))
+        # Sum-merged state is kept as a list of per-batch frames and folded only when it grows:
+        # folding after every batch would cost O(state) per batch.
+        for name, frame in (("hist", hist), ("ua", compact(ua)), ("timeline", compact(timeline)), ("samples", compact(sample))):
+            self._parts.setdefault(name, []).append(frame)
+            if sum(len(f) for f in self._parts[name]) > 2_000_000:
+                self._fold(name)
         p = self.p
         product_val = pl.when(pl.col("is_product")).then(pl.col("product_key"))
         page_val = pl.when(pl.col("is_page")).then(pl.col("path"))
@@ -152,6 +153,24 @@ class FeatureAccumulator:
             # Merge lazily: re-merging the whole state after every batch is quadratic.
             if sum(len(f) for f in self._pending[name]) > 4_000_000:
                 self._merge_pending(name)
+
+    def _fold(self, name: str) -> None:
+        frames = self._parts.pop(name, [])
+        if not frames:
+            return
+        if name == "hist":
+            self.hist = _merge_sum(self.hist, pl.concat(frames), ["_ck", "bin"], ["n"])
+        elif name == "ua":
+            self.ua_counts = compact(_merge_ua(self.ua_counts, pl.concat(frames)))
+        elif name == "timeline":
+            self.timeline = compact(_merge_timeline(self.timeline, pl.concat(frames)))
+        else:
+            merged = pl.concat([self.samples, *frames] if self.samples is not None else frames)
+            self.samples = compact(merged.sort("_ck", "ts").group_by("_ck", maintain_order=True).head(5))
+
+    def finish_parts(self) -> None:
+        for name in list(self._parts):
+            self._fold(name)
 
     def _merge_pending(self, name: str) -> None:
         frames = self._pending.pop(name, [])
@@ -184,6 +203,7 @@ class FeatureAccumulator:
     # ------------------------------------------------------------------ results
     def sessions(self) -> pl.DataFrame:
         self.finish_sketches()
+        self.finish_parts()
         frames = [f for f in [*self.closed, self.open] if f is not None and len(f)]
         if not frames:
             return pl.DataFrame()
@@ -254,24 +274,23 @@ class FeatureAccumulator:
         return agg.sort("client")
 
 
+def _both(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:
+    # Always re-aggregated: ``b`` may itself hold several batches' rows for one key.
+    return b if a is None or a.is_empty() else pl.concat([a, b], how="diagonal_relaxed")
+
+
 def _merge_sum(a: pl.DataFrame | None, b: pl.DataFrame, keys: list[str], vals: list[str]) -> pl.DataFrame:
-    if a is None or a.is_empty():
-        return b
-    return pl.concat([a, b], how="diagonal_relaxed").group_by(keys).agg([pl.col(v).sum() for v in vals])
+    return _both(a, b).group_by(keys).agg([pl.col(v).sum() for v in vals])
 
 
 def _merge_ua(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:
-    if a is None or a.is_empty():
-        return b
-    return pl.concat([a, b], how="diagonal_relaxed").group_by(["_ck", "_uk"]).agg(
+    return _both(a, b).group_by(["_ck", "_uk"]).agg(
         pl.col("client").first(), pl.col("user_agent").first(), pl.col("n").sum(), pl.col("first_ts").min()
     )
 
 
 def _merge_timeline(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:
-    if a is None or a.is_empty():
-        return b
-    return pl.concat([a, b], how="diagonal_relaxed").group_by(["bucket", "_ck"]).agg(
+    return _both(a, b).group_by(["bucket", "_ck"]).agg(
         pl.col("client").first(), pl.col("requests").sum()
     )
 
