@@ -128,7 +128,8 @@ class FeatureAccumulator:
         # folding after every batch would cost O(state) per batch.
         for name, frame in (("hist", hist), ("ua", compact(ua)), ("timeline", compact(timeline)), ("samples", compact(sample))):
             self._parts.setdefault(name, []).append(frame)
-            if sum(len(f) for f in self._parts[name]) > 2_000_000:
+            # Samples carry long strings (paths, agents): fold them sooner.
+            if sum(len(f) for f in self._parts[name]) > (200_000 if name == "samples" else 1_000_000):
                 self._fold(name)
         p = self.p
         product_val = pl.when(pl.col("is_product")).then(pl.col("product_key"))
@@ -151,7 +152,7 @@ class FeatureAccumulator:
         for (name, _), frame in zip(new.items(), collected, strict=True):
             self._pending.setdefault(name, []).append(frame)
             # Merge lazily: re-merging the whole state after every batch is quadratic.
-            if sum(len(f) for f in self._pending[name]) > 4_000_000:
+            if sum(len(f) for f in self._pending[name]) > 2_000_000:
                 self._merge_pending(name)
 
     def _fold(self, name: str) -> None:
