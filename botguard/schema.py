@@ -43,6 +43,43 @@ REJECTS_SCHEMA: dict[str, pl.DataType] = {
     "line": pl.String(),
 }
 
+#: One row per distinct user agent (``features.agent.agent_features``).
+AGENT_FEATURES_SCHEMA: dict[str, pl.DataType] = {
+    "user_agent": pl.String(),
+    "ua_family": pl.String(),
+    "ua_major": pl.Int32(),
+    "ua_os": pl.String(),
+    "ua_device": pl.String(),  # desktop | mobile | tablet | bot | other
+    "ua_is_bot_parser": pl.Boolean(),
+    "known_crawler": pl.Boolean(),
+    "crawler_name": pl.String(),
+    "crawler_tags": pl.List(pl.String()),
+    "is_ai_crawler": pl.Boolean(),
+    "is_search_engine": pl.Boolean(),
+    "is_seo_crawler": pl.Boolean(),
+    "is_monitor": pl.Boolean(),
+    "is_library": pl.Boolean(),
+    "is_scanner": pl.Boolean(),
+    "is_headless": pl.Boolean(),
+    "is_empty": pl.Boolean(),
+    "is_malformed": pl.Boolean(),
+    "is_browser_like": pl.Boolean(),
+    "ua_version_lag": pl.Int32(),
+    "ua_stale": pl.Boolean(),
+}
+
+#: One row per distinct client address (``features.network.network_features``).
+NETWORK_SCHEMA: dict[str, pl.DataType] = {
+    "ip": pl.String(),
+    "ip_version": pl.Int8(),
+    "prefix": pl.String(),  # /24 or /64 (network.prefix_v4 / prefix_v6)
+    "asn": pl.Int64(),
+    "as_org": pl.String(),
+    "country": pl.String(),  # ISO 3166-1 alpha-2
+    "is_datacenter": pl.Boolean(),  # null when nothing loaded could tell
+    "datacenter_source": pl.String(),  # a range source name, 'cidr' or 'asn'
+}
+
 ACTIONS = ("block", "challenge", "monitor", "allow")
 
 #: One row per client: what botguard decided and why.

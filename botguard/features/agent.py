@@ -42,29 +42,7 @@ from user_agents.parsers import parse_browser, parse_device, parse_operating_sys
 if TYPE_CHECKING:
     from botguard.config import Config
 
-AGENT_FEATURES_SCHEMA: dict[str, pl.DataType] = {
-    "user_agent": pl.String(),
-    "ua_family": pl.String(),
-    "ua_major": pl.Int32(),
-    "ua_os": pl.String(),
-    "ua_device": pl.String(),  # desktop | mobile | tablet | bot | other
-    "ua_is_bot_parser": pl.Boolean(),
-    "known_crawler": pl.Boolean(),
-    "crawler_name": pl.String(),
-    "crawler_tags": pl.List(pl.String()),
-    "is_ai_crawler": pl.Boolean(),
-    "is_search_engine": pl.Boolean(),
-    "is_seo_crawler": pl.Boolean(),
-    "is_monitor": pl.Boolean(),
-    "is_library": pl.Boolean(),
-    "is_scanner": pl.Boolean(),
-    "is_headless": pl.Boolean(),
-    "is_empty": pl.Boolean(),
-    "is_malformed": pl.Boolean(),
-    "is_browser_like": pl.Boolean(),
-    "ua_version_lag": pl.Int32(),
-    "ua_stale": pl.Boolean(),
-}
+from botguard.schema import AGENT_FEATURES_SCHEMA
 
 #: Values that mean "no user agent" in logs; they all become the one null key.
 EMPTY_AGENTS = ("", "-")

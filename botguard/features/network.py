@@ -29,16 +29,7 @@ from botguard.ranges import RangeSet
 __all__ = ["NETWORK_SCHEMA", "NetworkLookup", "network_features"]
 
 #: One row per distinct address.
-NETWORK_SCHEMA: dict[str, pl.DataType] = {
-    "ip": pl.String(),
-    "ip_version": pl.Int8(),
-    "prefix": pl.String(),  # /24 or /64 (network.prefix_v4 / prefix_v6)
-    "asn": pl.Int64(),
-    "as_org": pl.String(),
-    "country": pl.String(),  # ISO 3166-1 alpha-2
-    "is_datacenter": pl.Boolean(),  # null when nothing loaded could tell
-    "datacenter_source": pl.String(),  # a range source name, 'cidr' or 'asn'
-}
+from botguard.schema import NETWORK_SCHEMA
 
 # Where each field lives across GeoLite2/GeoIP2 ASN, ISP, Country, City and Enterprise records.
 _ASN_PATHS = (("autonomous_system_number",), ("traits", "autonomous_system_number"))
