@@ -194,10 +194,12 @@ def analyze(
         entries.write_parquet(out_dir / "entries.parquet")
         atomic_write(out_dir / "blocklist.txt", _blocklist_text(entries, header))
         blocklist_info = {"written": True, "path": str(out_dir / "blocklist.txt"), "entries": len(entries)}
-        for fmt, path in exports or []:
-            from botguard.sinks.export import write_export
+        if exports:
+            from botguard.sinks.export import prepare, write_export
 
-            r = write_export(entries, fmt, path, generated_at=as_of, config_hash=chash)
+            prepared = prepare(entries)  # validate once, render every requested format
+        for fmt, path in exports or []:
+            r = write_export(prepared, fmt, path, generated_at=as_of, config_hash=chash)
             blocklist_info.setdefault("exports", []).append({"format": fmt, "path": str(path), "written": r.written})
     else:
         blocklist_info = {"written": False, "refused": refused, "entries": len(entries)}

@@ -20,7 +20,6 @@ import ipaddress
 import json
 import os
 import re
-import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from typing import Any
 
 import polars as pl
 
+from botguard.atomic import atomic_write
 from botguard.config import Config
 from botguard.errors import InputError
 from botguard.iputil import NetworkIndex
@@ -208,16 +208,7 @@ def resolve_data_dir(cfg: Config, data_dir: Path | str | None = None) -> Path:
 
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, data)
 
 
 def _read_manifest(data_dir: Path) -> dict[str, dict[str, Any]]:

@@ -379,7 +379,7 @@ ATOMIC_WRITER = textwrap.dedent(
     import os, sys, time
     from datetime import datetime, timezone
     import polars as pl
-    from botguard.sinks import atomic
+    from botguard import atomic
     from botguard.sinks.export import write_export
 
     target, n, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]

@@ -67,6 +67,14 @@ def _handled(fn: F) -> F:
 
             render.error(str(exc), exc.hint)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            # Writing an output (a missing directory, no permission, a full disk): say which
+            # file and why, never a traceback.
+            from botguard.cli import render
+
+            where = exc.filename or "output"
+            render.error(f"{where}: cannot write: {exc.strerror or exc}", "check the directory exists and is writable")
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
 

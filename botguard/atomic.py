@@ -1,0 +1,58 @@
+"""Atomic file replacement: a reader (nginx reload, cron, a WAF sync) never sees half a file.
+
+A web server reloading while botguard writes must get either the previous list or the new one;
+a truncated deny list silently unblocks, a truncated nft file fails to load. So: write a temp
+file in the same directory (same filesystem, so rename is atomic), fsync it, rename it over the
+target, then fsync the directory so the rename itself survives a power cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+#: Mode for a new file: readable by the service that loads it (nginx workers, haproxy).
+DEFAULT_MODE = 0o644
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably.
+
+    An existing file keeps its permission bits (operators often tighten them); a new file gets
+    :data:`DEFAULT_MODE`. If anything fails, the temp file is removed and the target is left as
+    it was. A symlink at ``path`` is replaced by a regular file, not followed.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = DEFAULT_MODE
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:  # name the file the caller asked for, not our temp file
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    _fsync_dir(directory)
