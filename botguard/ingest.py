@@ -82,7 +82,7 @@ def _lines_frame(chunk: Chunk, stats: ParseStats) -> pl.DataFrame:
         pl.int_range(chunk.first_line_no, chunk.first_line_no + n, dtype=pl.Int64).alias("line_no"),
         pl.lit(chunk.source).alias("source"),
     ]
-    if b"\r" in chunk.data:  # CRLF logs: strip only when there is something to strip
+    if chunk.find(b"\r"):  # CRLF logs: strip only when there is something to strip
         exprs.append(pl.col("line").str.strip_chars_end("\r"))
     return lines.with_columns(exprs)
 
@@ -144,10 +144,10 @@ class Ingest:
         cfg = self.cfg
         for path in self.paths:
             for chunk in read_chunks(path, cfg.ingest.batch_bytes, self.stats.problems):
-                self.stats.bytes_read += len(chunk.data)
+                self.stats.bytes_read += chunk.size
                 hits = self._parse_chunk(chunk)
                 if self.on_progress:
-                    self.on_progress(len(chunk.data))
+                    self.on_progress(chunk.size)
                 if len(hits):
                     yield hits
 
@@ -173,18 +173,27 @@ class Ingest:
 
     def _parse_chunk(self, chunk: Chunk) -> pl.DataFrame:
         cfg, stats = self.cfg, self.stats
-        lines = _lines_frame(chunk, stats)
-        stats.lines += len(lines)
-        if lines.is_empty():
-            return pl.DataFrame(schema=HITS_SCHEMA)
-        if self.parser is None:
-            sample = lines.head(cfg.ingest.sniff_lines * 4).filter(
-                (pl.col("line").str.strip_chars() != "") & ~pl.col("line").str.starts_with("#")
-            )
-            self.parser = sniff(sample.head(cfg.ingest.sniff_lines), cfg)
-            stats.format = self.parser.name
-            stats.format_sniffed = True
-        hits, rejects = self.parser.parse(lines.lazy(), cfg.ingest.default_timezone)
+        tz = cfg.ingest.default_timezone
+        parsed = None
+        if self.parser is not None and hasattr(self.parser, "parse_bytes"):
+            # Straight from bytes when the format allows: no per-line frame at all.
+            parsed = self.parser.parse_bytes(chunk, tz)
+        if parsed is not None:
+            stats.lines += chunk.n_lines
+            hits, rejects = parsed
+        else:
+            lines = _lines_frame(chunk, stats)
+            stats.lines += len(lines)
+            if lines.is_empty():
+                return pl.DataFrame(schema=HITS_SCHEMA)
+            if self.parser is None:
+                sample = lines.head(cfg.ingest.sniff_lines * 4).filter(
+                    (pl.col("line").str.strip_chars() != "") & ~pl.col("line").str.starts_with("#")
+                )
+                self.parser = sniff(sample.head(cfg.ingest.sniff_lines), cfg)
+                stats.format = self.parser.name
+                stats.format_sniffed = True
+            hits, rejects = self.parser.parse(lines.lazy(), tz)
         if len(rejects):
             # Blank and comment lines are not rejects; sorting them out here, among the few
             # lines that failed, is cheaper than a pass over every line.

@@ -9,6 +9,7 @@ from typing import Any
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,6 +19,7 @@ from botguard.ingest import read_hits, sniff
 from botguard.parsers import get_parser, known_formats
 from botguard.parsers.normalize import normalize_ip
 from botguard.schema import HITS_SCHEMA, REJECTS_SCHEMA, check
+from botguard.sources.files import Chunk
 
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
 
@@ -40,11 +42,24 @@ def _lines(lines: list[str], source: str = "test.log") -> pl.LazyFrame:
     )
 
 
+def _chunk(lines: list[str], source: str = "test.log") -> Chunk:
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    return Chunk(source, 1, data, len(lines))
+
+
 def parse(fmt: str, lines: list[str], cfg: Config, tz: str = "UTC") -> tuple[pl.DataFrame, pl.DataFrame]:
-    hits, rejects = get_parser(fmt, cfg).parse(_lines(lines), tz)
+    """Parse through the line path and, where the format has one, the bytes (CSV) path too:
+    both must give the same frames, so every example here is also a test of the fast path."""
+    parser = get_parser(fmt, cfg)
+    hits, rejects = parser.parse(_lines(lines), tz)
     assert check(hits, HITS_SCHEMA) == []
     assert check(rejects, REJECTS_SCHEMA) == []
     assert list(hits.columns) == list(HITS_SCHEMA)
+    if hasattr(parser, "parse_bytes"):
+        fast = parser.parse_bytes(_chunk(lines), tz)
+        if fast is not None:
+            assert_frame_equal(fast[0], hits)
+            assert_frame_equal(fast[1], rejects)
     return hits, rejects
 
 
@@ -603,3 +618,88 @@ def test_round_trip_sample_offsets(cfg: Config) -> None:
     line = f'2001:db8::42 - - [{when:%d/%b/%Y:%H:%M:%S %z}] "GET /x HTTP/1.1" 200 1 "-" "ua"'
     hits, _ = parse("combined", [line], cfg)
     assert hits["ts"].to_list() == [when.astimezone(UTC)]
+
+
+# --------------------------------------------------------------------------- bytes (CSV) path
+_GOOD = '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET /a?b=1 HTTP/1.1" 200 5 "-" "ua/1"'
+
+_fragments = st.sampled_from([
+    " ", "  ", '"', '""', "\\", '\\"', "\\\\", "[", "]", "-", "/", "?", "x", "é", "\t",
+    "192.0.2.9", "::1", "GET", "200", "0", "+0000]", "[10/Oct/2023:13:55:36", '"-"',
+])
+
+
+@st.composite
+def _nasty_line(draw: st.DrawFn) -> str:
+    """A well-formed combined line with random damage, or random fragments."""
+    if draw(st.booleans()):
+        return "".join(draw(st.lists(_fragments, max_size=14)))
+    line = _GOOD
+    for _ in range(draw(st.integers(0, 3))):
+        pos = draw(st.integers(0, len(line)))
+        cut = draw(st.integers(0, 3))
+        line = line[:pos] + draw(_fragments) + line[pos + cut:]
+    return line
+
+
+_ESCAPED = _GOOD.replace('"ua/1"', '"ua \\"q\\""')
+
+
+def _per_line(parser: Any, lines: list[str]) -> list[tuple[str, Any]]:
+    """What the bytes path made of each line: its hit row or its reject reason, by line."""
+    got = parser.parse_bytes(_chunk(lines), "UTC")
+    assert got is not None
+    hits, rejects = got
+    assert check(hits, HITS_SCHEMA) == [] and check(rejects, REJECTS_SCHEMA) == []
+    assert sorted([*hits["line_no"], *rejects["line_no"]]) == list(range(1, len(lines) + 1))
+    assert rejects["line"].to_list() == [lines[i - 1] for i in rejects["line_no"]]
+    out: dict[int, tuple[str, Any]] = {}
+    for r in hits.drop("line_no").with_columns(hits["line_no"]).iter_rows(named=True):
+        out[r.pop("line_no")] = ("hit", r)
+    for no, reason in rejects.select("line_no", "reason").iter_rows():
+        out[no] = ("reject", reason)
+    return [out[i] for i in range(1, len(lines) + 1)]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_nasty_line(), min_size=1, max_size=12), st.integers(0, 20))
+def test_bytes_path_reads_a_line_the_same_in_any_batch(cfg: Config, damaged: list[str], n_good: int) -> None:
+    """Whatever a line contains, what the CSV fast path makes of it depends on the line alone:
+    the same together as one by one, and the same when an escaped line in the batch sends it
+    down the slower per-line route."""
+    parser = get_parser("combined", cfg)
+    lines = [ln for ln in [_GOOD] * n_good + damaged if "\n" not in ln and "\r" not in ln]
+    together = _per_line(parser, lines)
+    assert together == [_per_line(parser, [ln])[0] for ln in lines]
+    assert together == _per_line(parser, [*lines, _ESCAPED])[:-1]
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_hits(), min_size=1, max_size=25), st.booleans())
+def test_bytes_path_equals_regexes_on_well_formed_lines(
+    cfg: Config, batch: list[tuple[str, dict[str, Any]]], with_escaped: bool
+) -> None:
+    lines = [line for line, _ in batch] + ([_ESCAPED] if with_escaped else [])
+    parse("combined", lines, cfg)  # asserts both paths agree
+
+
+def test_bytes_path_takes_ordinary_and_mixed_chunks(cfg: Config) -> None:
+    parser = get_parser("combined", cfg)
+    escaped = _GOOD.replace('"ua/1"', '"ua \\"q\\""')
+    for lines in ([_GOOD] * 50, [_GOOD] * 50 + [escaped, "garbage", ""]):
+        got = parser.parse_bytes(_chunk(lines), "UTC")  # type: ignore[attr-defined]
+        assert got is not None
+        hits, rejects = got
+        assert len(hits) == 51 if len(lines) > 50 else 50
+        assert rejects["reason"].to_list() == (["no_match", "no_match"] if len(lines) > 50 else [])
+
+
+def test_bytes_path_declines_what_it_cannot_read(cfg: Config, tmp_path: Path) -> None:
+    parser = get_parser("combined", cfg)
+    crlf = Chunk("x", 1, (_GOOD + "\r\n").encode(), 1)
+    assert parser.parse_bytes(crlf, "UTC") is None  # type: ignore[attr-defined]
+    latin1 = Chunk("x", 1, _GOOD.replace("ua/1", "caf\xe9").encode("latin-1") + b"\n", 1)
+    assert parser.parse_bytes(latin1, "UTC") is None  # type: ignore[attr-defined]
+    glued = _cfg_with_formats(tmp_path, 'ingest:\n  formats:\n    v:\n      type: nginx\n'
+                              '      log_format: \'$host:$server_port $remote_addr [$time_local] "$request" $status\'\n')
+    assert get_parser("v", glued).parse_bytes(_chunk(["x"]), "UTC") is None  # type: ignore[attr-defined]

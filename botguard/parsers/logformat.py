@@ -1,18 +1,29 @@
-"""nginx ``log_format`` strings → regex parsers; combined, common and vcombined are defined so.
+"""nginx ``log_format`` strings → parsers; combined, common and vcombined are defined so.
 
-Each format compiles to two regexes: a fast one (fields cannot contain their delimiter) that
-the Rust regex engine runs in a single pass, and a tolerant one (escaped quotes, trailing
-fields missing, extra spaces) that only sees the lines the fast one missed.
+Three paths, fastest first, each only seeing what the one before could not take:
+
+1. When the format is a row of space-separated fields, each a bare variable, a quoted
+   ``"$var"`` or ``[$time_local]`` (combined, common and most custom formats are), a whole
+   batch of raw bytes goes through Polars' CSV reader with a space separator. It is several
+   times faster than a regex with captures. Rows whose shape is not the format's, lines with
+   backslash escapes and lines whose stray quotes derail the CSV reader are handed on. On
+   well-formed lines both readings are identical (tested); on lines with misplaced quotes
+   the CSV reading can differ (``"1.2.3.4"`` is read as an address), but which reading a
+   line gets depends only on the line itself, never on the batch around it.
+2. A fast regex (fields cannot contain their delimiter) that the Rust engine runs in one pass.
+3. A tolerant regex (escaped quotes, trailing fields missing, extra spaces) for the misses.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import polars as pl
 
 from botguard.parsers.normalize import finish
+from botguard.sources.files import Chunk
 
 _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 
@@ -142,6 +153,136 @@ def _compile(fmt: str, tolerant: bool) -> tuple[str, list[str]]:
 
 
 @dataclass(frozen=True)
+class _CsvColumn:
+    """One space-separated field: ``kind`` is bare, quoted, time_open ("[date") or time_close
+    ("+0000]"); ``target`` the capture name, or None for fields botguard does not keep."""
+
+    kind: str
+    target: str | None
+
+
+@dataclass(frozen=True)
+class _CsvPlan:
+    columns: tuple[_CsvColumn, ...]
+    quotes: int  # quote characters a well-formed line has
+
+
+def _csv_plan(fmt: str) -> _CsvPlan | None:
+    """The CSV reading of ``fmt``, or None when its fields are not simply space-separated."""
+    fields: list[list[_Piece]] = [[]]
+    for piece in _tokenize(fmt):
+        if piece.var is not None:
+            fields[-1].append(piece)
+            continue
+        assert piece.literal is not None
+        for k, text in enumerate(piece.literal.split(" ")):
+            if k:
+                fields.append([])
+            if text:
+                fields[-1].append(_Piece(literal=text))
+    columns: list[_CsvColumn] = []
+    seen: set[str] = set()
+    quotes = 0
+
+    def keep(var: str) -> str | None:
+        target = _target(var)
+        if target is None or target in seen:
+            return None
+        seen.add(target)
+        return target
+
+    for field in fields:
+        shape = [p.literal if p.literal is not None else "$" for p in field]
+        var = next((p.var for p in field if p.var is not None), None)
+        if shape == ["$"] and var not in ("time_local", "request"):
+            # Values of these two contain spaces: bare, they would span several fields.
+            assert var is not None
+            columns.append(_CsvColumn("bare", keep(var)))
+        elif shape == ['"', "$", '"']:
+            assert var is not None
+            columns.append(_CsvColumn("quoted", keep(var)))
+            quotes += 2
+        elif shape == ["[", "$", "]"] and var == "time_local":
+            target = keep(var)
+            columns += [_CsvColumn("time_open", target), _CsvColumn("time_close", None)]
+        elif field and all(p.literal is not None and '"' not in p.literal for p in field):
+            columns.append(_CsvColumn("bare", None))  # a constant, e.g. "-"
+        else:
+            return None  # empty field (double space), glued variables, partial quotes …
+    return _CsvPlan(tuple(columns), quotes)
+
+
+def _read_fields(data: bytes, plan: _CsvPlan, n_rows: int) -> pl.DataFrame | None:
+    """Space-separated fields of every line as columns c0, c1, …; None when the CSV reader
+    refuses the chunk or its rows no longer line up with the lines (a quote left open)."""
+    schema = {f"c{k}": pl.String for k in range(len(plan.columns))}
+    try:
+        frame = pl.read_csv(
+            data, has_header=False, separator=" ", quote_char='"', schema=schema,
+            truncate_ragged_lines=True, empty_string_is_null=False, raise_if_empty=False,
+            missing_columns="insert", extra_columns="ignore",
+        )
+    except pl.exceptions.PolarsError:
+        return None
+    return frame if len(frame) == n_rows else None
+
+
+def _regex_only(lines: pl.DataFrame, plan: _CsvPlan) -> pl.Series:
+    """Lines the CSV path leaves to the regexes, decided by each line alone, so a line is read
+    the same way whatever batch it is in: backslash escapes (the regexes undo them), and stray
+    quotes that stop the CSV reader from ending the line at its newline."""
+    text = pl.col("line")
+    flags = lines.select(
+        (text.str.contains('\\"', literal=True) | text.str.contains("\\\\", literal=True)).alias("e"),
+        (
+            (text.str.count_matches('"', literal=True) != plan.quotes)
+            | text.str.contains(r'(?:^|[^ ])"[^ ]|[^ ]"(?:$|[^ ])')
+        ).alias("o"),
+    )
+    escaped = flags.to_series(0)
+    odd = (flags.to_series(1) & ~escaped).arg_true().to_list()
+    regex_only = escaped.clone()
+    line_col = lines.to_series(0)
+    for i in _unreadable(line_col.gather(odd).to_list(), plan):
+        regex_only[odd[i]] = True
+    return regex_only
+
+
+def _unreadable(texts: list[str], plan: _CsvPlan) -> list[int]:
+    """Positions of the lines the CSV reader cannot take alone: each is read followed by a
+    sentinel line, which must come back intact. Checked together, halved on failure."""
+    if not texts:
+        return []
+    probe = "".join(t + "\nx\n" for t in texts).encode("utf-8")
+    got = _read_fields(probe, plan, 2 * len(texts))
+    if got is not None and (got["c0"].gather_every(2, offset=1) == "x").all():
+        return []
+    if len(texts) == 1:
+        return [0]
+    half = len(texts) // 2
+    return _unreadable(texts[:half], plan) + [half + i for i in _unreadable(texts[half:], plan)]
+
+
+def _well_formed(frame: pl.DataFrame, plan: _CsvPlan) -> pl.Series:
+    """Rows whose fields have the format's shape. Empty fields (missing trailing fields, double
+    spaces, ``""``) are left to the regexes, which tell those cases apart."""
+    checks: list[pl.Expr] = []
+    for k, col in enumerate(plan.columns):
+        c = pl.col(f"c{k}")
+        if col.kind == "time_open":
+            checks.append(c.str.starts_with("["))
+        elif col.kind == "time_close":
+            checks.append(c.str.ends_with("]"))
+        elif col.kind == "quoted":
+            # A quote inside a quoted value was written doubled (CSV escaping); the regexes
+            # read that differently, so such rows are theirs.
+            checks.append((c != "") & ~c.str.contains('"', literal=True))
+        else:
+            checks.append(c != "")
+    return frame.select(pl.all_horizontal(checks).fill_null(False)).to_series()
+
+
+@dataclass(frozen=True)
 class RegexLogParser:
     """A parser for one line-oriented format described by an nginx log_format string."""
 
@@ -151,6 +292,98 @@ class RegexLogParser:
     @property
     def fields(self) -> list[str]:
         return _compile(self.log_format, tolerant=False)[1]
+
+    @cached_property
+    def _plan(self) -> _CsvPlan | None:
+        return _csv_plan(self.log_format)
+
+    def parse_bytes(self, chunk: Chunk, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+        """Parse a chunk of whole lines straight from bytes, or None when this chunk needs the
+        line-by-line path (format not CSV-shaped, CRLF, invalid UTF-8, too many odd lines).
+
+        Same result as ``parse`` on the same lines: rows the CSV reader cannot vouch for are
+        parsed by the regexes, and rejected lines keep their verbatim text.
+        """
+        plan = self._plan
+        if plan is None or not chunk.size or chunk.find(b"\r"):
+            return None
+        source, first_line_no, n_lines = chunk.source, chunk.first_line_no, chunk.n_lines
+        lines: pl.DataFrame | None = None
+        suspect: pl.Series | None = None
+        frame = None
+        # One-byte search first: memchr is twenty times faster than a two-byte pattern.
+        if not chunk.find(b"\\") or not (chunk.find(b'\\"') or chunk.find(b"\\\\")):
+            frame = _read_fields(chunk.data, plan, n_lines)
+        if frame is None:
+            data = chunk.data
+            # Escaped or stray quotes somewhere: find the lines that have them, blank them out
+            # (keeping the line count, so rows stay aligned with line numbers) and read again.
+            try:
+                lines = pl.read_lines(data)
+            except pl.exceptions.PolarsError:
+                return None  # not UTF-8: the caller decodes with replacement
+            if len(lines) != n_lines:
+                return None
+            suspect = _regex_only(lines, plan)
+            buf = bytearray(data)
+            size = lines.select(pl.col("line").str.len_bytes().cast(pl.Int64)).to_series()
+            start = (size + 1).cum_sum() - (size + 1)
+            for i in suspect.arg_true().to_list():
+                a, n = start[i], size[i]
+                buf[a : a + n] = b" " * n
+            frame = _read_fields(bytes(buf), plan, n_lines)
+            if frame is None:
+                return None
+        ok = _well_formed(frame, plan)
+        if suspect is not None:
+            ok = ok & ~suspect
+        line_no = pl.int_range(first_line_no, first_line_no + n_lines, dtype=pl.Int64)
+        frame = frame.with_columns(line_no.alias("line_no"), ok.alias("_ok"))
+        good = frame.filter(pl.col("_ok"))
+        exprs: list[pl.Expr] = []
+        for k, col in enumerate(plan.columns):
+            if col.target is None:
+                continue
+            if col.kind == "time_open":
+                exprs.append(
+                    pl.concat_str(
+                        pl.col(f"c{k}").str.slice(1), pl.col(f"c{k + 1}").str.strip_suffix("]"),
+                        separator=" ",
+                    ).alias(col.target)
+                )
+            else:
+                exprs.append(pl.col(f"c{k}").alias(col.target))
+        raw = good.lazy().select(
+            *exprs,
+            pl.col("line_no"),
+            pl.lit(source).alias("source"),
+            pl.lit(None, pl.String).alias("line"),
+            pl.lit(True).alias("_matched"),
+        )
+        hits, rejects = finish(raw, default_tz)
+        n_rest = len(frame) - len(good)
+        if n_rest or len(rejects):
+            if lines is None:
+                lines = pl.read_lines(chunk.data)
+            lines = lines.with_columns(
+                line_no.alias("line_no"), pl.lit(source).alias("source")
+            )
+        if n_rest:
+            assert lines is not None
+            rest = lines.filter(~frame["_ok"])
+            more_hits, more_rejects = self.parse(rest.lazy(), default_tz)
+            hits = pl.concat([hits, more_hits]).sort("line_no")
+            rejects = pl.concat([rejects, more_rejects])
+        if len(rejects):
+            assert lines is not None
+            text = lines.select("line_no", pl.col("line").alias("_text"))
+            rejects = (
+                rejects.join(text, on="line_no", how="left")
+                .with_columns(pl.col("line").fill_null(pl.col("_text")))
+                .drop("_text")
+                .sort("line_no")
+            )
+        return hits, rejects
 
     def parse(self, lines: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         fast, names = _compile(self.log_format, tolerant=False)

@@ -43,14 +43,15 @@ def normalize_ip(raw: str) -> str | None:
 
 def normalize_ip_column(col: pl.Series) -> pl.Series:
     """Vectorized fast path for canonical dotted IPv4; Python only once per other distinct value."""
-    is_v4 = col.str.contains(_V4)
-    others = col.filter(~is_v4 & col.is_not_null()).unique()
-    mapping = {v: normalize_ip(v) for v in others.to_list()}
-    if mapping:
-        mapped = col.replace_strict(mapping, default=None, return_dtype=pl.String)
-    else:
-        mapped = pl.Series(col.name, [None] * len(col), dtype=pl.String)
-    return pl.select(pl.when(is_v4).then(col).otherwise(mapped)).to_series().alias(col.name)
+    is_v4 = col.str.contains(_V4).fill_null(True)
+    idx = (~is_v4).arg_true()
+    if idx.is_empty():
+        return col
+    # Only the other rows (IPv6, ports, garbage) are mapped, and each distinct value once.
+    rest = col.gather(idx)
+    mapping = {v: normalize_ip(v) for v in rest.unique().to_list()}
+    mapped = rest.replace_strict(mapping, default=None, return_dtype=pl.String)
+    return col.clone().scatter(idx, mapped)
 
 
 def _trusted_checker(trusted: Iterable[str]):  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,12 +26,30 @@ _DATED = re.compile(r"^(?P<base>.+?)[-.](?P<date>\d{8}(?:\d{2})?)(?P<gz>\.gz)?$"
 
 @dataclass(frozen=True)
 class Chunk:
-    """Whole lines from one source; ``first_line_no`` is 1-based."""
+    """Whole lines from one source; ``first_line_no`` is 1-based.
+
+    The lines are ``raw[:end]``: a plain file's block is handed over as read, with the partial
+    last line still on it, because slicing would copy every batch once more. Readers that can
+    stop by themselves (the CSV path reads ``n_lines`` rows) take ``raw``; the others ``data``.
+    """
 
     source: str
     first_line_no: int
-    data: bytes
+    raw: bytes
     n_lines: int
+    end: int = -1  # -1: all of raw
+
+    @property
+    def size(self) -> int:
+        return len(self.raw) if self.end < 0 else self.end
+
+    def find(self, sub: bytes) -> bool:
+        """Whether ``sub`` occurs in the lines (no copy)."""
+        return self.raw.find(sub, 0, self.size) >= 0
+
+    @cached_property
+    def data(self) -> bytes:
+        return self.raw if self.end < 0 else self.raw[: self.end]
 
 
 @dataclass
@@ -91,6 +110,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
 
 
 _RAW_BLOCK = 4 << 20
+_PROBE = 1 << 16
 
 
 class TruncatedGzip(Exception):
@@ -161,16 +181,34 @@ def _plain_chunks(path: str, name: str, batch_bytes: int) -> Iterator[Chunk]:
     """Uncompressed files: one read per batch, cut at the last newline, and seek back over the
     partial line, so each byte is copied once (no joining of blocks)."""
     line_no = 1
+    probe = min(_PROBE, batch_bytes)
     with open(path, "rb") as fh:
         while True:
+            # Peek at the end of the next batch for its last newline, then read exactly up to
+            # it: the batch arrives as one bytes object that needs no slicing (a copy).
+            pos = fh.tell()
+            window = os.pread(fh.fileno(), probe, pos + batch_bytes - probe)
+            k = window.rfind(b"\n") if len(window) == probe else -1
+            if k >= 0:
+                want = batch_bytes - probe + k + 1
+                block = fh.read(want)
+                if len(block) == want and block.endswith(b"\n"):
+                    n = block.count(b"\n")
+                    yield Chunk(name, line_no, block, n)
+                    line_no += n
+                    continue
+                fh.seek(pos)  # the file changed under us: take the general path
             block = fh.read(batch_bytes)
             if not block:
                 return
             cut = block.rfind(b"\n") + 1
             if 0 < cut < len(block):
                 fh.seek(cut - len(block), os.SEEK_CUR)
-                block = block[:cut]
-            elif cut == 0 and len(block) == batch_bytes:
+                n = block.count(b"\n", 0, cut)
+                yield Chunk(name, line_no, block, n, end=cut)
+                line_no += n
+                continue
+            if cut == 0 and len(block) == batch_bytes:
                 # One line longer than a batch: keep reading until it ends.
                 more = [block]
                 while True:
