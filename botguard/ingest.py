@@ -108,6 +108,22 @@ def sniff(lines: pl.DataFrame, cfg: Config) -> LogParser:
     return chosen
 
 
+def _read_ahead(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
+    """The next chunk is read in a thread while this one is parsed: reading a batch from the
+    page cache and counting its lines is a tenth of the parse time, on no core of its own."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    done = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="botguard-read") as pool:
+        future = pool.submit(next, chunks, done)
+        while True:
+            chunk = future.result()
+            if chunk is done:
+                return
+            future = pool.submit(next, chunks, done)
+            yield chunk  # type: ignore[misc]
+
+
 class Ingest:
     """Iterate ``batches()`` for hits frames; ``stats`` fills in as you go; ``finish()``
     applies the error-ratio rule. Rejected lines go to ``rejects`` (a text file) if given."""
@@ -140,16 +156,18 @@ class Ingest:
         except OSError:
             return None
 
-    def _parsed(self) -> Iterator[pl.DataFrame]:
-        cfg = self.cfg
+    def _chunks(self) -> Iterator[Chunk]:
         for path in self.paths:
-            for chunk in read_chunks(path, cfg.ingest.batch_bytes, self.stats.problems):
-                self.stats.bytes_read += chunk.size
-                hits = self._parse_chunk(chunk)
-                if self.on_progress:
-                    self.on_progress(chunk.size)
-                if len(hits):
-                    yield hits
+            yield from read_chunks(path, self.cfg.ingest.batch_bytes, self.stats.problems)
+
+    def _parsed(self) -> Iterator[pl.DataFrame]:
+        for chunk in _read_ahead(self._chunks()):
+            self.stats.bytes_read += chunk.size
+            hits = self._parse_chunk(chunk)
+            if self.on_progress:
+                self.on_progress(chunk.size)
+            if len(hits):
+                yield hits
 
     def batches(self, prefetch: bool = True) -> Iterator[pl.DataFrame]:
         """Hits batches in log order. With ``prefetch``, the next batch is read and parsed in a
