@@ -192,7 +192,7 @@ class Ingest:
     def _parse_chunk(self, chunk: Chunk) -> pl.DataFrame:
         cfg, stats = self.cfg, self.stats
         tz = cfg.ingest.default_timezone
-        parsed = None
+        parsed: tuple[pl.DataFrame, pl.DataFrame] | None = None
         if self.parser is not None and hasattr(self.parser, "parse_bytes"):
             # Straight from bytes when the format allows: no per-line frame at all.
             parsed = self.parser.parse_bytes(chunk, tz)

@@ -46,20 +46,26 @@ def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | None, cfg
     if groups.is_empty():
         return empty
     p = cfg.sketches.precision
+    ordered = sorted(groups.iter_rows(), key=lambda r: (-len(r[1]), r[0]))
+    # One join for all groups: the union of each group's product sketches.
+    members = pl.DataFrame(
+        {"_g": [i for i, (_, m, _) in enumerate(ordered) for _ in m],
+         "client": [c for _, m, _ in ordered for c in m]},
+        schema={"_g": pl.UInt64, "client": pl.String},
+    ).with_columns(sketches.key_hash(pl.col("client")).alias("_ck"))
+    union_regs = (
+        product_regs.join(members.select("_ck", "_g"), on="_ck", how="inner")
+        .group_by("_g", "reg").agg(pl.col("rank").max())
+    )
+    unions = dict(sketches.estimate(union_regs, ["_g"], p).iter_rows()) if len(union_regs) else {}
     rows = []
-    for i, (_agent, members, total) in enumerate(sorted(groups.iter_rows(), key=lambda r: (-len(r[1]), r[0]))):
-        keys = pl.Series(members, dtype=pl.String).to_frame("m").select(sketches.key_hash(pl.col("m")))
-        regs = (
-            product_regs.filter(pl.col("_ck").is_in(keys.to_series().implode()))
-            .group_by("reg").agg(pl.col("rank").max())
-            .with_columns(pl.lit(0, pl.UInt64).alias("_u"))
-        )
-        union = float(sketches.estimate(regs, ["_u"], p)["distinct"][0]) if len(regs) else 0.0
+    for i, (_agent, group, total) in enumerate(ordered):
+        union = float(unions.get(i, 0.0))
         overlap = max(0.0, 1 - union / total) if total else 1.0
         if overlap <= cc.max_overlap:
             cid = f"C{i + 1}"
-            for m in members:
-                rows.append((m, cid, len(members), round(overlap, 3)))
+            for m in group:
+                rows.append((m, cid, len(group), round(overlap, 3)))
     if not rows:
         return empty
     return pl.DataFrame(rows, schema=empty.schema, orient="row")

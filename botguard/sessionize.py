@@ -27,8 +27,10 @@ _LAST_SCHEMA: dict[str, pl.DataType] = {
 
 class Sessionizer:
     """Feed batches of flagged hits (``features.hitflags.flag_hits``) with ``push``; each call
-    returns hits that are final, with ``session_no``, ``gap_s``, ``new_session`` and
-    ``seq_step`` columns. ``flush`` returns the held-back tail at the end of the stream."""
+    returns hits that are final, in their order, with ``session_no``, ``gap_s``,
+    ``new_session``, ``seq_step``, ``seq_pair`` and ``client_hit_no`` (position among the
+    client's hits of the batch, in time order) columns. ``flush`` returns the held-back tail
+    at the end of the stream."""
 
     def __init__(self, cfg: Config) -> None:
         self.gap_s = cfg.session.gap
@@ -57,14 +59,23 @@ class Sessionizer:
         return self._assign(tail)
 
     def _assign(self, hits: pl.DataFrame) -> pl.DataFrame:
+        """Session columns for ``hits``, returned in their own order. The work runs on a narrow
+        copy sorted by client and time (a wide sort would move every string of the batch) and
+        the results are gathered back through the inverse permutation."""
         if hits.is_empty():
             return hits
         gap = self.gap_s
+        narrow = hits.select("_ck", "ts", "line_no", "is_product", "product_num")
+        # Two stable single-key sorts (time, then client) instead of one three-key sort: three
+        # times faster; ties keep log order, which is line order within a file.
+        by_time = narrow.select(pl.arg_sort_by("ts", maintain_order=True)).to_series()
+        by_client = narrow["_ck"].gather(by_time).to_frame()
+        order = by_time.gather(by_client.select(pl.arg_sort_by("_ck", maintain_order=True)).to_series())
         # Sorted by client, so "previous row of the same client" is a shift masked at client
         # boundaries: no hash-partitioned window functions on the hot path.
         df = (
-            hits.sort(["_ck", "ts", "line_no"])
-            .join(self.last, on="_ck", how="left")
+            narrow[order]
+            .join(self.last, on="_ck", how="left", maintain_order="left")
             .with_columns((pl.col("_ck") != pl.col("_ck").shift(1)).fill_null(True).alias("_first"))
         )
         prev = pl.when(pl.col("_first")).then(pl.col("_last_ts")).otherwise(pl.col("ts").shift(1))
@@ -76,11 +87,15 @@ class Sessionizer:
         )
         self.late_hits += int(df.select((pl.col("_raw_gap") < 0).sum()).item())
         new_session = pl.col("gap_s").is_null() | (pl.col("gap_s") > gap)
+        row = pl.int_range(pl.len(), dtype=pl.Int64)
         df = df.with_columns(new_session.alias("new_session")).with_columns(
-            pl.col("new_session").cast(pl.Int64).cum_sum().alias("_cs")
+            pl.col("new_session").cast(pl.Int64).cum_sum().alias("_cs"),
+            pl.when(pl.col("_first")).then(row).forward_fill().alias("_start"),
         ).with_columns(
             pl.when(pl.col("_first")).then(pl.col("_cs") - pl.col("new_session").cast(pl.Int64))
-            .forward_fill().alias("_cs0")
+            .forward_fill().alias("_cs0"),
+            # The hit's position among its client's hits in this batch, in time order.
+            (row - pl.col("_start")).cast(pl.Int32).alias("client_hit_no"),
         ).with_columns(
             (pl.col("_last_session").fill_null(-1) + pl.col("_cs") - pl.col("_cs0")).alias("session_no")
         )
@@ -102,10 +117,17 @@ class Sessionizer:
             .alias("seq_step"),
             (pl.col("is_product") & pl.col("product_num").is_not_null() & pl.col("_prev_prod").is_not_null()).alias("seq_pair"),
         )
-        new_last = df.group_by("_ck").agg(
-            pl.col("ts").max().alias("_last_ts"),
-            pl.col("session_no").max().alias("_last_session"),
-            pl.col("product_num").filter(pl.col("is_product")).drop_nulls().last().alias("_new_prod"),
+        # Rows are in time order within each client: its last row carries the new state.
+        this_prod = pl.when(pl.col("is_product") & pl.col("product_num").is_not_null()).then(
+            pl.col("product_num")
+        ).otherwise(pl.col("_prev_prod"))
+        new_last = df.filter(
+            (pl.col("_ck") != pl.col("_ck").shift(-1)).fill_null(True)
+        ).select(
+            "_ck",
+            pl.col("ts").alias("_last_ts"),
+            pl.col("session_no").alias("_last_session"),
+            this_prod.alias("_new_prod"),
         )
         self.last = (
             self.last.join(new_last, on="_ck", how="full", coalesce=True, suffix="_n")
@@ -116,7 +138,8 @@ class Sessionizer:
                 pl.coalesce("_new_prod", "_last_product_num").alias("_last_product_num"),
             )
         )
-        return df.drop(["_first", "_last_ts", "_last_session", "_last_product_num", "_raw_gap", "_cs", "_cs0", "_prev_prod"])
+        added = df.select("gap_s", "new_session", "session_no", "seq_step", "seq_pair", "client_hit_no")
+        return hits.hstack(added[order.arg_sort()])
 
 
 def sessionize_stream(batches: Iterator[pl.DataFrame], cfg: Config) -> Iterator[pl.DataFrame]:

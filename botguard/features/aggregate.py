@@ -120,7 +120,7 @@ class FeatureAccumulator:
         timeline_q = lf.group_by(pl.col("ts").dt.truncate("1h").alias("bucket"), "_ck").agg(
             pl.col("client").first(), pl.len().cast(pl.Int64).alias("requests")
         )
-        sample_q = lf.group_by("_ck").head(5).select(
+        sample_q = lf.filter(pl.col("client_hit_no") < 5).select(
             "_ck", "client", "ts", "source", "line_no", "method", "path", "query", "status", "user_agent"
         )
         hist, ua, timeline, sample = pl.collect_all([hist_q, ua_q, timeline_q, sample_q])
@@ -137,16 +137,14 @@ class FeatureAccumulator:
         # Sketch state is keyed by 64-bit hashes of the client and agent strings: the register
         # rows are most of the per-client state, and repeating long strings in them is what
         # would make memory grow with the log.
-        hk = lf.with_columns(
-            sketches.key_hash(pl.col("user_agent")).alias("_uk"),
-            pl.lit(0, pl.UInt64).alias("_all"),
-        )
+        # Agents per client and clients per agent are sketched at the end from the (client,
+        # agent) pairs kept anyway for the agent counts: a sketch depends only on the set of
+        # values, so that gives the very same registers without a pass over every hit.
+        hk = lf.with_columns(pl.lit(0, pl.UInt64).alias("_all"))
         new = {
             "products": sketches.registers(hk, ["_ck"], product_val, p),
             "paths": sketches.registers(hk, ["_ck"], page_val, p),
-            "agents": sketches.registers(hk, ["_ck"], pl.col("user_agent").fill_null(""), p),
             "catalogue": sketches.registers(hk, ["_all"], product_val, p),
-            "agent_clients": sketches.registers(hk.filter(pl.col("user_agent").is_not_null()), ["_uk"], pl.col("client"), p),
         }
         collected = pl.collect_all(list(new.values()))
         for (name, _), frame in zip(new.items(), collected, strict=True):
@@ -185,6 +183,14 @@ class FeatureAccumulator:
     def finish_sketches(self) -> None:
         for name in list(self._pending):
             self._merge_pending(name)
+        self.finish_parts()
+        if self.ua_counts is not None and "agents" not in self.regs:
+            pairs = self.ua_counts.lazy()
+            agents, agent_clients = pl.collect_all([
+                sketches.registers(pairs, ["_ck"], pl.col("user_agent").fill_null(""), self.p),
+                sketches.registers(pairs.filter(pl.col("user_agent").is_not_null()), ["_uk"], pl.col("client"), self.p),
+            ])
+            self.regs["agents"], self.regs["agent_clients"] = agents, agent_clients
 
     def _merge_sessions(self, batch: pl.DataFrame) -> None:
         if self.open is not None and len(self.open):
