@@ -13,9 +13,11 @@ from botguard.features.sketches import key_hash
 
 
 def _any(col: pl.Expr, patterns: list[str]) -> pl.Expr:
+    """Whether any pattern matches: one alternation, one pass of the regex engine (inline
+    flags such as ``(?i)`` stay scoped to their own group)."""
     if not patterns:
         return pl.lit(False)
-    return pl.any_horizontal([col.str.contains(p) for p in patterns]).fill_null(False)
+    return col.str.contains("|".join(f"(?:{p})" for p in patterns)).fill_null(False)
 
 
 def _param_present(query: pl.Expr, names: list[str]) -> pl.Expr:

@@ -41,9 +41,11 @@ def normalize_ip(raw: str) -> str | None:
     return str(addr)
 
 
-def normalize_ip_column(col: pl.Series) -> pl.Series:
-    """Vectorized fast path for canonical dotted IPv4; Python only once per other distinct value."""
-    is_v4 = col.str.contains(_V4).fill_null(True)
+def normalize_ip_column(col: pl.Series, is_v4: pl.Series | None = None) -> pl.Series:
+    """Vectorized fast path for canonical dotted IPv4; Python only once per other distinct value.
+    ``is_v4`` (dotted IPv4 or null) may come precomputed from the caller's own pass."""
+    if is_v4 is None:
+        is_v4 = col.str.contains(_V4).fill_null(True)
     idx = (~is_v4).arg_true()
     if idx.is_empty():
         return col
@@ -214,7 +216,14 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
         pl.col("_matched"),
         *[pl.col(c) for c in ("time_local", "time_iso8601", "msec") if c in cols],
     ]
-    df = raw.select(exprs).collect()
+    # Typed casts and the dotted-IPv4 test in the same pass; only the rare rest needs Python.
+    df = raw.select(exprs).with_columns(
+        pl.col("_status_raw").cast(pl.Int16, strict=False).alias("status"),
+        pl.col("_bytes_raw").cast(pl.Int64, strict=False).alias("bytes"),
+        pl.col("_rt_raw").cast(pl.Float64, strict=False).alias("request_time_s"),
+        pl.col("_ip_raw").str.contains(_V4).fill_null(True).alias("_v4"),
+        pl.col("path").str.contains(r"^[a-zA-Z][a-zA-Z0-9+.-]*://").fill_null(False).alias("_abs"),
+    ).collect()
     # Rare cases, fixed on the few rows that need it rather than paying on every row.
     for fallback in ts_exprs[1:]:
         if df["ts"].null_count() == 0:
@@ -222,7 +231,7 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
         idx = df.select(pl.col("ts").is_null().arg_true()).to_series()
         fixed = df[idx].select(fallback.alias("ts"))["ts"]
         df = df.with_columns(df["ts"].scatter(idx, fixed))
-    absolute = df["path"].str.contains(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+    absolute = df["_abs"]
     if absolute.any():
         # Absolute-form targets (proxies, ALB) keep only path and query.
         df = df.with_columns(
@@ -231,14 +240,8 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
             ).otherwise(pl.col("path")).alias("path")
         )
 
-    ip = normalize_ip_column(df["_ip_raw"])
-    df = df.with_columns(
-        ip.alias("client_ip"),
-        pl.col("_status_raw").cast(pl.Int16, strict=False).alias("status"),
-        pl.col("_bytes_raw").cast(pl.Int64, strict=False).alias("bytes"),
-        pl.col("_rt_raw").cast(pl.Float64, strict=False).alias("request_time_s"),
-        pl.lit(None, pl.String).alias("peer_ip"),
-    )
+    ip = normalize_ip_column(df["_ip_raw"], df["_v4"])
+    df = df.with_columns(ip.alias("client_ip"), pl.lit(None, pl.String).alias("peer_ip"))
     reason = (
         pl.when(~pl.col("_matched")).then(pl.lit("no_match"))
         .when(pl.col("ts").is_null()).then(pl.lit("bad_timestamp"))
@@ -250,11 +253,14 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
         ).then(pl.lit("bad_status"))
         .otherwise(None)
     )
-    df = df.with_columns(reason.alias("_reason"))
-    rejects = df.filter(pl.col("_reason").is_not_null()).select(
-        "source", "line_no", pl.col("_reason").alias("reason"), "line"
-    )
-    hits = df.filter(pl.col("_reason").is_null()).select(
-        [pl.col(n).cast(t) for n, t in HITS_SCHEMA.items()]
-    )
-    return hits, rejects.select([pl.col(n).cast(t) for n, t in REJECTS_SCHEMA.items()])
+    lf = df.lazy().with_columns(reason.alias("_reason"))
+    hits, rejects = pl.collect_all([
+        lf.filter(pl.col("_reason").is_null()).select(
+            [pl.col(n).cast(t) for n, t in HITS_SCHEMA.items()]
+        ),
+        lf.filter(pl.col("_reason").is_not_null()).select(
+            pl.col("source").cast(pl.String), pl.col("line_no").cast(pl.Int64),
+            pl.col("_reason").alias("reason"), pl.col("line").cast(pl.String),
+        ),
+    ])
+    return hits, rejects
