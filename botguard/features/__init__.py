@@ -85,11 +85,21 @@ def build_features(
         clients=clients,
         agents=agents,
         samples=acc.samples if acc.samples is not None else pl.DataFrame(),
-        timeline=acc.timeline if acc.timeline is not None else pl.DataFrame(),
+        timeline=_timeline(acc.timeline, clients),
         warnings=warnings,
         late_hits=sess.late_hits,
         product_regs=acc.regs.get("products"),
     )
+
+
+def _timeline(timeline: pl.DataFrame | None, clients: pl.DataFrame) -> pl.DataFrame:
+    """Requests per hour and client, with the client's name put back on the hashed key."""
+    from botguard.features.sketches import key_hash
+
+    if timeline is None or clients.is_empty():
+        return pl.DataFrame()
+    names = clients.select(key_hash(pl.col("client")).alias("_ck"), "client")
+    return timeline.join(names, on="_ck", how="inner").select("bucket", "client", "requests")
 
 
 def _enrich_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, cfg: Config) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -44,6 +44,9 @@ SUM_COLS = ["requests", "bytes_sent", *FLAG_SUMS.values(), "gap_n", "gap_sum_s",
 MAX_COLS = ["peak_10s", "peak_60s"]
 _SESSION_RAW = ["_ck", "client", "session_no", *SUM_COLS, *MAX_COLS, "start_ts", "end_ts", "ip"]
 
+#: Per-batch partial state is folded into the running state once it holds this many bytes.
+_FOLD_BYTES = 32 << 20
+
 # Inter-arrival histogram: 4 bins per octave from 0.1 s; median read back from it.
 _BINS_PER_OCTAVE = 4
 _MAX_BIN = 79
@@ -117,8 +120,9 @@ class FeatureAccumulator:
             pl.col("client").first(), pl.col("user_agent").first(),
             pl.len().cast(pl.Int64).alias("n"), pl.col("ts").min().alias("first_ts"),
         )
+        # Keyed by the 64-bit client key only: hours × clients rows, no client strings.
         timeline_q = lf.group_by(pl.col("ts").dt.truncate("1h").alias("bucket"), "_ck").agg(
-            pl.col("client").first(), pl.len().cast(pl.Int64).alias("requests")
+            pl.len().cast(pl.Int64).alias("requests")
         )
         sample_q = lf.filter(pl.col("client_hit_no") < 5).select(
             "_ck", "client", "ts", "source", "line_no", "method", "path", "query", "status", "user_agent"
@@ -128,8 +132,8 @@ class FeatureAccumulator:
         # folding after every batch would cost O(state) per batch.
         for name, frame in (("hist", hist), ("ua", compact(ua)), ("timeline", compact(timeline)), ("samples", compact(sample))):
             self._parts.setdefault(name, []).append(frame)
-            # Samples carry long strings (paths, agents): fold them sooner.
-            if sum(len(f) for f in self._parts[name]) > (200_000 if name == "samples" else 1_000_000):
+            # Folded by size, not row count: agent and sample rows carry long strings.
+            if sum(f.estimated_size() for f in self._parts[name]) > _FOLD_BYTES:
                 self._fold(name)
         p = self.p
         product_val = pl.when(pl.col("is_product")).then(pl.col("product_key"))
@@ -297,9 +301,7 @@ def _merge_ua(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:
 
 
 def _merge_timeline(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:
-    return _both(a, b).group_by(["bucket", "_ck"]).agg(
-        pl.col("client").first(), pl.col("requests").sum()
-    )
+    return _both(a, b).group_by(["bucket", "_ck"]).agg(pl.col("requests").sum())
 
 
 def _hist_median(hist: pl.DataFrame) -> pl.DataFrame:

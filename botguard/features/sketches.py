@@ -39,11 +39,27 @@ def registers(df: pl.LazyFrame | pl.DataFrame, keys: list[str], value: pl.Expr, 
     )
 
 
+#: Register rows merged in one group-by; bigger merges go in slices of the key space, which
+#: bounds the group-by's hash tables (the peak memory of a run) at the cost of a few passes.
+MERGE_SLICE_ROWS = 1_000_000
+
+
 def merge(frames: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
     frames = [f for f in frames if f is not None and len(f)]
     if not frames:
         return pl.DataFrame(schema={**{k: pl.UInt64 for k in keys}, "reg": pl.UInt16, "rank": pl.UInt8})
-    return pl.concat(frames).group_by([*keys, "reg"]).agg(pl.col("rank").max())
+    rows = sum(len(f) for f in frames)
+    both = pl.concat(frames)
+    slices = min(16, -(-rows // MERGE_SLICE_ROWS))
+    if slices <= 1:
+        return both.group_by([*keys, "reg"]).agg(pl.col("rank").max())
+    part = (pl.col(keys[0]) % slices).alias("_slice")
+    parts = both.with_columns(part).partition_by("_slice", include_key=False)
+    del both
+    out = []
+    while parts:
+        out.append(parts.pop().group_by([*keys, "reg"]).agg(pl.col("rank").max()))
+    return pl.concat(out)
 
 
 def estimate(regs: pl.DataFrame, keys: list[str], p: int, name: str = "distinct") -> pl.DataFrame:

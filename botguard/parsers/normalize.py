@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import polars as pl
 
-from botguard.schema import HITS_SCHEMA, REJECTS_SCHEMA, UTC_TS
+from botguard.schema import HITS_SCHEMA, UTC_TS
 
 _V4 = r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$"
 _MISSING = ("", "-")
