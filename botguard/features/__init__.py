@@ -8,6 +8,7 @@ user agent, network and crawler verification per distinct address.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,12 +69,17 @@ def build_features(
     tail = sess.flush()
     if len(tail):
         acc.add(tail)
-    sessions = acc.sessions()
-    clients = acc.clients(sessions)
+    acc.finish_parts()
+    # Agent parsing is Python, one call per distinct agent; the session and client frames are
+    # Polars, which releases the GIL: the two run side by side.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="botguard-agents") as pool:
+        agent_job = pool.submit(_agent_table, acc.ua_counts, cfg) if acc.ua_counts is not None else None
+        sessions = acc.sessions()
+        clients = acc.clients(sessions)
+        agents = agent_job.result() if agent_job is not None else pl.DataFrame()
     warnings: list[str] = []
-    agents = pl.DataFrame()
     if len(clients):
-        clients, agents = _enrich_agents(clients, acc.ua_counts, cfg)
+        clients = _join_agents(clients, acc.ua_counts, agents)
         clients = _enrich_network(clients, cfg, ranges, resolver, warnings)
     if sess.late_hits:
         warnings.append(
@@ -103,10 +109,16 @@ def _timeline(timeline: pl.DataFrame | None, clients: pl.DataFrame) -> pl.DataFr
 
 
 def _enrich_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, cfg: Config) -> tuple[pl.DataFrame, pl.DataFrame]:
+    assert ua_counts is not None
+    agents = _agent_table(ua_counts, cfg)
+    return _join_agents(clients, ua_counts, agents), agents
+
+
+def _agent_table(ua_counts: pl.DataFrame, cfg: Config) -> pl.DataFrame:
+    """One row per distinct agent: parsed fingerprint, crawler claim, library verdict."""
     from botguard.features.agent import agent_features
     from botguard.features.crawlers import claimed_crawler
 
-    assert ua_counts is not None
     agents = agent_features(ua_counts["user_agent"].unique(), cfg)
     # A malformed agent (e.g. a truncated crawler string) is not a claim we can check; it is
     # evidence of its own (the malformed_agent rule).
@@ -115,10 +127,15 @@ def _enrich_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, cfg: C
     )
     # A named service bot built on an HTTP library (LinkedInBot says "Apache-HttpClient") is
     # the service, not anonymous library traffic.
-    agents = agents.with_columns(
+    return agents.with_columns(
         (pl.col("is_library") & ~(pl.col("known_crawler") & ~pl.col("crawler_tags").list.contains("library")))
         .alias("is_library")
     )
+
+
+def _join_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, agents: pl.DataFrame) -> pl.DataFrame:
+    """Per-client shares of agent kinds (weighted by requests) and the top agent's columns."""
+    assert ua_counts is not None
     weighted = ua_counts.join(agents, on="user_agent", how="left", nulls_equal=True)
     shares = weighted.group_by("client").agg(
         *[
@@ -131,8 +148,7 @@ def _enrich_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, cfg: C
         pl.col("claimed_crawler").sort_by("n", descending=True).drop_nulls().first().alias("claimed_crawler"),
     )
     top = agents.select("user_agent", *[c for c in TOP_AGENT_COLS if c in agents.columns])
-    out = clients.join(shares, on="client", how="left").join(top, on="user_agent", how="left", nulls_equal=True)
-    return out, agents
+    return clients.join(shares, on="client", how="left").join(top, on="user_agent", how="left", nulls_equal=True)
 
 
 def _enrich_network(clients: pl.DataFrame, cfg: Config, ranges: Any, resolver: Any, warnings: list[str]) -> pl.DataFrame:
