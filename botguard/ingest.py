@@ -169,16 +169,19 @@ class Ingest:
             if len(hits):
                 yield hits
 
-    def batches(self, prefetch: bool = True) -> Iterator[pl.DataFrame]:
+    def batches(
+        self, prefetch: bool = True, then: Callable[[pl.DataFrame], pl.DataFrame] | None = None
+    ) -> Iterator[pl.DataFrame]:
         """Hits batches in log order. With ``prefetch``, the next batch is read and parsed in a
         worker thread while the caller works on this one: Polars releases the GIL, so parsing
-        and the later stages keep both cores busy. One batch in flight bounds the memory."""
+        and the later stages keep both cores busy. One batch in flight bounds the memory.
+        ``then`` is applied to each batch in that worker too (the first per-hit stage)."""
+        source = self._parsed() if then is None else map(then, self._parsed())
         if not prefetch:
-            yield from self._parsed()
+            yield from source
             return
         from concurrent.futures import ThreadPoolExecutor
 
-        source = self._parsed()
         done = object()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="botguard-ingest") as pool:
             future = pool.submit(next, source, done)

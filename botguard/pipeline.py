@@ -102,9 +102,16 @@ def compute_features(
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
     with _progress(progress, ing) as advance:
         ing.on_progress = advance
-        result = build_features(ing.batches(), cfg, ranges=ranges)
+        result = build_features(ing.batches(then=_flagger(cfg)), cfg, ranges=ranges)
     result.parse_stats = ing.finish()
     return result
+
+
+def _flagger(cfg: Config) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """Per-hit flags, run in the parsing thread: it balances the work of the two threads."""
+    from botguard.features.hitflags import flag_hits
+
+    return lambda hits: flag_hits(hits, cfg).collect()
 
 
 # --------------------------------------------------------------------------- analyze
@@ -153,7 +160,7 @@ def analyze(
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
     with _progress(progress, ing) as advance:
         ing.on_progress = advance
-        feats = build_features(ing.batches(), cfg, ranges=ranges, on_batch=None)
+        feats = build_features(ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, on_batch=None)
     stats = ing.finish()
     t_feat = time.perf_counter()
     clients = feats.clients

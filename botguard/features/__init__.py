@@ -62,7 +62,8 @@ def build_features(
     sess = Sessionizer(cfg)
     acc = FeatureAccumulator(cfg)
     for hits in batches:
-        flagged = flag_hits(hits, cfg).collect()
+        # Callers may flag the hits themselves, e.g. in the thread that parses them.
+        flagged = hits if "_ck" in hits.columns else flag_hits(hits, cfg).collect()
         acc.add(sess.push(flagged))
         if on_batch:
             on_batch(hits)
