@@ -45,7 +45,7 @@ def parse_logs(
 
     The batches are a Polars IO source sunk to Parquet by Polars' streaming writer: it
     encodes and compresses on both cores while the next batch is parsed, about twice as fast
-    as a pyarrow writer fed from Python.
+    as a Python-fed writer.
     """
     from polars.io.plugins import register_io_source
 

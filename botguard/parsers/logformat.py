@@ -339,7 +339,8 @@ class RegexLogParser:
             ok = ok & ~suspect
         line_no = pl.int_range(first_line_no, first_line_no + n_lines, dtype=pl.Int64)
         frame = frame.with_columns(line_no.alias("line_no"), ok.alias("_ok"))
-        good = frame.filter(pl.col("_ok"))
+        all_ok = bool(ok.all())
+        good = frame if all_ok else frame.filter(pl.col("_ok"))  # a filter copies every string
         exprs: list[pl.Expr] = []
         for k, col in enumerate(plan.columns):
             if col.target is None:

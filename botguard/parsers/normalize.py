@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import polars as pl
 
-from botguard.schema import HITS_SCHEMA, UTC_TS
+from botguard.schema import HITS_SCHEMA, REJECTS_SCHEMA, UTC_TS
 
 _V4 = r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$"
 _MISSING = ("", "-")
@@ -253,7 +253,12 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
         ).then(pl.lit("bad_status"))
         .otherwise(None)
     )
-    lf = df.lazy().with_columns(reason.alias("_reason"))
+    df = df.with_columns(reason.alias("_reason"))
+    hits_schema = [pl.col(n).cast(t) for n, t in HITS_SCHEMA.items()]
+    if df["_reason"].null_count() == len(df):
+        # Nothing rejected (the usual batch): no filter, which would copy every string.
+        return df.select(hits_schema), pl.DataFrame(schema=REJECTS_SCHEMA)
+    lf = df.lazy()
     hits, rejects = pl.collect_all([
         lf.filter(pl.col("_reason").is_null()).select(
             [pl.col(n).cast(t) for n, t in HITS_SCHEMA.items()]
