@@ -101,11 +101,50 @@ def query_flags(queries: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     )
 
 
+#: Path flags packed into one integer per distinct path, unpacked per hit by bit tests: a
+#: join that carries one column instead of ten is three times cheaper.
+_PATH_BITS = (
+    "is_asset", "is_api", "is_listing", "is_cart", "is_checkout", "is_login", "is_robots",
+    "is_sitemap", "is_probe", "_attack_path",
+)
+_QUERY_BITS = ("is_paginated", "is_sorted_filtered", "_attack_query")
+_URL_SEED = 0x75726C73
+
+
+def _packed(flags: pl.LazyFrame, col: str, bits: tuple[str, ...], product: str) -> pl.LazyFrame:
+    """(64-bit hash of the URL part, bit mask, product key, trailing product number)."""
+    mask = pl.sum_horizontal(
+        [pl.col(b).cast(pl.UInt32) * (1 << i) for i, b in enumerate(bits)]
+    ).cast(pl.UInt32)
+    return flags.select(
+        pl.col(col).hash(seed=_URL_SEED).alias(f"_{col}_key"),
+        mask.alias(f"_{col}_mask"),
+        pl.col(product),
+        pl.col(product).str.extract(r"(\d{1,15})$", 1).cast(pl.Int64, strict=False).alias(f"{product}_num"),
+    )
+
+
+def _bit(col: str, bits: tuple[str, ...], name: str) -> pl.Expr:
+    return ((pl.col(col) & (1 << bits.index(name))) != 0).fill_null(False).alias(name)
+
+
 def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
-    """Per-hit flags. URL patterns run once per distinct path and query, then join back."""
-    lf = hits.lazy() if isinstance(hits, pl.DataFrame) else hits
-    pf = path_flags(lf.select("path").unique(), cfg)
-    qf = query_flags(lf.select("query").unique(), cfg)
+    """Per-hit flags. URL patterns run once per distinct path and query; each hit finds its
+    path's and query's flags through a 64-bit hash of the text (one narrow join each)."""
+    df = hits.collect() if isinstance(hits, pl.LazyFrame) else hits
+    path, query = pl.col("path").fill_null(""), pl.col("query").fill_null("")
+    keys = df.lazy().select(
+        path.hash(seed=_URL_SEED).alias("_path_key"), query.hash(seed=_URL_SEED).alias("_query_key")
+    )
+    pf = _packed(path_flags(df.lazy().select(path).unique(), cfg), "path", _PATH_BITS, "_product_path")
+    qf = _packed(
+        query_flags(df.lazy().select(query.alias("query")).unique(), cfg), "query", _QUERY_BITS, "_product_query"
+    )
+    found = pl.collect_all([
+        keys.select("_path_key").join(pf, on="_path_key", how="left", maintain_order="left"),
+        keys.select("_query_key").join(qf, on="_query_key", how="left", maintain_order="left"),
+    ])
+    lf = df.hstack([*found[0].drop("_path_key"), *found[1].drop("_query_key")]).lazy()
     status = pl.col("status")
     start, end = cfg.site.night_hours
     ts = pl.col("ts") if cfg.site.timezone == "UTC" else pl.col("ts").dt.convert_time_zone(cfg.site.timezone)
@@ -114,13 +153,14 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     ok_protocol = pl.col("protocol").fill_null("HTTP/1.1").is_in(
         ["HTTP/0.9", "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/2.0", "HTTP/3", "HTTP/3.0"]
     )
+    has_path_product = pl.col("_product_path").is_not_null()
     return (
-        lf.join(pf, on="path", how="left", nulls_equal=True, maintain_order="left")
-        .join(qf, on="query", how="left", nulls_equal=True, maintain_order="left")
-        .with_columns(
+        lf.with_columns(
+            *[_bit("_path_mask", _PATH_BITS, b) for b in _PATH_BITS if not b.startswith("_")],
+            *[_bit("_query_mask", _QUERY_BITS, b) for b in _QUERY_BITS if not b.startswith("_")],
             client_key_expr(cfg).alias("client"),
             pl.coalesce("_product_path", "_product_query").alias("product_key"),
-            (pl.col("_attack_path") | pl.col("_attack_query")).alias("is_attack"),
+            (_bit("_path_mask", _PATH_BITS, "_attack_path") | _bit("_query_mask", _QUERY_BITS, "_attack_query")).alias("is_attack"),
             (pl.col("method") == "HEAD").fill_null(False).alias("is_head"),
             (pl.col("method") == "POST").fill_null(False).alias("is_post"),
             # Not HTTP, an HTTP version that does not exist, or a proxy CONNECT: tools, not shoppers.
@@ -131,13 +171,14 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
             (status == 429).fill_null(False).alias("is_429"),
             (status >= 500).fill_null(False).alias("is_5xx"),
             night.fill_null(False).alias("is_night"),
+            pl.when(has_path_product).then(pl.col("_product_path_num"))
+            .otherwise(pl.col("_product_query_num")).alias("product_num"),
         )
-        .drop("_product_path", "_product_query", "_attack_path", "_attack_query")
+        .drop("_path_mask", "_query_mask", "_product_path", "_product_query", "_product_path_num", "_product_query_num")
         # Later stages sort and group by client: a 64-bit key is much cheaper than the string.
         .with_columns(key_hash(pl.col("client")).alias("_ck"))
         .with_columns(
             (pl.col("product_key").is_not_null() & ~pl.col("is_asset") & ~pl.col("is_api")).alias("is_product"),
             (~pl.col("is_asset")).alias("is_page"),
-            pl.col("product_key").str.extract(r"(\d{1,15})$", 1).cast(pl.Int64, strict=False).alias("product_num"),
         )
     )
