@@ -265,17 +265,33 @@ def synthesize(target: int, path: Path, seed: int) -> tuple[int, str]:
     return written, f"bench synthesizer (seed={seed}, clients={n_clients})"
 
 
+def _cached_log(folder: Path) -> LogFile | None:
+    """The log generated into ``folder`` earlier, if its file is still there and whole."""
+    meta_path = folder / "meta.json"
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    path = Path(meta["path"])
+    if path.exists() and path.stat().st_size == meta["bytes"]:
+        return LogFile(path, meta["lines"], meta["bytes"], meta["generator"])
+    return None
+
+
+def _save_log(folder: Path, log: LogFile) -> LogFile:
+    (folder / "meta.json").write_text(json.dumps({
+        "path": str(log.path), "lines": log.lines, "bytes": log.size_bytes,
+        "generator": log.generator}))
+    return log
+
+
 def ensure_log(millions: float, seed: int, cache: Path, generator: str) -> LogFile:
     """The cached log for this size, seed and generator; generated on first use."""
     use_sim = generator == "simulate" or (generator == "auto" and simulator_available())
     kind = "sim" if use_sim else "synth"
     folder = cache / f"{kind}-seed{seed}-{size_label(millions)}"
-    meta_path = folder / "meta.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        path = Path(meta["path"])
-        if path.exists() and path.stat().st_size == meta["bytes"]:
-            return LogFile(path, meta["lines"], meta["bytes"], meta["generator"])
+    cached = _cached_log(folder)
+    if cached is not None:
+        return cached
     folder.mkdir(parents=True, exist_ok=True)
     target = round(millions * 1_000_000)
     print(f"  generating {size_label(millions)} lines log ({kind}) in {folder} ...", flush=True)
@@ -295,10 +311,7 @@ def ensure_log(millions: float, seed: int, cache: Path, generator: str) -> LogFi
         path = folder / "access.log"
         lines, how = synthesize(target, path, seed)
     print(f"  ... {lines:,} lines in {time.perf_counter() - t0:.0f} s", flush=True)
-    log = LogFile(path, lines, path.stat().st_size, how)
-    meta_path.write_text(json.dumps({"path": str(path), "lines": lines, "bytes": log.size_bytes,
-                                     "generator": how}))
-    return log
+    return _save_log(folder, LogFile(path, lines, path.stat().st_size, how))
 
 
 _STAMP = re.compile(rb"\[(\d{2})/(\w{3})/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})\]")
@@ -418,20 +431,14 @@ def ensure_flat_log(base: LogFile, days: int, seed: int, cache: Path) -> LogFile
         return None
     clients = int(found.group(3))
     folder = cache / f"flat-seed{seed}-{clients}c-{days}d"
-    meta_path = folder / "meta.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        path = Path(meta["path"])
-        if path.exists() and path.stat().st_size == meta["bytes"]:
-            return LogFile(path, meta["lines"], meta["bytes"], meta["generator"])
+    cached = _cached_log(folder)
+    if cached is not None:
+        return cached
     print(f"  generating {days} days of the same {clients:,} clients in {folder} ...", flush=True)
     path, _ = _simulate(folder / "sim", seed, 24.0 * days, clients)
     lines = count_lines(path)
     how = f"simulate(seed={seed}, hours={24 * days}, clients={clients})"
-    log = LogFile(path, lines, path.stat().st_size, how)
-    meta_path.write_text(json.dumps({"path": str(path), "lines": lines, "bytes": log.size_bytes,
-                                     "generator": how}))
-    return log
+    return _save_log(folder, LogFile(path, lines, path.stat().st_size, how))
 
 
 def bench_flat(log: LogFile, args: argparse.Namespace, work: Path) -> list[Row]:

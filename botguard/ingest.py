@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import polars as pl
 
@@ -108,20 +108,24 @@ def sniff(lines: pl.DataFrame, cfg: Config) -> LogParser:
     return chosen
 
 
-def _read_ahead(chunks: Iterator[Chunk]) -> Iterator[Chunk]:
-    """The next chunk is read in a thread while this one is parsed: reading a batch from the
-    page cache and counting its lines is a tenth of the parse time, on no core of its own."""
+T = TypeVar("T")
+
+
+def prefetched(items: Iterator[T], name: str) -> Iterator[T]:
+    """``items``, with the next one produced in a worker thread while the caller works on this
+    one. Reading and Polars release the GIL, so the two overlap; one item in flight bounds the
+    memory."""
     from concurrent.futures import ThreadPoolExecutor
 
     done = object()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="botguard-read") as pool:
-        future = pool.submit(next, chunks, done)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
+        future = pool.submit(next, items, done)
         while True:
-            chunk = future.result()
-            if chunk is done:
+            item = future.result()
+            if item is done:
                 return
-            future = pool.submit(next, chunks, done)
-            yield chunk  # type: ignore[misc]
+            future = pool.submit(next, items, done)
+            yield item  # type: ignore[misc]
 
 
 class Ingest:
@@ -161,7 +165,9 @@ class Ingest:
             yield from read_chunks(path, self.cfg.ingest.batch_bytes, self.stats.problems)
 
     def _parsed(self) -> Iterator[pl.DataFrame]:
-        for chunk in _read_ahead(self._chunks()):
+        # Reading a batch from the page cache and counting its lines is a tenth of the parse
+        # time: done in a thread of its own, it costs no core.
+        for chunk in prefetched(self._chunks(), "botguard-read"):
             self.stats.bytes_read += chunk.size
             hits = self._parse_chunk(chunk)
             if self.on_progress:
@@ -177,20 +183,7 @@ class Ingest:
         and the later stages keep both cores busy. One batch in flight bounds the memory.
         ``then`` is applied to each batch in that worker too (the first per-hit stage)."""
         source = self._parsed() if then is None else map(then, self._parsed())
-        if not prefetch:
-            yield from source
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        done = object()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="botguard-ingest") as pool:
-            future = pool.submit(next, source, done)
-            while True:
-                batch = future.result()
-                if batch is done:
-                    return
-                future = pool.submit(next, source, done)
-                yield batch  # type: ignore[misc]
+        yield from prefetched(source, "botguard-ingest") if prefetch else source
 
     def _parse_chunk(self, chunk: Chunk) -> pl.DataFrame:
         cfg, stats = self.cfg, self.stats

@@ -654,7 +654,7 @@ def _per_line(parser: Any, lines: list[str]) -> list[tuple[str, Any]]:
     assert sorted([*hits["line_no"], *rejects["line_no"]]) == list(range(1, len(lines) + 1))
     assert rejects["line"].to_list() == [lines[i - 1] for i in rejects["line_no"]]
     out: dict[int, tuple[str, Any]] = {}
-    for r in hits.drop("line_no").with_columns(hits["line_no"]).iter_rows(named=True):
+    for r in hits.iter_rows(named=True):
         out[r.pop("line_no")] = ("hit", r)
     for no, reason in rejects.select("line_no", "reason").iter_rows():
         out[no] = ("reject", reason)

@@ -109,12 +109,6 @@ def _timeline(timeline: pl.DataFrame | None, clients: pl.DataFrame) -> pl.DataFr
     return timeline.join(names, on="_ck", how="inner").select("bucket", "client", "requests")
 
 
-def _enrich_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, cfg: Config) -> tuple[pl.DataFrame, pl.DataFrame]:
-    assert ua_counts is not None
-    agents = _agent_table(ua_counts, cfg)
-    return _join_agents(clients, ua_counts, agents), agents
-
-
 def _agent_table(ua_counts: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     """One row per distinct agent: parsed fingerprint, crawler claim, library verdict."""
     from botguard.features.agent import agent_features
