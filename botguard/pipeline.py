@@ -96,13 +96,16 @@ def parse_logs(
 def compute_features(
     inputs: list[str], cfg: Config, *, format: str | None = None, rejects: IO[str] | None = None,
     strict: bool = False, progress: ProgressFactory | None = None, ranges: Any = None,
+    keep_sessions: bool = True,
 ) -> Any:
+    """Features of the logs; pass ``keep_sessions=False`` when only client rows are wanted
+    (memory then stays flat in the length of the log)."""
     from botguard.features import build_features
 
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
     with _progress(progress, ing) as advance:
         ing.on_progress = advance
-        result = build_features(ing.batches(then=_flagger(cfg)), cfg, ranges=ranges)
+        result = build_features(ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, keep_sessions=keep_sessions)
     result.parse_stats = ing.finish()
     return result
 
@@ -160,7 +163,7 @@ def analyze(
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
     with _progress(progress, ing) as advance:
         ing.on_progress = advance
-        feats = build_features(ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, on_batch=None)
+        feats = build_features(ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, keep_sessions=False)
     stats = ing.finish()
     t_feat = time.perf_counter()
     clients = feats.clients
@@ -290,7 +293,7 @@ def _summary(decisions: pl.DataFrame, entries: pl.DataFrame, stats: ParseStats, 
         "verified_crawlers": verified,
         "blocklist": blocklist,
         "parse": stats.to_dict(),
-        "sessions": len(feats.sessions),
+        "sessions": feats.n_sessions,
         "late_hits": feats.late_hits,
         "warnings": warnings,
         "timings_s": timings,

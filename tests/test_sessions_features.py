@@ -80,6 +80,24 @@ def test_features_do_not_depend_on_batch_size(cfg, rows, size) -> None:  # type:
     assert_frame_equal(whole.sessions, batched.sessions, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=hit_rows, size=st.integers(1, 15))
+def test_folding_sessions_into_clients_gives_the_same_clients(cfg, rows, size, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Client rows from sessions folded as the stream goes (analyze's flat-memory mode, here
+    folded after every batch) equal client rows from all sessions kept."""
+    from botguard.features import aggregate
+
+    df = hits_frame(sorted(rows, key=lambda r: r[1]))
+    parts = [df.slice(i, size) for i in range(0, len(df), size)]
+    kept = build_features(parts, cfg, ranges=_no_ranges(cfg))
+    monkeypatch.setattr(aggregate, "_FOLD_BYTES", 0)
+    folded = build_features(parts, cfg, ranges=_no_ranges(cfg), keep_sessions=False)
+    monkeypatch.undo()
+    assert folded.sessions.is_empty()
+    assert folded.n_sessions == kept.n_sessions == len(kept.sessions)
+    assert_frame_equal(kept.clients, folded.clients, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+
+
 def _no_ranges(cfg):  # type: ignore[no-untyped-def]
     from botguard.ranges import load_ranges
 

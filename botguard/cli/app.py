@@ -162,7 +162,7 @@ def features(
     if level not in ("session", "client"):
         raise typer.BadParameter("expected 'session' or 'client'", param_hint="--level")
     cfg = _cfg(config)
-    result = compute_features(logs, cfg, format=format,
+    result = compute_features(logs, cfg, format=format, keep_sessions=level == "session",
                               progress=lambda total: render.progress(total, "features", not json))
     frame = result.sessions if level == "session" else result.clients
     if output:

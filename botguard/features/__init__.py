@@ -41,6 +41,7 @@ TOP_AGENT_COLS = [
 @dataclass
 class FeatureResult:
     sessions: pl.DataFrame
+    n_sessions: int
     clients: pl.DataFrame
     agents: pl.DataFrame
     samples: pl.DataFrame
@@ -58,9 +59,13 @@ def build_features(
     ranges: Any = None,
     resolver: Any = None,
     on_batch: Any = None,
+    keep_sessions: bool = True,
 ) -> FeatureResult:
+    """Features of a stream of hits batches. Without ``keep_sessions`` the session rows are
+    folded into the client rows as the stream goes (``sessions`` comes back empty and memory
+    stays flat in the length of the log); ``n_sessions`` counts them either way."""
     sess = Sessionizer(cfg)
-    acc = FeatureAccumulator(cfg)
+    acc = FeatureAccumulator(cfg, keep_sessions=keep_sessions)
     for hits in batches:
         # Callers may flag the hits themselves, e.g. in the thread that parses them.
         flagged = hits if "_ck" in hits.columns else flag_hits(hits, cfg).collect()
@@ -76,7 +81,8 @@ def build_features(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="botguard-agents") as pool:
         agent_job = pool.submit(_agent_table, acc.ua_counts, cfg) if acc.ua_counts is not None else None
         sessions = acc.sessions()
-        clients = acc.clients(sessions)
+        n_sessions = acc.total_sessions()
+        clients = acc.clients()
         agents = agent_job.result() if agent_job is not None else pl.DataFrame()
     warnings: list[str] = []
     if len(clients):
@@ -89,6 +95,7 @@ def build_features(
         )
     return FeatureResult(
         sessions=sessions,
+        n_sessions=n_sessions,
         clients=clients,
         agents=agents,
         samples=acc.samples if acc.samples is not None else pl.DataFrame(),

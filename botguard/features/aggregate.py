@@ -66,15 +66,26 @@ def _bin_value(b: int) -> float:
 
 
 class FeatureAccumulator:
-    def __init__(self, cfg: Config) -> None:
+    """Per-batch partial aggregates, merged as batches arrive.
+
+    With ``keep_sessions`` off (analyze, client-level features) closed sessions are folded
+    into per-client sums as they pile up, so the state is one row per client whatever the
+    length of the log; on, every session row is kept for session-level output.
+    """
+
+    def __init__(self, cfg: Config, *, keep_sessions: bool = True) -> None:
         self.cfg = cfg
         self.p = cfg.sketches.precision
+        self.keep_sessions = keep_sessions
         self.open: pl.DataFrame | None = None
         self.closed: list[pl.DataFrame] = []
+        self.client_sums: pl.DataFrame | None = None
+        self.n_sessions = 0
         self.hist: pl.DataFrame | None = None
         self.ua_counts: pl.DataFrame | None = None
         self.samples: pl.DataFrame | None = None
         self.regs: dict[str, pl.DataFrame] = {}
+        self._reg_slices: dict[str, list[pl.DataFrame]] = {}
         self._parts: dict[str, list[pl.DataFrame]] = {}
         self._pending: dict[str, list[pl.DataFrame]] = {}
         self.timeline: pl.DataFrame | None = None
@@ -177,12 +188,11 @@ class FeatureAccumulator:
 
     def _merge_pending(self, name: str) -> None:
         frames = self._pending.pop(name, [])
-        if name in self.regs:
-            frames = [self.regs[name], *frames]
         if not frames:
             return
         keys = [c for c in frames[0].columns if c not in ("reg", "rank")]
-        self.regs[name] = frames[0] if len(frames) == 1 else sketches.merge(frames, keys)
+        self._reg_slices[name] = sketches.merge_sliced(self._reg_slices.get(name), frames, keys)
+        self.regs[name] = pl.concat(self._reg_slices[name], rechunk=False)
 
     def finish_sketches(self) -> None:
         for name in list(self._pending):
@@ -208,34 +218,72 @@ class FeatureAccumulator:
             )
         batch = batch.select(_SESSION_RAW)
         latest = pl.col("session_no") == pl.col("session_no").max().over("_ck")
-        self.closed.append(compact(batch.filter(~latest)))
+        closed = batch.filter(~latest)
+        self.n_sessions += len(closed)
+        self.closed.append(compact(closed))
         self.open = compact(batch.filter(latest))
+        if not self.keep_sessions and sum(f.estimated_size() for f in self.closed) > _FOLD_BYTES:
+            self._fold_sessions(self.closed)
+            self.closed = []
+
+    def _fold_sessions(self, frames: list[pl.DataFrame]) -> None:
+        """Closed sessions → per-client sums, merged into ``client_sums``. A client's sessions
+        close in order, so earlier folds hold its earlier sessions: ``first`` stays the first."""
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return
+        duration = (pl.col("end_ts") - pl.col("start_ts")).dt.total_microseconds() / 1e6
+        new = (
+            pl.concat(frames, how="diagonal_relaxed").lazy()
+            .sort("_ck", "session_no")
+            .group_by("_ck", maintain_order=True).agg(
+                pl.col("client").first(),
+                pl.len().cast(pl.Int64).alias("sessions"),
+                *[pl.col(c).sum() for c in SUM_COLS],
+                *[pl.col(c).max() for c in MAX_COLS],
+                pl.col("start_ts").min().alias("first_seen"),
+                pl.col("end_ts").max().alias("last_seen"),
+                duration.sum().alias("active_s"),
+                duration.max().alias("longest_session_s"),
+                pl.col("ip").drop_nulls().first(),
+            )
+        )
+        if self.client_sums is not None:
+            new = pl.concat([self.client_sums.lazy(), new], how="vertical_relaxed").group_by(
+                "_ck", maintain_order=True
+            ).agg(
+                pl.col("client").first(),
+                *[pl.col(c).sum() for c in ("sessions", *SUM_COLS)],
+                *[pl.col(c).max() for c in MAX_COLS],
+                pl.col("first_seen").min(),
+                pl.col("last_seen").max(),
+                pl.col("active_s").sum(),
+                pl.col("longest_session_s").max(),
+                pl.col("ip").drop_nulls().first(),
+            )
+        self.client_sums = compact(new.collect())
 
     # ------------------------------------------------------------------ results
+    def total_sessions(self) -> int:
+        return self.n_sessions + (len(self.open) if self.open is not None else 0)
+
     def sessions(self) -> pl.DataFrame:
+        """One row per session (only with ``keep_sessions``: otherwise they were folded)."""
         self.finish_sketches()
         self.finish_parts()
         frames = [f for f in [*self.closed, self.open] if f is not None and len(f)]
-        if not frames:
+        if not frames or not self.keep_sessions:
             return pl.DataFrame()
         raw = pl.concat(frames, how="diagonal_relaxed").sort("client", "session_no")
         return raw.with_columns(_derived(session=True)).drop("_ck")
 
-    def clients(self, sessions: pl.DataFrame) -> pl.DataFrame:
-        if sessions.is_empty():
+    def clients(self) -> pl.DataFrame:
+        self.finish_sketches()
+        self._fold_sessions([*self.closed, *([self.open] if self.open is not None else [])])
+        self.closed, self.open = [], None
+        if self.client_sums is None or self.client_sums.is_empty():
             return pl.DataFrame()
-        agg = sessions.group_by("client").agg(
-            pl.len().cast(pl.Int64).alias("sessions"),
-            *[pl.col(c).sum() for c in SUM_COLS],
-            *[pl.col(c).max() for c in MAX_COLS],
-            pl.col("start_ts").min().alias("first_seen"),
-            pl.col("end_ts").max().alias("last_seen"),
-            pl.col("duration_s").sum().alias("active_s"),
-            pl.col("duration_s").max().alias("longest_session_s"),
-            pl.col("ip").drop_nulls().first(),
-        )
-        p = self.p
-        agg = agg.with_columns(sketches.key_hash(pl.col("client")).alias("_ck"))
+        agg, p = self.client_sums, self.p
         for name, col in (("products", "distinct_products"), ("paths", "distinct_paths"), ("agents", "distinct_agents")):
             regs = self.regs.get(name)
             if regs is not None and len(regs):

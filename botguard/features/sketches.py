@@ -39,27 +39,46 @@ def registers(df: pl.LazyFrame | pl.DataFrame, keys: list[str], value: pl.Expr, 
     )
 
 
-#: Register rows merged in one group-by; bigger merges go in slices of the key space, which
-#: bounds the group-by's hash tables (the peak memory of a run) at the cost of a few passes.
-MERGE_SLICE_ROWS = 1_000_000
+#: Register state is kept in this many slices of the key space, each merged on its own: the
+#: group-by's hash tables and copies then hold a sixteenth of the state at a time, which is
+#: what keeps long logs from raising the peak memory at every merge.
+SLICES = 16
+
+
+def _empty(keys: list[str]) -> pl.DataFrame:
+    return pl.DataFrame(schema={**{k: pl.UInt64 for k in keys}, "reg": pl.UInt16, "rank": pl.UInt8})
+
+
+def _max_rank(frames: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return _empty(keys)
+    return pl.concat(frames).group_by([*keys, "reg"]).agg(pl.col("rank").max())
+
+
+def merge_sliced(
+    state: list[pl.DataFrame] | None, frames: list[pl.DataFrame], keys: list[str]
+) -> list[pl.DataFrame]:
+    """``frames`` merged into ``state`` (``SLICES`` frames, sliced by the first key)."""
+    frames = [f for f in frames if f is not None and len(f)]
+    if not frames:
+        return state or [_empty(keys) for _ in range(SLICES)]
+    state = state or [frames[0].clear() for _ in range(SLICES)]
+    new = pl.concat(frames)
+    key = pl.col(keys[0]) if new.schema[keys[0]].is_integer() else pl.col(keys[0]).hash(seed=KEY_SEED)
+    new = new.with_columns((key % SLICES).cast(pl.Int64).alias("_slice"))
+    parts = {k[0]: f for k, f in new.partition_by("_slice", include_key=False, as_dict=True).items()}
+    del new
+    out = []
+    for i, old in enumerate(state):
+        part = parts.pop(i, None)
+        out.append(old if part is None else _max_rank([old, part], keys))
+    return out
 
 
 def merge(frames: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
-    frames = [f for f in frames if f is not None and len(f)]
-    if not frames:
-        return pl.DataFrame(schema={**{k: pl.UInt64 for k in keys}, "reg": pl.UInt16, "rank": pl.UInt8})
-    rows = sum(len(f) for f in frames)
-    both = pl.concat(frames)
-    slices = min(16, -(-rows // MERGE_SLICE_ROWS))
-    if slices <= 1:
-        return both.group_by([*keys, "reg"]).agg(pl.col("rank").max())
-    part = (pl.col(keys[0]) % slices).alias("_slice")
-    parts = both.with_columns(part).partition_by("_slice", include_key=False)
-    del both
-    out = []
-    while parts:
-        out.append(parts.pop().group_by([*keys, "reg"]).agg(pl.col("rank").max()))
-    return pl.concat(out)
+    """Registers of several partial sketches merged into one (max rank per register)."""
+    return pl.concat(merge_sliced(None, frames, keys), rechunk=False)
 
 
 def estimate(regs: pl.DataFrame, keys: list[str], p: int, name: str = "distinct") -> pl.DataFrame:

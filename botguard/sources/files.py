@@ -6,6 +6,7 @@ memory stays bounded by ``batch_bytes`` whatever the size of the log.
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import os
 import re
@@ -13,7 +14,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import BinaryIO
 
@@ -111,6 +112,24 @@ def expand_inputs(inputs: list[str]) -> list[str]:
 
 _RAW_BLOCK = 4 << 20
 _PROBE = 1 << 16
+
+
+@lru_cache(maxsize=1)
+def keep_batch_buffers() -> bool:
+    """Ask glibc to serve batch-sized buffers from its heap and keep them after free.
+
+    By default every allocation above 32 MiB is a fresh ``mmap`` that is unmapped on free, so
+    each batch pays a page fault per 4 KiB before a byte is copied: reading a 400 MB log took
+    0.25 s, of which 0.2 s were page faults. Reused heap pages cost nothing. The heap then
+    holds on to about two batches, which ``batch_bytes`` bounds anyway. A no-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 1 << 30))
 
 
 class TruncatedGzip(Exception):
@@ -229,6 +248,7 @@ def read_chunks(
     ``problems``; the lines read before the damage are still yielded (the partial last line
     too, so the parser can count it as a reject)."""
     name = "<stdin>" if path == STDIN else path
+    keep_batch_buffers()
     if path != STDIN and not _is_gzip(path):
         yield from _plain_chunks(path, name, batch_bytes)
         return
