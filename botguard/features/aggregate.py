@@ -45,7 +45,7 @@ MAX_COLS = ["peak_10s", "peak_60s"]
 _SESSION_RAW = ["_ck", "client", "session_no", *SUM_COLS, *MAX_COLS, "start_ts", "end_ts", "ip"]
 
 #: Per-batch partial state is folded into the running state once it holds this many bytes.
-_FOLD_BYTES = 32 << 20
+_FOLD_BYTES = 8 << 20
 
 # Inter-arrival histogram: 4 bins per octave from 0.1 s; median read back from it.
 _BINS_PER_OCTAVE = 4
@@ -165,7 +165,7 @@ class FeatureAccumulator:
         for (name, _), frame in zip(new.items(), collected, strict=True):
             self._pending.setdefault(name, []).append(frame)
             # Merge lazily: re-merging the whole state after every batch is quadratic.
-            if sum(len(f) for f in self._pending[name]) > 2_000_000:
+            if sum(len(f) for f in self._pending[name]) > 500_000:
                 self._merge_pending(name)
 
     def _fold(self, name: str) -> None:
