@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
+	@# An editable install leaves botguard's own modules uncompiled, and a PYTHONDONTWRITEBYTECODE
+	@# environment never caches them: every run would compile them again (30 ms of start-up).
+	$(BIN)/python -m compileall -q botguard > /dev/null
 	touch $(STAMP)
 
 install: $(STAMP) ## create .venv and install botguard (editable) with dev extras

@@ -111,20 +111,19 @@ class FeatureAccumulator:
             pl.col("ts").max().alias("end_ts"),
             pl.col("client_ip").drop_nulls().first().alias("ip"),
         )
+        # Clock-aligned 10 s and 1 min windows: epoch floor-divided, the minute from the 10 s
+        # bucket, so the first group-by needs no minute key.
         peaks = (
-            lf.with_columns(
-                pl.col("ts").dt.truncate("10s").alias("_b10"),
-                pl.col("ts").dt.truncate("1m").alias("_b60"),
-            )
-            .group_by([*session_keys, "_b10", "_b60"]).agg(pl.len().alias("_n"))
+            lf.select(*session_keys, (pl.col("ts").dt.epoch("us") // 10_000_000).alias("_b10"))
+            .group_by([*session_keys, "_b10"]).agg(pl.len().alias("_n"))
+            .with_columns((pl.col("_b10") // 6).alias("_b60"))
             .group_by([*session_keys, "_b60"]).agg(pl.col("_n").max().alias("_p10"), pl.col("_n").sum().alias("_n60"))
             .group_by(session_keys).agg(
                 pl.col("_p10").max().cast(pl.Int64).alias("peak_10s"),
                 pl.col("_n60").max().cast(pl.Int64).alias("peak_60s"),
             )
         )
-        batch = parts.join(peaks, on=session_keys).collect()
-        self._merge_sessions(batch)
+        batch_q = parts.join(peaks, on=session_keys)
 
         hist_q = lf.filter(within).group_by("_ck", _gap_bin(gap).alias("bin")).agg(pl.len().cast(pl.Int64).alias("n"))
         ua_q = lf.with_columns(sketches.key_hash(pl.col("user_agent")).alias("_uk")).group_by("_ck", "_uk").agg(
@@ -138,14 +137,6 @@ class FeatureAccumulator:
         sample_q = lf.filter(pl.col("client_hit_no") < 5).select(
             "_ck", "client", "ts", "source", "line_no", "method", "path", "query", "status", "user_agent"
         )
-        hist, ua, timeline, sample = pl.collect_all([hist_q, ua_q, timeline_q, sample_q])
-        # Sum-merged state is kept as a list of per-batch frames and folded only when it grows:
-        # folding after every batch would cost O(state) per batch.
-        for name, frame in (("hist", hist), ("ua", compact(ua)), ("timeline", compact(timeline)), ("samples", compact(sample))):
-            self._parts.setdefault(name, []).append(frame)
-            # Folded by size, not row count: agent and sample rows carry long strings.
-            if sum(f.estimated_size() for f in self._parts[name]) > _FOLD_BYTES:
-                self._fold(name)
         p = self.p
         product_val = pl.when(pl.col("is_product")).then(pl.col("product_key"))
         page_val = pl.when(pl.col("is_page")).then(pl.col("path"))
@@ -156,13 +147,24 @@ class FeatureAccumulator:
         # agent) pairs kept anyway for the agent counts: a sketch depends only on the set of
         # values, so that gives the very same registers without a pass over every hit.
         hk = lf.with_columns(pl.lit(0, pl.UInt64).alias("_all"))
-        new = {
+        sketch_q = {
             "products": sketches.registers(hk, ["_ck"], product_val, p),
             "paths": sketches.registers(hk, ["_ck"], page_val, p),
             "catalogue": sketches.registers(hk, ["_all"], product_val, p),
         }
-        collected = pl.collect_all(list(new.values()))
-        for (name, _), frame in zip(new.items(), collected, strict=True):
+        # One collect for every query of the batch: Polars runs them side by side.
+        batch, hist, ua, timeline, sample, *regs = pl.collect_all(
+            [batch_q, hist_q, ua_q, timeline_q, sample_q, *sketch_q.values()]
+        )
+        self._merge_sessions(batch)
+        # Sum-merged state is kept as a list of per-batch frames and folded only when it grows:
+        # folding after every batch would cost O(state) per batch.
+        for name, frame in (("hist", hist), ("ua", compact(ua)), ("timeline", compact(timeline)), ("samples", compact(sample))):
+            self._parts.setdefault(name, []).append(frame)
+            # Folded by size, not row count: agent and sample rows carry long strings.
+            if sum(f.estimated_size() for f in self._parts[name]) > _FOLD_BYTES:
+                self._fold(name)
+        for name, frame in zip(sketch_q, regs, strict=True):
             self._pending.setdefault(name, []).append(frame)
             # Merge lazily: re-merging the whole state after every batch is quadratic.
             if sum(len(f) for f in self._pending[name]) > 500_000:

@@ -117,7 +117,7 @@ def _packed(flags: pl.LazyFrame, col: str, bits: tuple[str, ...], product: str) 
         [pl.col(b).cast(pl.UInt32) * (1 << i) for i, b in enumerate(bits)]
     ).cast(pl.UInt32)
     return flags.select(
-        pl.col(col).hash(seed=_URL_SEED).alias(f"_{col}_key"),
+        pl.col(f"_{col}_key"),
         mask.alias(f"_{col}_mask"),
         pl.col(product),
         pl.col(product).str.extract(r"(\d{1,15})$", 1).cast(pl.Int64, strict=False).alias(f"{product}_num"),
@@ -133,13 +133,16 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     path's and query's flags through a 64-bit hash of the text (one narrow join each)."""
     df = hits.collect() if isinstance(hits, pl.LazyFrame) else hits
     path, query = pl.col("path").fill_null(""), pl.col("query").fill_null("")
-    keys = df.lazy().select(
-        path.hash(seed=_URL_SEED).alias("_path_key"), query.hash(seed=_URL_SEED).alias("_query_key")
-    )
-    pf = _packed(path_flags(df.lazy().select(path).unique(), cfg), "path", _PATH_BITS, "_product_path")
-    qf = _packed(
-        query_flags(df.lazy().select(query.alias("query")).unique(), cfg), "query", _QUERY_BITS, "_product_query"
-    )
+    # Each text is hashed once; the distinct values are found on the hashes (a hash table of
+    # integers, not of strings) and the patterns run on one text per hash.
+    keys = df.select(
+        path.alias("path"), query.alias("query"),
+        path.hash(seed=_URL_SEED).alias("_path_key"), query.hash(seed=_URL_SEED).alias("_query_key"),
+    ).lazy()
+    paths = keys.select("path", "_path_key").unique(subset="_path_key", keep="any")
+    queries = keys.select("query", "_query_key").unique(subset="_query_key", keep="any")
+    pf = _packed(path_flags(paths, cfg), "path", _PATH_BITS, "_product_path")
+    qf = _packed(query_flags(queries, cfg), "query", _QUERY_BITS, "_product_query")
     found = pl.collect_all([
         keys.select("_path_key").join(pf, on="_path_key", how="left", maintain_order="left"),
         keys.select("_query_key").join(qf, on="_query_key", how="left", maintain_order="left"),
