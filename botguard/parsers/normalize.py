@@ -8,7 +8,7 @@ addresses and timestamps, and decides which lines are rejected and why.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from functools import lru_cache
 
 import polars as pl
@@ -104,21 +104,13 @@ def apply_trusted_proxies(hits: pl.DataFrame, trusted: list[str]) -> pl.DataFram
     ).drop("_resolved")
 
 
-def _by_runs(col: pl.Expr, parse: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
-    """``parse(col)``, computed once per run of equal consecutive values. A log holds many
-    lines per second in time order, so this parses a fraction of the rows, and it needs no
-    hash table of the strings, which ``cache=True`` would build."""
-    start = col.ne_missing(col.shift(1)).fill_null(True)
-    return parse(col.filter(start)).gather(start.cast(pl.Int64).cum_sum() - 1)
-
-
 def _ts_exprs(cols: set[str], default_tz: str) -> list[pl.Expr]:
     """Timestamp parsers in order of preference; the first runs on every row, the others only
     on rows it left null (naive timestamps, odd ISO variants)."""
     out: list[pl.Expr] = []
     if "time_local" in cols:
         c = pl.col("time_local")
-        out.append(_by_runs(c, lambda t: t.str.to_datetime("%d/%b/%Y:%H:%M:%S %z", strict=False).dt.convert_time_zone("UTC")))
+        out.append(c.str.to_datetime("%d/%b/%Y:%H:%M:%S %z", strict=False, cache=True).dt.convert_time_zone("UTC"))
         out.append(
             c.str.to_datetime("%d/%b/%Y:%H:%M:%S", strict=False, cache=True)
             .dt.replace_time_zone(default_tz, ambiguous="earliest", non_existent="null")
@@ -126,7 +118,7 @@ def _ts_exprs(cols: set[str], default_tz: str) -> list[pl.Expr]:
         )
     if "time_iso8601" in cols:
         c = pl.col("time_iso8601").str.replace(r"Z$", "+00:00")
-        out.append(_by_runs(c, lambda t: t.str.to_datetime(strict=False, time_zone="UTC")))
+        out.append(c.str.to_datetime(strict=False, cache=True, time_zone="UTC"))
         out.append(
             c.str.replace("T", " ", literal=True)
             .str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, cache=True)
