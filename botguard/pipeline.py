@@ -131,7 +131,7 @@ class AnalyzeResult:
         return list(d.iter_rows(named=True))
 
 
-def score_clients(clients: pl.DataFrame, cfg: Config, *, product_regs: pl.DataFrame | None = None, force: bool = False) -> Any:
+def score_clients(clients: pl.DataFrame, cfg: Config, *, product_regs: Any = None, force: bool = False) -> Any:
     """Rules + model → scores → policy. Returns a PolicyResult (decisions, entries, …)."""
     from botguard import rules as rules_mod
     from botguard.model import predict

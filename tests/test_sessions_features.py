@@ -175,3 +175,51 @@ def test_hll_merge_is_batch_independent() -> None:
     parts = [sketches.registers(df.slice(i, 700), ["k"], pl.col("v"), 10).collect() for i in range(0, 5000, 700)]
     merged = sketches.merge(parts, ["k"]).sort("reg")
     assert whole.equals(merged)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    batches=st.lists(
+        st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3000)), min_size=0, max_size=400),
+        min_size=1, max_size=5,
+    ),
+    divisor=st.sampled_from([8, 64, 1024]),
+)
+def test_dense_and_sparse_registers_agree(batches, divisor) -> None:  # type: ignore[no-untyped-def]
+    """Keys that move to dense rows keep exactly the registers, and so the estimates, that the
+    all-sparse merge gives."""
+    p = 10
+    frames = [
+        sketches.registers(
+            pl.DataFrame({"k": [k for k, _ in b], "v": [str(v) for _, v in b]},
+                         schema={"k": pl.UInt64, "v": pl.String}),
+            ["k"], pl.col("v"), p,
+        ).collect()
+        for b in batches
+    ]
+    regs = sketches.Registers("k", p)
+    regs.DENSE_DIVISOR = divisor
+    regs.dense_after = max(1, (1 << p) // divisor)
+    for f in frames:
+        regs.add([f])
+    reference = sketches.merge(frames, ["k"])
+    assert regs.rows().sort("k", "reg").equals(reference.sort("k", "reg"))
+    ours = regs.estimate().sort("k")
+    theirs = sketches.estimate(reference, ["k"], p).sort("k")
+    assert_frame_equal(ours, theirs, check_exact=False, rel_tol=1e-12)
+    assert len(regs) == reference["k"].n_unique()
+    some = pl.Series([0, 3, 99], dtype=pl.UInt64)
+    assert regs.rows(some).sort("k", "reg").equals(
+        reference.filter(pl.col("k").is_in(some.implode())).sort("k", "reg")
+    )
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=hit_rows)
+def test_features_are_the_same_with_every_sketch_dense(cfg, rows, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    df = hits_frame(sorted(rows, key=lambda r: r[1]))
+    sparse = build_features([df], cfg, ranges=_no_ranges(cfg))
+    monkeypatch.setattr(sketches.Registers, "DENSE_DIVISOR", 1 << 20)
+    dense = build_features([df], cfg, ranges=_no_ranges(cfg))
+    monkeypatch.undo()
+    assert_frame_equal(sparse.clients, dense.clients, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)

@@ -48,7 +48,7 @@ class FeatureResult:
     timeline: pl.DataFrame
     warnings: list[str] = field(default_factory=list)
     late_hits: int = 0
-    product_regs: pl.DataFrame | None = None  # HLL registers per client (campaign overlap)
+    product_regs: Any = None  # sketches.Registers of products per client (campaign overlap)
     parse_stats: Any = None
 
 
@@ -102,7 +102,7 @@ def build_features(
         timeline=_timeline(acc.timeline, clients),
         warnings=warnings,
         late_hits=sess.late_hits,
-        product_regs=acc.regs.get("products"),
+        product_regs=acc.sketches.get("products"),
     )
 
 

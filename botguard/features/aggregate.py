@@ -84,10 +84,11 @@ class FeatureAccumulator:
         self.hist: pl.DataFrame | None = None
         self.ua_counts: pl.DataFrame | None = None
         self.samples: pl.DataFrame | None = None
+        # Sketches merged as batches come (products, paths, catalogue) and those built at the
+        # end from the (client, agent) pairs (agents, agent_clients).
+        self.sketches: dict[str, sketches.Registers] = {}
         self.regs: dict[str, pl.DataFrame] = {}
-        self._reg_slices: dict[str, list[pl.DataFrame]] = {}
         self._parts: dict[str, list[pl.DataFrame]] = {}
-        self._pending: dict[str, list[pl.DataFrame]] = {}
         self.timeline: pl.DataFrame | None = None
 
     # ------------------------------------------------------------------ per batch
@@ -165,10 +166,10 @@ class FeatureAccumulator:
             if sum(f.estimated_size() for f in self._parts[name]) > _FOLD_BYTES:
                 self._fold(name)
         for name, frame in zip(sketch_q, regs, strict=True):
-            self._pending.setdefault(name, []).append(frame)
-            # Merge lazily: re-merging the whole state after every batch is quadratic.
-            if sum(len(f) for f in self._pending[name]) > 500_000:
-                self._merge_pending(name)
+            if name not in self.sketches:
+                (key,) = [c for c in frame.columns if c not in ("reg", "rank")]
+                self.sketches[name] = sketches.Registers(key, self.p)
+            self.sketches[name].add([frame])
 
     def _fold(self, name: str) -> None:
         frames = self._parts.pop(name, [])
@@ -188,17 +189,9 @@ class FeatureAccumulator:
         for name in list(self._parts):
             self._fold(name)
 
-    def _merge_pending(self, name: str) -> None:
-        frames = self._pending.pop(name, [])
-        if not frames:
-            return
-        keys = [c for c in frames[0].columns if c not in ("reg", "rank")]
-        self._reg_slices[name] = sketches.merge_sliced(self._reg_slices.get(name), frames, keys)
-        self.regs[name] = pl.concat(self._reg_slices[name], rechunk=False)
-
     def finish_sketches(self) -> None:
-        for name in list(self._pending):
-            self._merge_pending(name)
+        for regs in self.sketches.values():
+            regs.flush()
         self.finish_parts()
         if self.ua_counts is not None and "agents" not in self.regs:
             pairs = self.ua_counts.lazy()
@@ -287,13 +280,13 @@ class FeatureAccumulator:
             return pl.DataFrame()
         agg, p = self.client_sums, self.p
         for name, col in (("products", "distinct_products"), ("paths", "distinct_paths"), ("agents", "distinct_agents")):
-            regs = self.regs.get(name)
+            regs = self.sketches.get(name) if name != "agents" else self.regs.get(name)
             if regs is not None and len(regs):
                 est = sketches.estimate(regs, ["_ck"], p, col)
                 agg = agg.join(est, on="_ck", how="left")
             else:
                 agg = agg.with_columns(pl.lit(0.0).alias(col))
-        catalogue = self.regs.get("catalogue")
+        catalogue = self.sketches.get("catalogue")
         total_products = (
             float(sketches.estimate(catalogue, ["_all"], p)["distinct"][0])
             if catalogue is not None and len(catalogue) else 0.0

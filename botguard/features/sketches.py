@@ -81,14 +81,152 @@ def merge(frames: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
     return pl.concat(merge_sliced(None, frames, keys), rechunk=False)
 
 
-def estimate(regs: pl.DataFrame, keys: list[str], p: int, name: str = "distinct") -> pl.DataFrame:
-    """Cardinality per key, as ``hyperloglog.HyperLogLog.card()`` would compute it."""
-    m = 1 << p
-    alpha = _hll.get_alpha(p)
-    agg = regs.group_by(keys).agg(
+class Registers:
+    """Registers of many keys' sketches (one key column), merged batch after batch.
+
+    A key with few distinct values keeps them as sparse (key, reg, rank) rows, 11 bytes each;
+    once it has ``m / 8`` of them it moves to a dense row of ``m`` bytes, which is smaller and
+    cannot grow. Scrapers that walk a whole catalogue fill thousands of registers each: dense,
+    they stop making the state grow with the length of the log. Both forms give the same
+    registers, so the same estimates.
+    """
+
+    #: A key goes dense at ``m // DENSE_DIVISOR`` sparse rows (break-even is about m / 11).
+    DENSE_DIVISOR = 8
+
+    #: Sparse rows of light keys wait in batches until this many, then merge into the state:
+    #: merging after every batch would cost O(state) per batch.
+    PENDING_ROWS = 500_000
+
+    def __init__(self, key: str, p: int) -> None:
+        self.key, self.p, self.m = key, p, 1 << p
+        self.dense_after = max(1, self.m // self.DENSE_DIVISOR)
+        self.sparse: list[pl.DataFrame] | None = None
+        self.pending: list[pl.DataFrame] = []
+        self.index = pl.DataFrame(schema={key: pl.UInt64, "_row": pl.UInt32})  # dense keys
+        self.dense = np.zeros((0, self.m), dtype=np.uint8)
+
+    def __len__(self) -> int:
+        """Number of keys with at least one register set."""
+        self.flush()
+        sparse = sum(f[self.key].n_unique() for f in self.sparse or [])
+        return sparse + len(self.index)
+
+    def add(self, frames: list[pl.DataFrame]) -> None:
+        """One batch's (key, reg, rank) rows, or several. Dense keys' rows are applied at once
+        (a vectorized max into their rows); the others wait in ``pending``."""
+        frames = [f for f in frames if len(f)]
+        if not frames:
+            return
+        new = pl.concat(frames) if len(frames) > 1 else frames[0]
+        if len(self.index):
+            found = new.join(self.index, on=self.key, how="left")
+            heavy = found.filter(pl.col("_row").is_not_null())
+            if len(heavy):
+                self._raise(heavy)
+            new = found.filter(pl.col("_row").is_null()).drop("_row")
+        self.pending.append(new)
+        if sum(len(f) for f in self.pending) > self.PENDING_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Merge the pending rows into the state; keys grown past ``dense_after`` go dense."""
+        if not self.pending:
+            return
+        frames, self.pending = self.pending, []
+        touched = pl.concat([f.select(self.key) for f in frames]).to_series().unique()
+        self.sparse = merge_sliced(self.sparse, frames, [self.key])
+        self._promote(touched)
+
+    def _raise(self, rows: pl.DataFrame) -> None:
+        """Dense registers raised to the ranks of ``rows`` (``_row``, reg, rank)."""
+        flat = rows["_row"].to_numpy().astype(np.int64) * self.m + rows["reg"].to_numpy()
+        np.maximum.at(self.dense.reshape(-1), flat, rows["rank"].to_numpy())
+
+    def _promote(self, touched: pl.Series) -> None:
+        """Keys of ``touched`` that now have ``dense_after`` sparse rows move to dense rows."""
+        assert self.sparse is not None
+        wanted = touched.implode()
+        counts = pl.concat([
+            part.filter(pl.col(self.key).is_in(wanted)).group_by(self.key).len() for part in self.sparse
+        ])
+        big = counts.filter(pl.col("len") >= self.dense_after)[self.key]
+        if big.is_empty():
+            return
+        start = len(self.index)
+        new_index = pl.DataFrame({
+            self.key: big.cast(pl.UInt64),
+            "_row": pl.int_range(start, start + len(big), dtype=pl.UInt32, eager=True),
+        })
+        self.index = pl.concat([self.index, new_index])
+        if len(self.index) > len(self.dense):  # grow by doubling: few copies
+            grown = np.zeros((max(len(self.index), 2 * len(self.dense)), self.m), dtype=np.uint8)
+            grown[: len(self.dense)] = self.dense
+            self.dense = grown
+        moving = big.implode()
+        for i, part in enumerate(self.sparse):
+            leaving = pl.col(self.key).is_in(moving)
+            placed = part.filter(leaving)
+            if len(placed):
+                self._raise(placed.join(new_index, on=self.key, how="inner"))
+                self.sparse[i] = part.filter(~leaving)
+
+    def rows(self, keys: pl.Series | None = None) -> pl.DataFrame:
+        """Sparse (key, reg, rank) rows, of every key or only of ``keys``."""
+        self.flush()
+        sparse = pl.concat(self.sparse, rechunk=False) if self.sparse else _empty([self.key])
+        index = self.index
+        if keys is not None:
+            wanted = keys.cast(pl.UInt64).implode()
+            sparse = sparse.filter(pl.col(self.key).is_in(wanted))
+            index = index.filter(pl.col(self.key).is_in(wanted))
+        if index.is_empty():
+            return sparse
+        block = self.dense[index["_row"].to_numpy()]
+        r, g = np.nonzero(block)
+        dense = pl.DataFrame({
+            self.key: index[self.key].to_numpy()[r],
+            "reg": g.astype(np.uint16),
+            "rank": block[r, g],
+        })
+        return pl.concat([sparse, dense.cast(sparse.schema)])
+
+    def estimate(self, name: str = "distinct") -> pl.DataFrame:
+        """Cardinality per key (see ``estimate``)."""
+        self.flush()
+        sparse = pl.concat(self.sparse, rechunk=False) if self.sparse else _empty([self.key])
+        agg = _register_sums(sparse, [self.key])
+        if len(self.index):
+            block = self.dense[self.index["_row"].to_numpy()]
+            nonzero = (block > 0).sum(axis=1)
+            weights = 2.0 ** -np.arange(256, dtype=np.float64)
+            weights[0] = 0.0  # an empty register counts in the estimator's zeros, not here
+            dense = pl.DataFrame({
+                self.key: self.index[self.key],
+                "_nonzero": nonzero.astype(np.uint32),
+                "_sum": weights[block].sum(axis=1),
+            })
+            agg = pl.concat([agg, dense.cast(agg.schema)])
+        return _estimate_from(agg, [self.key], self.p, name)
+
+
+def _register_sums(regs: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    return regs.group_by(keys).agg(
         pl.len().alias("_nonzero"),
         (2.0 ** (-pl.col("rank").cast(pl.Float64))).sum().alias("_sum"),
     )
+
+
+def estimate(regs: pl.DataFrame | Registers, keys: list[str], p: int, name: str = "distinct") -> pl.DataFrame:
+    """Cardinality per key, as ``hyperloglog.HyperLogLog.card()`` would compute it."""
+    if isinstance(regs, Registers):
+        return regs.estimate(name)
+    return _estimate_from(_register_sums(regs, keys), keys, p, name)
+
+
+def _estimate_from(agg: pl.DataFrame, keys: list[str], p: int, name: str) -> pl.DataFrame:
+    m = 1 << p
+    alpha = _hll.get_alpha(p)
     if agg.is_empty():
         return agg.select(*keys, pl.lit(0.0).alias(name))
     nonzero = agg["_nonzero"].to_numpy().astype(np.float64)
