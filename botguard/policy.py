@@ -180,8 +180,7 @@ def _entries(decisions: pl.DataFrame, clients: pl.DataFrame, cfg: Config) -> tup
         pl.col("score").max(), pl.col("reasons").first(), pl.len().cast(pl.Int64).alias("clients"),
         pl.col("first_seen").min(), pl.col("last_seen").max(),
     )
-    valid = [_valid_ip(v) for v in rows["ip"].to_list()]
-    rows = rows.with_columns(pl.Series("entry", valid, dtype=pl.String)).filter(pl.col("entry").is_not_null())
+    rows = rows.with_columns(_valid_entries(rows["ip"]).alias("entry")).filter(pl.col("entry").is_not_null())
     agg = cfg.policy.aggregate
     if agg.enabled and len(rows):
         pfx = clients.select("ip", "prefix").filter(pl.col("ip").is_not_null()).unique()
@@ -207,6 +206,20 @@ def _entries(decisions: pl.DataFrame, clients: pl.DataFrame, cfg: Config) -> tup
         pl.lit(None, pl.Datetime("us", "UTC")).alias("expires"),
     )
     return entries.sort("entry"), notes
+
+
+def _valid_entries(ips: pl.Series) -> pl.Series:
+    """Each value as a canonical address or network, or null. Canonical dotted IPv4 (what the
+    parser writes) is recognised by a strict pattern; anything else goes through ``ipaddress``."""
+    from botguard.parsers.normalize import _V4
+
+    canonical = ips.str.contains(_V4).fill_null(False)
+    rest = (~canonical).arg_true()
+    out = ips.clone()
+    if len(rest):
+        checked = [_valid_ip(v) for v in ips.gather(rest).to_list()]
+        out = out.scatter(rest, pl.Series(checked, dtype=pl.String))
+    return out
 
 
 def _valid_ip(value: str | None) -> str | None:

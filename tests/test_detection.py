@@ -8,6 +8,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from botguard.cli.app import app
@@ -241,3 +243,38 @@ def test_model_file_mismatch_is_refused(fixtures_dir: Path, tmp_path: Path) -> N
     cfg.write_text(f"model:\n  path: {bad}\n")
     code, out = _analyze(["analyze", str(fixtures_dir / "shop" / "access.log"), "-c", str(cfg), "--out", str(tmp_path / "o")], tmp_path)
     assert code == 2 and "bad.npz" in out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.ip_addresses().map(str),
+        st.ip_addresses(v=4).map(lambda a: str(a).replace(".", ".0", 1)),  # leading zero
+        st.from_regex(r"\A[0-9./:a-f]{1,20}\Z"),
+        st.text(max_size=20),
+    )
+)
+def test_blocklist_entry_validation_matches_ipaddress(value: str) -> None:
+    """The vectorized IPv4 fast path accepts exactly what ``ipaddress`` accepts, canonically."""
+    from botguard.policy import _valid_entries, _valid_ip
+
+    assert _valid_entries(pl.Series([value], dtype=pl.String)).to_list() == [_valid_ip(value)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    template=st.lists(
+        st.one_of(
+            st.text(alphabet="abc %:-", max_size=5),
+            st.sampled_from(["{x}", "{x:.0f}", "{x:.0%}", "{y:.2f}", "{missing}", "{x:>5}", "{y:d}"]),
+        ),
+        max_size=6,
+    ).map("".join),
+    x=st.one_of(st.none(), st.floats(allow_nan=True), st.integers(-5, 10**6), st.text(max_size=4)),
+    y=st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False), st.integers()),
+)
+def test_split_templates_render_like_render_reason(template: str, x: object, y: object) -> None:
+    from botguard.rules import _render, _split_template
+
+    row = {"x": x, "y": y}
+    assert _render(_split_template(template), {k: [v] for k, v in row.items()}, 0) == render_reason(template, row)

@@ -49,13 +49,6 @@ def _empty(keys: list[str]) -> pl.DataFrame:
     return pl.DataFrame(schema={**{k: pl.UInt64 for k in keys}, "reg": pl.UInt16, "rank": pl.UInt8})
 
 
-def _max_rank(frames: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return _empty(keys)
-    return pl.concat(frames).group_by([*keys, "reg"]).agg(pl.col("rank").max())
-
-
 def merge_sliced(
     state: list[pl.DataFrame] | None, frames: list[pl.DataFrame], keys: list[str]
 ) -> list[pl.DataFrame]:
@@ -69,11 +62,14 @@ def merge_sliced(
     new = new.with_columns((key % SLICES).cast(pl.Int64).alias("_slice"))
     parts = {k[0]: f for k, f in new.partition_by("_slice", include_key=False, as_dict=True).items()}
     del new
-    out = []
-    for i, old in enumerate(state):
-        part = parts.pop(i, None)
-        out.append(old if part is None else _max_rank([old, part], keys))
-    return out
+    # One collect for all slices: a few calls into Polars rather than dozens, each of which
+    # would wait for the GIL while the agent parser (pure Python) runs beside this merge.
+    plans = {
+        i: pl.concat([old.lazy(), parts.pop(i).lazy()]).group_by([*keys, "reg"]).agg(pl.col("rank").max())
+        for i, old in enumerate(state) if i in parts
+    }
+    merged = dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
+    return [merged.get(i, old) for i, old in enumerate(state)]
 
 
 def merge(frames: list[pl.DataFrame], keys: list[str]) -> pl.DataFrame:
@@ -147,9 +143,9 @@ class Registers:
         """Keys of ``touched`` that now have ``dense_after`` sparse rows move to dense rows."""
         assert self.sparse is not None
         wanted = touched.implode()
-        counts = pl.concat([
-            part.filter(pl.col(self.key).is_in(wanted)).group_by(self.key).len() for part in self.sparse
-        ])
+        counts = pl.concat(pl.collect_all([
+            part.lazy().filter(pl.col(self.key).is_in(wanted)).group_by(self.key).len() for part in self.sparse
+        ]))
         big = counts.filter(pl.col("len") >= self.dense_after)[self.key]
         if big.is_empty():
             return
@@ -163,13 +159,14 @@ class Registers:
             grown = np.zeros((max(len(self.index), 2 * len(self.dense)), self.m), dtype=np.uint8)
             grown[: len(self.dense)] = self.dense
             self.dense = grown
-        moving = big.implode()
-        for i, part in enumerate(self.sparse):
-            leaving = pl.col(self.key).is_in(moving)
-            placed = part.filter(leaving)
-            if len(placed):
-                self._raise(placed.join(new_index, on=self.key, how="inner"))
-                self.sparse[i] = part.filter(~leaving)
+        leaving = pl.col(self.key).is_in(big.implode())
+        n = len(self.sparse)
+        split = pl.collect_all(
+            [part.lazy().filter(leaving) for part in self.sparse]
+            + [part.lazy().filter(~leaving) for part in self.sparse]
+        )
+        self._raise(pl.concat(split[:n]).join(new_index, on=self.key, how="inner"))
+        self.sparse = split[n:]
 
     def rows(self, keys: pl.Series | None = None) -> pl.DataFrame:
         """Sparse (key, reg, rank) rows, of every key or only of ``keys``."""

@@ -116,6 +116,36 @@ def render_reason(template: str, row: dict[str, Any]) -> str:
     return _FIELD.sub(sub, template)
 
 
+def _split_template(template: str) -> list[tuple[str, str | None, str]]:
+    """'{a:.0f} pages' → [('', 'a', '.0f'), (' pages', None, '')]: literal text, then a field."""
+    parts: list[tuple[str, str | None, str]] = []
+    last = 0
+    for m in _FIELD.finditer(template):
+        parts.append((template[last : m.start()], m.group(1), m.group(2) or ""))
+        last = m.end()
+    parts.append((template[last:], None, ""))
+    return parts
+
+
+def _render(parts: list[tuple[str, str | None, str]], values: dict[str, list[Any]], i: int) -> str:
+    """``render_reason`` for row ``i`` of ``values`` (same output, field by field)."""
+    out: list[str] = []
+    for literal, name, spec in parts:
+        out.append(literal)
+        if name is None:
+            continue
+        column = values.get(name)
+        value = None if column is None else column[i]
+        if value is None:
+            out.append("?")
+            continue
+        try:
+            out.append(format(value, spec))
+        except (ValueError, TypeError):
+            out.append(str(value))
+    return "".join(out)
+
+
 @dataclass(frozen=True)
 class CompiledRule:
     spec: RuleSpec
@@ -136,13 +166,17 @@ def evaluate(clients: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     if long.is_empty():
         return pl.DataFrame(schema={"client": pl.String, "rule": pl.String, "weight": pl.Float64, "kind": pl.String, "reason": pl.String})
     by_id = {r.spec.id: r.spec for r in rules}
-    # Reasons are formatted per matched (client, rule): per distinct client, not per hit.
+    # Reasons are formatted per matched (client, rule): per distinct client, not per hit. Each
+    # template is split once; values are read from column lists, not from one dict per row.
     needed = sorted({m.group(1) for r in rules for m in _FIELD.finditer(r.spec.reason)} & set(clients.columns))
-    rows = {
-        row["client"]: row
-        for row in clients.filter(pl.col("client").is_in(long["client"].unique().implode())).select("client", *needed).iter_rows(named=True)
-    }
-    reasons = [render_reason(by_id[rule].reason, rows[client]) for client, rule in long.select("client", "rule").iter_rows()]
+    matched = clients.filter(pl.col("client").is_in(long["client"].unique().implode())).select("client", *needed)
+    position = {c: i for i, c in enumerate(matched["client"].to_list())}
+    values = {name: matched[name].to_list() for name in needed}
+    templates = {rule_id: _split_template(spec.reason) for rule_id, spec in by_id.items()}
+    reasons = [
+        _render(templates[rule], values, position[client])
+        for client, rule in zip(long["client"].to_list(), long["rule"].to_list(), strict=True)
+    ]
     return long.select(
         "client",
         "rule",
