@@ -1,15 +1,29 @@
 """botguard.cli: the Typer command line over the library.
 
 Importing this package tunes Polars' allocator before Polars loads (a library must not do
-that to its host process; the CLI owns its process):
+that to its host process; the CLI owns its process). jemalloc keeps freed pages for a while
+before returning them, which saves page faults when the next batch allocates again, but
+keeps them in the resident set meanwhile:
 
-* Polars' jemalloc hands pages it no longer needs back with ``MADV_FREE`` after a second
-  ("muzzy" decay): the kernel only takes them under memory pressure, so they stay in the
-  resident set, and a run that streams batches through looks as if it grew with the length
-  of the log. Releasing them at once (``muzzy_decay_ms:0``) keeps peak RSS tied to the
-  clients, for a few percent more system time. A ``_RJEM_MALLOC_CONF`` set by the user wins.
+* ``features`` and ``analyze`` keep per-client state across batches. Pages handed back as
+  soon as they age out (``muzzy_decay_ms:0``; Polars' default marks them ``MADV_FREE``,
+  which the kernel only reclaims under pressure) keep peak RSS tied to that state rather than
+  to the length of the log, for about 5% more time on 10M lines.
+* ``parse`` keeps no state: freed pages are kept five seconds, which saves a third of its
+  system time (10M lines: 10.9 → 10.0 s, peak RSS 420 → 500 MiB).
+
+A ``_RJEM_MALLOC_CONF`` set by the user wins. bench/README.md has the measurements.
 """
 
 import os
+import sys
 
-os.environ.setdefault("_RJEM_MALLOC_CONF", "muzzy_decay_ms:0")
+_STATELESS = "dirty_decay_ms:5000,muzzy_decay_ms:5000"
+_STATEFUL = "muzzy_decay_ms:0"
+
+
+def _command(argv: list[str]) -> str | None:
+    return next((a for a in argv[1:] if not a.startswith("-")), None)
+
+
+os.environ.setdefault("_RJEM_MALLOC_CONF", _STATELESS if _command(sys.argv) == "parse" else _STATEFUL)
