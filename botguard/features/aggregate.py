@@ -273,7 +273,11 @@ class FeatureAccumulator:
         return raw.with_columns(_derived(session=True)).drop("_ck")
 
     def clients(self) -> pl.DataFrame:
+        """One row per client. Folds every remaining session into the client sums: call
+        ``sessions()`` first if you want the session rows too."""
         self.finish_sketches()
+        if self.open is not None:
+            self.n_sessions += len(self.open)  # open sessions end here
         self._fold_sessions([*self.closed, *([self.open] if self.open is not None else [])])
         self.closed, self.open = [], None
         if self.client_sums is None or self.client_sums.is_empty():
