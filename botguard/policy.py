@@ -211,15 +211,9 @@ def _entries(decisions: pl.DataFrame, clients: pl.DataFrame, cfg: Config) -> tup
 def _valid_entries(ips: pl.Series) -> pl.Series:
     """Each value as a canonical address or network, or null. Canonical dotted IPv4 (what the
     parser writes) is recognised by a strict pattern; anything else goes through ``ipaddress``."""
-    from botguard.parsers.normalize import _V4
+    from botguard.parsers.normalize import normalize_ip_column
 
-    canonical = ips.str.contains(_V4).fill_null(False)
-    rest = (~canonical).arg_true()
-    out = ips.clone()
-    if len(rest):
-        checked = [_valid_ip(v) for v in ips.gather(rest).to_list()]
-        out = out.scatter(rest, pl.Series(checked, dtype=pl.String))
-    return out
+    return normalize_ip_column(ips, slow=_valid_ip)
 
 
 def _valid_ip(value: str | None) -> str | None:

@@ -68,6 +68,13 @@ AGENT_FEATURES_SCHEMA: dict[str, pl.DataType] = {
     "ua_stale": pl.Boolean(),
 }
 
+#: Columns of a client's most frequent agent copied onto the client row.
+TOP_AGENT_COLS = [
+    "ua_family", "ua_major", "ua_os", "ua_device", "ua_version_lag", "known_crawler",
+    "crawler_name", "crawler_tags", "is_ai_crawler", "is_search_engine", "is_seo_crawler",
+    "is_monitor",
+]
+
 #: One row per distinct client address (``features.network.network_features``).
 NETWORK_SCHEMA: dict[str, pl.DataType] = {
     "ip": pl.String(),
@@ -300,26 +307,9 @@ CLIENT_FEATURES_SCHEMA: dict[str, pl.DataType] = {
     "malformed_ua_share": pl.Float64(),
     "stale_ua_share": pl.Float64(),
     "crawler_claim_share": pl.Float64(),
-    "ua_family": pl.String(),
-    "ua_major": pl.Int32(),
-    "ua_os": pl.String(),
-    "ua_device": pl.String(),
-    "ua_version_lag": pl.Int32(),
-    "known_crawler": pl.Boolean(),
-    "crawler_name": pl.String(),
-    "crawler_tags": pl.List(pl.String()),
-    "is_ai_crawler": pl.Boolean(),
-    "is_search_engine": pl.Boolean(),
-    "is_seo_crawler": pl.Boolean(),
-    "is_monitor": pl.Boolean(),
+    **{c: AGENT_FEATURES_SCHEMA[c] for c in TOP_AGENT_COLS},
     "claimed_crawler": pl.String(),
-    "ip_version": pl.Int8(),
-    "prefix": pl.String(),
-    "asn": pl.Int64(),
-    "as_org": pl.String(),
-    "country": pl.String(),
-    "is_datacenter": pl.Boolean(),
-    "datacenter_source": pl.String(),
+    **{c: t for c, t in NETWORK_SCHEMA.items() if c != "ip"},
     "clients_in_prefix": pl.Int64(),
     "crawler_status": pl.String(),
     "verified_crawler": pl.String(),

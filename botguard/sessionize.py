@@ -65,7 +65,7 @@ class Sessionizer:
         if hits.is_empty():
             return hits
         gap = self.gap_s
-        narrow = hits.select("_ck", "ts", "line_no", "is_product", "product_num")
+        narrow = hits.select("_ck", "ts", "is_product", "product_num")
         # Two stable single-key sorts (time, then client) instead of one three-key sort: three
         # times faster; ties keep log order, which is line order within a file.
         # Logs are written in time order, so the first sort is usually a no-op worth skipping.

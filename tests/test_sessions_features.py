@@ -199,7 +199,6 @@ def test_dense_and_sparse_registers_agree(batches, divisor) -> None:  # type: ig
     ]
     regs = sketches.Registers("k", p)
     regs.DENSE_DIVISOR = divisor
-    regs.dense_after = max(1, (1 << p) // divisor)
     for f in frames:
         regs.add([f])
     reference = sketches.merge(frames, ["k"])

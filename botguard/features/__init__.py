@@ -17,6 +17,7 @@ import polars as pl
 from botguard.config.models import Config
 from botguard.features.aggregate import FeatureAccumulator
 from botguard.features.hitflags import flag_hits
+from botguard.schema import TOP_AGENT_COLS
 from botguard.sessionize import Sessionizer
 
 #: Agent columns summarised per client as a share of the client's requests.
@@ -30,12 +31,6 @@ AGENT_SHARES = {
     "is_malformed": "malformed_ua_share",
     "ua_stale": "stale_ua_share",
 }
-#: Columns of the client's most frequent agent copied onto the client row.
-TOP_AGENT_COLS = [
-    "ua_family", "ua_major", "ua_os", "ua_device", "ua_version_lag", "known_crawler",
-    "crawler_name", "crawler_tags", "is_ai_crawler", "is_search_engine", "is_seo_crawler",
-    "is_monitor",
-]
 
 
 @dataclass

@@ -227,35 +227,26 @@ class FeatureAccumulator:
         frames = [f for f in frames if len(f)]
         if not frames:
             return
+        # Each session becomes a one-session client row; old and new rows then merge with one
+        # aggregation (rows in session order, so ``first`` is the client's first session).
         duration = (pl.col("end_ts") - pl.col("start_ts")).dt.total_microseconds() / 1e6
-        new = (
-            pl.concat(frames, how="diagonal_relaxed").lazy()
-            .sort("_ck", "session_no")
-            .group_by("_ck", maintain_order=True).agg(
-                pl.col("client").first(),
-                pl.len().cast(pl.Int64).alias("sessions"),
-                *[pl.col(c).sum() for c in SUM_COLS],
-                *[pl.col(c).max() for c in MAX_COLS],
-                pl.col("start_ts").min().alias("first_seen"),
-                pl.col("end_ts").max().alias("last_seen"),
-                duration.sum().alias("active_s"),
-                duration.max().alias("longest_session_s"),
-                pl.col("ip").drop_nulls().first(),
-            )
+        rows = pl.concat(frames, how="diagonal_relaxed").lazy().sort("_ck", "session_no").select(
+            "_ck", "client", pl.lit(1, pl.Int64).alias("sessions"), *SUM_COLS, *MAX_COLS,
+            pl.col("start_ts").alias("first_seen"), pl.col("end_ts").alias("last_seen"),
+            duration.alias("active_s"), duration.alias("longest_session_s"), "ip",
         )
         if self.client_sums is not None:
-            new = pl.concat([self.client_sums.lazy(), new], how="vertical_relaxed").group_by(
-                "_ck", maintain_order=True
-            ).agg(
-                pl.col("client").first(),
-                *[pl.col(c).sum() for c in ("sessions", *SUM_COLS)],
-                *[pl.col(c).max() for c in MAX_COLS],
-                pl.col("first_seen").min(),
-                pl.col("last_seen").max(),
-                pl.col("active_s").sum(),
-                pl.col("longest_session_s").max(),
-                pl.col("ip").drop_nulls().first(),
-            )
+            rows = pl.concat([self.client_sums.lazy(), rows], how="vertical_relaxed")
+        new = rows.group_by("_ck", maintain_order=True).agg(
+            pl.col("client").first(),
+            *[pl.col(c).sum() for c in ("sessions", *SUM_COLS)],
+            *[pl.col(c).max() for c in MAX_COLS],
+            pl.col("first_seen").min(),
+            pl.col("last_seen").max(),
+            pl.col("active_s").sum(),
+            pl.col("longest_session_s").max(),
+            pl.col("ip").drop_nulls().first(),
+        )
         self.client_sums = compact(new.collect())
 
     # ------------------------------------------------------------------ results
@@ -265,7 +256,6 @@ class FeatureAccumulator:
     def sessions(self) -> pl.DataFrame:
         """One row per session (only with ``keep_sessions``: otherwise they were folded)."""
         self.finish_sketches()
-        self.finish_parts()
         frames = [f for f in [*self.closed, self.open] if f is not None and len(f)]
         if not frames or not self.keep_sessions:
             return pl.DataFrame()

@@ -96,11 +96,17 @@ class Registers:
 
     def __init__(self, key: str, p: int) -> None:
         self.key, self.p, self.m = key, p, 1 << p
-        self.dense_after = max(1, self.m // self.DENSE_DIVISOR)
         self.sparse: list[pl.DataFrame] | None = None
         self.pending: list[pl.DataFrame] = []
         self.index = pl.DataFrame(schema={key: pl.UInt64, "_row": pl.UInt32})  # dense keys
         self.dense = np.zeros((0, self.m), dtype=np.uint8)
+
+    @property
+    def dense_after(self) -> int:
+        return max(1, self.m // self.DENSE_DIVISOR)
+
+    def _sparse_rows(self) -> pl.DataFrame:
+        return pl.concat(self.sparse, rechunk=False) if self.sparse else _empty([self.key])
 
     def __len__(self) -> int:
         """Number of keys with at least one register set."""
@@ -171,7 +177,7 @@ class Registers:
     def rows(self, keys: pl.Series | None = None) -> pl.DataFrame:
         """Sparse (key, reg, rank) rows, of every key or only of ``keys``."""
         self.flush()
-        sparse = pl.concat(self.sparse, rechunk=False) if self.sparse else _empty([self.key])
+        sparse = self._sparse_rows()
         index = self.index
         if keys is not None:
             wanted = keys.cast(pl.UInt64).implode()
@@ -191,7 +197,7 @@ class Registers:
     def estimate(self, name: str = "distinct") -> pl.DataFrame:
         """Cardinality per key (see ``estimate``)."""
         self.flush()
-        sparse = pl.concat(self.sparse, rechunk=False) if self.sparse else _empty([self.key])
+        sparse = self._sparse_rows()
         agg = _register_sums(sparse, [self.key])
         if len(self.index):
             block = self.dense[self.index["_row"].to_numpy()]

@@ -8,7 +8,7 @@ addresses and timestamps, and decides which lines are rejected and why.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 import polars as pl
@@ -41,9 +41,14 @@ def normalize_ip(raw: str) -> str | None:
     return str(addr)
 
 
-def normalize_ip_column(col: pl.Series, is_v4: pl.Series | None = None) -> pl.Series:
-    """Vectorized fast path for canonical dotted IPv4; Python only once per other distinct value.
-    ``is_v4`` (dotted IPv4 or null) may come precomputed from the caller's own pass."""
+def normalize_ip_column(
+    col: pl.Series,
+    is_v4: pl.Series | None = None,
+    slow: Callable[[str], str | None] = normalize_ip,
+) -> pl.Series:
+    """Vectorized fast path for canonical dotted IPv4 (kept as is); ``slow`` only once per
+    other distinct value (IPv6, ports, garbage). ``is_v4`` (dotted IPv4 or null) may come
+    precomputed from the caller's own pass."""
     if is_v4 is None:
         is_v4 = col.str.contains(_V4).fill_null(True)
     idx = (~is_v4).arg_true()
@@ -51,7 +56,7 @@ def normalize_ip_column(col: pl.Series, is_v4: pl.Series | None = None) -> pl.Se
         return col
     # Only the other rows (IPv6, ports, garbage) are mapped, and each distinct value once.
     rest = col.gather(idx)
-    mapping = {v: normalize_ip(v) for v in rest.unique().to_list()}
+    mapping = {v: slow(v) for v in rest.unique().to_list()}
     mapped = rest.replace_strict(mapping, default=None, return_dtype=pl.String)
     return col.clone().scatter(idx, mapped)
 
