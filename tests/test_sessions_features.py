@@ -78,6 +78,11 @@ def test_features_do_not_depend_on_batch_size(cfg, rows, size) -> None:  # type:
     # Float sums may differ in the last bits with summation order; everything else is exact.
     assert_frame_equal(whole.clients, batched.clients, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
     assert_frame_equal(whole.sessions, batched.sessions, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+    # Each client's first five hits, whatever batch they came in.
+    first = df.sort("ts", "line_no").group_by("client_ip", maintain_order=True).head(5)
+    assert sorted(batched.samples["line_no"].to_list()) == sorted(first["line_no"].to_list())
+    assert_frame_equal(whole.samples, batched.samples)
+    assert batched.samples["user_agent"].null_count() == 0
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -93,7 +93,7 @@ def build_features(
         n_sessions=n_sessions,
         clients=clients,
         agents=agents,
-        samples=acc.samples if acc.samples is not None else pl.DataFrame(),
+        samples=acc.samples(),
         timeline=_timeline(acc.timeline, clients),
         warnings=warnings,
         late_hits=sess.late_hits,

@@ -44,6 +44,9 @@ SUM_COLS = ["requests", "bytes_sent", *FLAG_SUMS.values(), "gap_n", "gap_sum_s",
 MAX_COLS = ["peak_10s", "peak_60s"]
 _SESSION_RAW = ["_ck", "client", "session_no", *SUM_COLS, *MAX_COLS, "start_ts", "end_ts", "ip"]
 
+#: Hits kept per client for ``explain``.
+SAMPLES_PER_CLIENT = 5
+
 #: Per-batch partial state is folded into the running state once it holds this many bytes.
 _FOLD_BYTES = 8 << 20
 
@@ -83,7 +86,10 @@ class FeatureAccumulator:
         self.n_sessions = 0
         self.hist: pl.DataFrame | None = None
         self.ua_counts: pl.DataFrame | None = None
-        self.samples: pl.DataFrame | None = None
+        # The first hits of each client (for ``explain``): append-only parts, and how many
+        # each client already has, so a batch adds only what is still missing.
+        self._sample_parts: list[pl.DataFrame] = []
+        self._sample_counts = pl.DataFrame(schema={"_ck": pl.UInt64, "_have": pl.Int32})
         # Sketches merged as batches come (products, paths, catalogue) and those built at the
         # end from the (client, agent) pairs (agents, agent_clients).
         self.sketches: dict[str, sketches.Registers] = {}
@@ -135,8 +141,15 @@ class FeatureAccumulator:
         timeline_q = lf.group_by(pl.col("ts").dt.truncate("1h").alias("bucket"), "_ck").agg(
             pl.len().cast(pl.Int64).alias("requests")
         )
-        sample_q = lf.filter(pl.col("client_hit_no") < 5).select(
-            "_ck", "client", "ts", "source", "line_no", "method", "path", "query", "status", "user_agent"
+        # The agent text is in the agent counts already: a sample row keeps its hash.
+        sample_q = (
+            lf.filter(pl.col("client_hit_no") < SAMPLES_PER_CLIENT)
+            .join(self._sample_counts.lazy(), on="_ck", how="left")
+            .filter(pl.col("client_hit_no") < SAMPLES_PER_CLIENT - pl.col("_have").fill_null(0))
+            .select(
+                "_ck", "client", "ts", pl.col("source").cast(pl.Categorical), "line_no", "method",
+                "path", "query", "status", sketches.key_hash(pl.col("user_agent")).alias("_uk"),
+            )
         )
         p = self.p
         product_val = pl.when(pl.col("is_product")).then(pl.col("product_key"))
@@ -160,7 +173,12 @@ class FeatureAccumulator:
         self._merge_sessions(batch)
         # Sum-merged state is kept as a list of per-batch frames and folded only when it grows:
         # folding after every batch would cost O(state) per batch.
-        for name, frame in (("hist", hist), ("ua", compact(ua)), ("timeline", compact(timeline)), ("samples", compact(sample))):
+        if len(sample):
+            self._sample_parts.append(compact(sample))
+            self._sample_counts = pl.concat(
+                [self._sample_counts, sample.group_by("_ck").agg(pl.len().cast(pl.Int32).alias("_have"))]
+            ).group_by("_ck").agg(pl.col("_have").sum())
+        for name, frame in (("hist", hist), ("ua", compact(ua)), ("timeline", compact(timeline))):
             self._parts.setdefault(name, []).append(frame)
             # Folded by size, not row count: agent and sample rows carry long strings.
             if sum(f.estimated_size() for f in self._parts[name]) > _FOLD_BYTES:
@@ -179,11 +197,8 @@ class FeatureAccumulator:
             self.hist = _merge_sum(self.hist, pl.concat(frames), ["_ck", "bin"], ["n"])
         elif name == "ua":
             self.ua_counts = compact(_merge_ua(self.ua_counts, pl.concat(frames)))
-        elif name == "timeline":
-            self.timeline = compact(_merge_timeline(self.timeline, pl.concat(frames)))
         else:
-            merged = pl.concat([self.samples, *frames] if self.samples is not None else frames)
-            self.samples = compact(merged.sort("_ck", "ts").group_by("_ck", maintain_order=True).head(5))
+            self.timeline = compact(_merge_timeline(self.timeline, pl.concat(frames)))
 
     def finish_parts(self) -> None:
         for name in list(self._parts):
@@ -250,6 +265,22 @@ class FeatureAccumulator:
         self.client_sums = compact(new.collect())
 
     # ------------------------------------------------------------------ results
+    def samples(self) -> pl.DataFrame:
+        """Each client's first hits in time order, with their agent's text."""
+        self.finish_parts()
+        if not self._sample_parts:
+            return pl.DataFrame()
+        rows = pl.concat(self._sample_parts)
+        if self.ua_counts is not None:
+            agents = self.ua_counts.select("_ck", "_uk", "user_agent")
+            rows = rows.join(agents, on=["_ck", "_uk"], how="left")
+        else:
+            rows = rows.with_columns(pl.lit(None, pl.String).alias("user_agent"))
+        return rows.sort("client", "ts", "line_no").select(
+            "_ck", "client", "ts", pl.col("source").cast(pl.String), "line_no", "method", "path",
+            "query", "status", "user_agent",
+        )
+
     def total_sessions(self) -> int:
         return self.n_sessions + (len(self.open) if self.open is not None else 0)
 
