@@ -111,14 +111,25 @@ def compute_features(
 ) -> Any:
     """Features of the logs; pass ``keep_sessions=False`` when only client rows are wanted
     (memory then stays flat in the length of the log)."""
-    from botguard.features import build_features
-
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
-    with _progress(progress, ing) as advance:
+    with _agent_process(cfg, ing) as agents, _progress(progress, ing) as advance:
+        from botguard.features import build_features
+
         ing.on_progress = advance
-        result = build_features(ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, keep_sessions=keep_sessions)
+        result = build_features(
+            ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, keep_sessions=keep_sessions,
+            agent_process=agents,
+        )
     result.parse_stats = ing.finish()
     return result
+
+
+def _agent_process(cfg: Config, ing: Ingest) -> Any:
+    """Agent parsing in a process of its own, started now so that its imports use the core the
+    start-up leaves idle (see ``features.agent_process``); a thread for small inputs."""
+    from botguard.features.agent_process import for_inputs
+
+    return for_inputs(cfg, ing.total_bytes())
 
 
 def _flagger(cfg: Config) -> Callable[[pl.DataFrame], pl.DataFrame]:
@@ -167,14 +178,17 @@ def analyze(
     force: bool = False, rejects: IO[str] | None = None, strict: bool = False,
     config_path: Path | None = None, progress: ProgressFactory | None = None, ranges: Any = None,
 ) -> AnalyzeResult:
-    from botguard.features import build_features
-    from botguard.sinks.atomic import atomic_write
-
     t0 = time.perf_counter()
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
-    with _progress(progress, ing) as advance:
+    with _agent_process(cfg, ing) as agents, _progress(progress, ing) as advance:
+        from botguard.features import build_features
+
         ing.on_progress = advance
-        feats = build_features(ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, keep_sessions=False)
+        feats = build_features(
+            ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, keep_sessions=False, agent_process=agents
+        )
+    from botguard.sinks.atomic import atomic_write
+
     stats = ing.finish()
     t_feat = time.perf_counter()
     clients = feats.clients

@@ -8,13 +8,13 @@ user agent, network and crawler verification per distinct address.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
 from botguard.config.models import Config
+from botguard.features.agent_process import AgentProcess
 from botguard.features.aggregate import FeatureAccumulator
 from botguard.features.hitflags import flag_hits
 from botguard.schema import TOP_AGENT_COLS
@@ -55,10 +55,12 @@ def build_features(
     resolver: Any = None,
     on_batch: Any = None,
     keep_sessions: bool = True,
+    agent_process: AgentProcess | None = None,
 ) -> FeatureResult:
     """Features of a stream of hits batches. Without ``keep_sessions`` the session rows are
     folded into the client rows as the stream goes (``sessions`` comes back empty and memory
-    stays flat in the length of the log); ``n_sessions`` counts them either way."""
+    stays flat in the length of the log); ``n_sessions`` counts them either way. Pass an
+    ``agent_process`` started before the stream to build the agent table in it."""
     sess = Sessionizer(cfg)
     acc = FeatureAccumulator(cfg, keep_sessions=keep_sessions)
     for hits in batches:
@@ -72,13 +74,14 @@ def build_features(
         acc.add(tail)
     acc.finish_parts()
     # Agent parsing is Python, one call per distinct agent; the session and client frames are
-    # Polars, which releases the GIL: the two run side by side.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="botguard-agents") as pool:
-        agent_job = pool.submit(_agent_table, acc.ua_counts, cfg) if acc.ua_counts is not None else None
-        sessions = acc.sessions()
-        n_sessions = acc.total_sessions()
-        clients = acc.clients()
-        agents = agent_job.result() if agent_job is not None else pl.DataFrame()
+    # Polars: the two run side by side (in a thread, or in the caller's process).
+    if agent_process is None:
+        agent_process = AgentProcess(cfg, start=False)
+    agent_job = agent_process.submit(acc.ua_counts["user_agent"].unique()) if acc.ua_counts is not None else None
+    sessions = acc.sessions()
+    n_sessions = acc.total_sessions()
+    clients = acc.clients()
+    agents = agent_job() if agent_job is not None else pl.DataFrame()
     warnings: list[str] = []
     if len(clients):
         clients = _join_agents(clients, acc.ua_counts, agents)
@@ -111,12 +114,12 @@ def _timeline(timeline: pl.DataFrame | None, clients: pl.DataFrame) -> pl.DataFr
     return timeline.join(names, on="_ck", how="inner").select("bucket", "client", "requests")
 
 
-def _agent_table(ua_counts: pl.DataFrame, cfg: Config) -> pl.DataFrame:
+def agent_table(distinct_agents: pl.Series, cfg: Config) -> pl.DataFrame:
     """One row per distinct agent: parsed fingerprint, crawler claim, library verdict."""
     from botguard.features.agent import agent_features
     from botguard.features.crawlers import claimed_crawler
 
-    agents = agent_features(ua_counts["user_agent"].unique(), cfg)
+    agents = agent_features(distinct_agents, cfg)
     # A malformed agent (e.g. a truncated crawler string) is not a claim we can check; it is
     # evidence of its own (the malformed_agent rule).
     agents = agents.with_columns(claimed_crawler(agents["user_agent"], cfg).alias("claimed_crawler")).with_columns(

@@ -1,0 +1,77 @@
+"""The agent table built in a process of its own equals the one built in a thread, and a
+process that cannot start or dies mid-run falls back to the thread without losing anything."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from botguard.config import load_config
+from botguard.features import agent_process, build_features
+from botguard.features.agent_process import AgentProcess
+from botguard.ingest import read_hits
+from botguard.ranges import load_ranges
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "shop" / "access.log"
+
+
+@pytest.fixture(scope="module")
+def hits() -> pl.DataFrame:
+    cfg = load_config()
+    frame, _ = read_hits([str(FIXTURE)], cfg, format="combined")
+    # A few agents that take ua-parser's pure Python path (non-ASCII, control characters).
+    odd = frame.head(3).with_columns(
+        pl.Series("user_agent", ["Mozilla/5.0 (Ünïcode) Gecko", "curl/8.0\x01", "Opera/9.80 ☃"])
+    )
+    return pl.concat([frame, odd])
+
+
+def _features(hits: pl.DataFrame, proc: AgentProcess | None):  # type: ignore[no-untyped-def]
+    cfg = load_config()
+    ranges = load_ranges(cfg, Path("/nonexistent-botguard-ranges"))
+    return build_features([hits], cfg, ranges=ranges, keep_sessions=False, agent_process=proc)
+
+
+def test_process_and_thread_give_the_same_tables(hits: pl.DataFrame) -> None:
+    in_thread = _features(hits, None)
+    with AgentProcess(load_config()) as proc:
+        assert proc.running
+        in_process = _features(hits, proc)
+    assert len(in_thread.agents) > 10
+    assert_frame_equal(in_thread.agents.sort("user_agent"), in_process.agents.sort("user_agent"))
+    assert_frame_equal(in_thread.clients, in_process.clients)
+
+
+def test_a_process_that_cannot_start_falls_back(hits: pl.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(method: str) -> None:
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(agent_process.multiprocessing, "get_context", refuse)
+    with AgentProcess(load_config()) as proc:
+        assert not proc.running
+        got = _features(hits, proc)
+    assert_frame_equal(_features(hits, None).clients, got.clients)
+
+
+def test_a_process_that_dies_falls_back(hits: pl.DataFrame) -> None:
+    with AgentProcess(load_config()) as proc:
+        pool = proc._pool
+        assert pool is not None
+        pool.submit(os.getpid).result()  # the worker is up
+        for pid in list(pool._processes):  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+        got = _features(hits, proc)
+    assert_frame_equal(_features(hits, None).clients, got.clients)
+
+
+def test_small_inputs_do_not_start_a_process() -> None:
+    cfg = load_config()
+    assert not agent_process.for_inputs(cfg, 1000).running
+    assert not agent_process.for_inputs(cfg, None).running  # stdin: size unknown
+    with agent_process.for_inputs(cfg, agent_process.MIN_INPUT_BYTES) as big:
+        assert big.running
