@@ -107,12 +107,12 @@ def parse_logs(
 def compute_features(
     inputs: list[str], cfg: Config, *, format: str | None = None, rejects: IO[str] | None = None,
     strict: bool = False, progress: ProgressFactory | None = None, ranges: Any = None,
-    keep_sessions: bool = True,
+    keep_sessions: bool = True, agent_process: Any = None,
 ) -> Any:
     """Features of the logs; pass ``keep_sessions=False`` when only client rows are wanted
     (memory then stays flat in the length of the log)."""
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
-    with _agent_process(cfg, ing) as agents, _progress(progress, ing) as advance:
+    with _agent_process(agent_process, ing) as agents, _progress(progress, ing) as advance:
         from botguard.features import build_features
 
         ing.on_progress = advance
@@ -124,12 +124,12 @@ def compute_features(
     return result
 
 
-def _agent_process(cfg: Config, ing: Ingest) -> Any:
-    """Agent parsing in a process of its own, started now so that its imports use the core the
-    start-up leaves idle (see ``features.agent_process``); a thread for small inputs."""
-    from botguard.features.agent_process import for_inputs
+def _agent_process(given: Any, ing: Ingest) -> AbstractContextManager[Any]:
+    """The caller's agent process (the CLI starts one before its imports), or one started now
+    for big inputs, closed with the run (see ``botguard.agent_process``)."""
+    from botguard.agent_process import for_inputs
 
-    return for_inputs(cfg, ing.total_bytes())
+    return nullcontext(given) if given is not None else for_inputs(ing.total_bytes())
 
 
 def _flagger(cfg: Config) -> Callable[[pl.DataFrame], pl.DataFrame]:
@@ -177,10 +177,11 @@ def analyze(
     state_path: Path | None = None, exports: list[tuple[str, Path]] | None = None,
     force: bool = False, rejects: IO[str] | None = None, strict: bool = False,
     config_path: Path | None = None, progress: ProgressFactory | None = None, ranges: Any = None,
+    agent_process: Any = None,
 ) -> AnalyzeResult:
     t0 = time.perf_counter()
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
-    with _agent_process(cfg, ing) as agents, _progress(progress, ing) as advance:
+    with _agent_process(agent_process, ing) as agents, _progress(progress, ing) as advance:
         from botguard.features import build_features
 
         ing.on_progress = advance

@@ -11,9 +11,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from botguard import agent_process
+from botguard.agent_process import AgentProcess
 from botguard.config import load_config
-from botguard.features import agent_process, build_features
-from botguard.features.agent_process import AgentProcess
+from botguard.features import build_features
 from botguard.ingest import read_hits
 from botguard.ranges import load_ranges
 
@@ -39,7 +40,7 @@ def _features(hits: pl.DataFrame, proc: AgentProcess | None):  # type: ignore[no
 
 def test_process_and_thread_give_the_same_tables(hits: pl.DataFrame) -> None:
     in_thread = _features(hits, None)
-    with AgentProcess(load_config()) as proc:
+    with AgentProcess() as proc:
         assert proc.running
         in_process = _features(hits, proc)
     assert len(in_thread.agents) > 10
@@ -52,14 +53,14 @@ def test_a_process_that_cannot_start_falls_back(hits: pl.DataFrame, monkeypatch:
         raise OSError("no processes here")
 
     monkeypatch.setattr(agent_process.multiprocessing, "get_context", refuse)
-    with AgentProcess(load_config()) as proc:
+    with AgentProcess() as proc:
         assert not proc.running
         got = _features(hits, proc)
     assert_frame_equal(_features(hits, None).clients, got.clients)
 
 
 def test_a_process_that_dies_falls_back(hits: pl.DataFrame) -> None:
-    with AgentProcess(load_config()) as proc:
+    with AgentProcess() as proc:
         pool = proc._pool
         assert pool is not None
         pool.submit(os.getpid).result()  # the worker is up
@@ -70,8 +71,18 @@ def test_a_process_that_dies_falls_back(hits: pl.DataFrame) -> None:
 
 
 def test_small_inputs_do_not_start_a_process() -> None:
-    cfg = load_config()
-    assert not agent_process.for_inputs(cfg, 1000).running
-    assert not agent_process.for_inputs(cfg, None).running  # stdin: size unknown
-    with agent_process.for_inputs(cfg, agent_process.MIN_INPUT_BYTES) as big:
+    assert not agent_process.for_inputs(1000).running
+    assert not agent_process.for_inputs(None).running  # stdin: size unknown
+    with agent_process.for_inputs(agent_process.MIN_INPUT_BYTES) as big:
         assert big.running
+
+
+def test_inputs_are_sized_from_files_globs_and_directories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(agent_process, "MIN_INPUT_BYTES", 250)
+    (tmp_path / "a.log").write_bytes(b"x" * 100)
+    (tmp_path / "b.log").write_bytes(b"x" * 100)
+    (tmp_path / "rot").mkdir()
+    (tmp_path / "rot" / "c.log.1").write_bytes(b"x" * 100)
+    assert not agent_process.for_paths([str(tmp_path / "a.log"), "-"]).running
+    with agent_process.for_paths([str(tmp_path / "*.log"), str(tmp_path / "rot")]) as proc:
+        assert proc.running

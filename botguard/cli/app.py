@@ -45,6 +45,14 @@ RejectsOpt = Annotated[Path | None, typer.Option("--rejects", help="Write lines 
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first line that does not parse.")]
 
 
+def _agent_process(logs: list[str]) -> Any:
+    """Started before the heavy imports, so the process's own imports run on the core the
+    start-up leaves idle (``botguard.agent_process``)."""
+    from botguard.agent_process import for_paths
+
+    return for_paths(logs)
+
+
 def _handled(fn: F) -> F:
     """Turn library errors into messages and exit codes; never a traceback for user errors."""
 
@@ -156,14 +164,16 @@ def features(
 
     Example: botguard features access.log --level client --output features.parquet
     """
-    from botguard.cli import render
-    from botguard.pipeline import compute_features
-
     if level not in ("session", "client"):
         raise typer.BadParameter("expected 'session' or 'client'", param_hint="--level")
-    cfg = _cfg(config)
-    result = compute_features(logs, cfg, format=format, keep_sessions=level == "session",
-                              progress=lambda total: render.progress(total, "features", not json))
+    with _agent_process(logs) as agents:
+        from botguard.cli import render
+        from botguard.pipeline import compute_features
+
+        cfg = _cfg(config)
+        result = compute_features(logs, cfg, format=format, keep_sessions=level == "session",
+                                  progress=lambda total: render.progress(total, "features", not json),
+                                  agent_process=agents)
     frame = result.sessions if level == "session" else result.clients
     if output:
         frame.write_parquet(output)
@@ -201,27 +211,29 @@ def analyze(
 
     Example: botguard analyze /var/log/nginx/access.log --out out/ --export nginx-deny=/etc/nginx/botguard.conf
     """
-    from botguard.cli import render
-    from botguard.pipeline import analyze as run_analyze
-
-    render.set_color(force_color)
-    cfg = _cfg(config)
     exports = []
     for spec in export or []:
         if "=" not in spec:
             raise typer.BadParameter(f"expected FORMAT=FILE, got {spec!r}", param_hint="--export")
         fmt, _, path = spec.partition("=")
         exports.append((fmt, Path(path)))
-    fh = _rejects_file(rejects)
-    try:
-        result = run_analyze(
-            logs, cfg, out_dir=out, format=format, state_path=state, exports=exports,
-            force=force, rejects=fh, strict=strict, config_path=config,
-            progress=lambda total: render.progress(total, "analyzing", not (json or quiet)),
-        )
-    finally:
-        if fh:
-            fh.close()
+    with _agent_process(logs) as agents:
+        from botguard.cli import render
+        from botguard.pipeline import analyze as run_analyze
+
+        render.set_color(force_color)
+        cfg = _cfg(config)
+        fh = _rejects_file(rejects)
+        try:
+            result = run_analyze(
+                logs, cfg, out_dir=out, format=format, state_path=state, exports=exports,
+                force=force, rejects=fh, strict=strict, config_path=config,
+                progress=lambda total: render.progress(total, "analyzing", not (json or quiet)),
+                agent_process=agents,
+            )
+        finally:
+            if fh:
+                fh.close()
     if json:
         render.print_json(result.summary)
     elif not quiet:

@@ -13,8 +13,8 @@ from typing import Any
 
 import polars as pl
 
+from botguard.agent_process import AgentProcess
 from botguard.config.models import Config
-from botguard.features.agent_process import AgentProcess
 from botguard.features.aggregate import FeatureAccumulator
 from botguard.features.hitflags import flag_hits
 from botguard.schema import TOP_AGENT_COLS
@@ -76,8 +76,8 @@ def build_features(
     # Agent parsing is Python, one call per distinct agent; the session and client frames are
     # Polars: the two run side by side (in a thread, or in the caller's process).
     if agent_process is None:
-        agent_process = AgentProcess(cfg, start=False)
-    agent_job = agent_process.submit(acc.ua_counts["user_agent"].unique()) if acc.ua_counts is not None else None
+        agent_process = AgentProcess(start=False)
+    agent_job = agent_process.submit(acc.ua_counts["user_agent"].unique(), cfg) if acc.ua_counts is not None else None
     sessions = acc.sessions()
     n_sessions = acc.total_sessions()
     clients = acc.clients()

@@ -13,14 +13,19 @@ is built in a thread as before, with the same result (tested).
 
 from __future__ import annotations
 
+import glob
 import multiprocessing
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-import polars as pl
+# Light imports only: the CLI starts the process before it imports Polars and the config.
+if TYPE_CHECKING:
+    import polars as pl
 
-from botguard.config.models import Config
+    from botguard.config.models import Config
 
 #: Below this much input the run is short and the agents few: a process is not worth its
 #: start-up (~0.5 s of CPU for Python and the imports).
@@ -41,11 +46,10 @@ def _table(agents: pl.Series, cfg: Config) -> pl.DataFrame:
 
 
 class AgentProcess:
-    """``submit(agents)`` → a callable returning the agent table. Use as a context manager so
-    the process is shut down with the run."""
+    """``submit(agents, cfg)`` → a callable returning the agent table. Use as a context manager
+    so the process is shut down with the run."""
 
-    def __init__(self, cfg: Config, *, start: bool = True) -> None:
-        self.cfg = cfg
+    def __init__(self, *, start: bool = True) -> None:
         self._pool: ProcessPoolExecutor | None = None
         if start:
             try:
@@ -60,18 +64,18 @@ class AgentProcess:
     def running(self) -> bool:
         return self._pool is not None
 
-    def submit(self, agents: pl.Series) -> Callable[[], pl.DataFrame]:
+    def submit(self, agents: pl.Series, cfg: Config) -> Callable[[], pl.DataFrame]:
         """Start building the table of ``agents`` (distinct agent strings); the returned
         callable waits for it."""
         future: Future[pl.DataFrame] | None = None
         if self._pool is not None:
             try:
-                future = self._pool.submit(_table, agents, self.cfg)
+                future = self._pool.submit(_table, agents, cfg)
             except (OSError, RuntimeError):  # BrokenProcessPool is a RuntimeError
                 future = None
         if future is None:
             thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botguard-agents")
-            local = thread.submit(_table, agents, self.cfg)
+            local = thread.submit(_table, agents, cfg)
             thread.shutdown(wait=False)
             return local.result
 
@@ -81,7 +85,7 @@ class AgentProcess:
                 return future.result()
             except Exception:  # the process died or could not pickle: build it here
                 # A genuine error in the table code raises again, here, with its own traceback.
-                return _table(agents, self.cfg)
+                return _table(agents, cfg)
 
         return result
 
@@ -99,6 +103,23 @@ class AgentProcess:
         self.close()
 
 
-def for_inputs(cfg: Config, total_bytes: int | None) -> AgentProcess:
+def for_inputs(total_bytes: int | None) -> AgentProcess:
     """A started process when the input is big enough to repay it, else the thread fallback."""
-    return AgentProcess(cfg, start=total_bytes is not None and total_bytes >= MIN_INPUT_BYTES)
+    return AgentProcess(start=total_bytes is not None and total_bytes >= MIN_INPUT_BYTES)
+
+
+def for_paths(inputs: Iterable[str]) -> AgentProcess:
+    """``for_inputs`` from the command line's inputs, sized with ``os.stat`` alone (files, globs,
+    a directory's files): the CLI calls it first thing, so that the process starts before the
+    heavy imports. Stdin counts as small."""
+    total = 0
+    for arg in inputs:
+        if arg == "-":
+            continue
+        paths = [arg] if os.path.exists(arg) else glob.glob(arg)
+        for path in paths:
+            if os.path.isdir(path):
+                paths.extend(os.path.join(path, n) for n in os.listdir(path))
+            elif os.path.isfile(path):
+                total += os.path.getsize(path)
+    return for_inputs(total)
