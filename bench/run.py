@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -60,9 +61,62 @@ class Sample:
 GNU_TIME = "/usr/bin/time"
 
 
+def _descendants(root: int) -> dict[int, int]:
+    """Every process below ``root``, with its depth (1 = child), from /proc/PID/task/*/children."""
+    found: dict[int, int] = {}
+    todo = [(root, 0)]
+    while todo:
+        pid, depth = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                kids = Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+            except OSError:
+                continue
+            for kid in map(int, kids):
+                found[kid] = depth + 1
+                todo.append((kid, depth + 1))
+    return found
+
+
+class HelperWatch(threading.Thread):
+    """Peak RSS of the helper processes a command starts (botguard's agent process and
+    multiprocessing's resource tracker): GNU time reports the command's own process only.
+    Each helper's high-water mark (VmHWM) is polled; their sum is added to the command's
+    peak, an upper bound of what the run held at once."""
+
+    def __init__(self, root: int, min_depth: int) -> None:
+        super().__init__(daemon=True)
+        self.root, self.min_depth = root, min_depth
+        self.peaks: dict[int, int] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.1):
+            for pid, depth in _descendants(self.root).items():
+                if depth < self.min_depth:
+                    continue
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                except OSError:
+                    continue
+                m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+                if m:
+                    self.peaks[pid] = max(self.peaks.get(pid, 0), int(m.group(1)))
+
+    def kib(self) -> float:
+        self.done.set()
+        self.join()
+        return float(sum(self.peaks.values()))
+
+
 def measure(cmd: list[str], *, env: dict[str, str] | None = None,
             timeout_s: float | None = None) -> Sample:
-    """Run ``cmd`` to completion: wall time from fork to reap, peak RSS from GNU time."""
+    """Run ``cmd`` to completion: wall time from fork to reap, peak RSS from GNU time plus
+    the peaks of any helper processes it starts."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile(suffix=".rss") as rss:
         wrapped = cmd
@@ -71,17 +125,21 @@ def measure(cmd: list[str], *, env: dict[str, str] | None = None,
         start = time.perf_counter()
         proc = subprocess.Popen(wrapped, stdout=out, stderr=err, stdin=subprocess.DEVNULL,
                                 env=env, cwd=REPO)
+        helpers = HelperWatch(proc.pid, min_depth=2 if wrapped is not cmd else 1)
+        helpers.start()
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
         seconds = time.perf_counter() - start
+        helper_kib = helpers.kib()
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         kib = float(usage.ru_maxrss)  # fallback: an upper bound (the largest child so far)
         report = Path(rss.name).read_text().split()
         if report and report[-1].isdigit():
             kib = float(report[-1])
+        kib += helper_kib
         out.seek(0)
         err.seek(0)
         return Sample(seconds, kib / 1024, proc.returncode,
