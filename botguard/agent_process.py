@@ -8,7 +8,10 @@ CLI starts up, and parses the agents beside the main thread without sharing its 
 2M-line bench log that takes ~0.3 s off ``analyze``.
 
 It is an optimisation only: if the platform cannot start the process, or it dies, the table
-is built in a thread as before, with the same result (tested).
+is built in a thread as before, with the same result (tested). Start it only from a program
+whose main module has an ``if __name__ == "__main__"`` guard, as the CLI's entry points do:
+a spawned process imports the main module again. The library's functions therefore never
+start one themselves; they take one as ``agent_process``.
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def compute_features(
     """Features of the logs; pass ``keep_sessions=False`` when only client rows are wanted
     (memory then stays flat in the length of the log)."""
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
-    with _agent_process(agent_process, ing) as agents, _progress(progress, ing) as advance:
+    with _agent_process(agent_process) as agents, _progress(progress, ing) as advance:
         from botguard.features import build_features
 
         ing.on_progress = advance
@@ -124,12 +124,15 @@ def compute_features(
     return result
 
 
-def _agent_process(given: Any, ing: Ingest) -> AbstractContextManager[Any]:
-    """The caller's agent process (the CLI starts one before its imports), or one started now
-    for big inputs, closed with the run (see ``botguard.agent_process``)."""
-    from botguard.agent_process import for_inputs
+def _agent_process(given: Any) -> AbstractContextManager[Any]:
+    """The caller's agent process (the CLI starts one before its imports), else a thread.
 
-    return nullcontext(given) if given is not None else for_inputs(ing.total_bytes())
+    Never started here on the caller's behalf: a spawned process imports the caller's main
+    module again, which runs a script that lacks an ``if __name__ == "__main__"`` guard twice.
+    Callers that have the guard pass ``botguard.agent_process.for_inputs(...)``."""
+    from botguard.agent_process import AgentProcess
+
+    return nullcontext(given if given is not None else AgentProcess(start=False))
 
 
 def _flagger(cfg: Config) -> Callable[[pl.DataFrame], pl.DataFrame]:
@@ -181,7 +184,7 @@ def analyze(
 ) -> AnalyzeResult:
     t0 = time.perf_counter()
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
-    with _agent_process(agent_process, ing) as agents, _progress(progress, ing) as advance:
+    with _agent_process(agent_process) as agents, _progress(progress, ing) as advance:
         from botguard.features import build_features
 
         ing.on_progress = advance

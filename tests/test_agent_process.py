@@ -86,3 +86,41 @@ def test_inputs_are_sized_from_files_globs_and_directories(tmp_path: Path, monke
     assert not agent_process.for_paths([str(tmp_path / "a.log"), "-"]).running
     with agent_process.for_paths([str(tmp_path / "*.log"), str(tmp_path / "rot")]) as proc:
         assert proc.running
+
+
+def _count_starts(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    starts: list[bool] = []
+    real = AgentProcess.__init__
+
+    def spy(self: AgentProcess, *, start: bool = True) -> None:
+        starts.append(start)
+        real(self, start=start)
+
+    monkeypatch.setattr(AgentProcess, "__init__", spy)
+    monkeypatch.setattr(agent_process, "MIN_INPUT_BYTES", 0)
+    return starts
+
+
+def test_library_functions_never_start_a_process(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A spawned process re-imports the caller's main module: an unguarded user script would
+    run twice. Only callers that pass one get a process."""
+    from botguard.pipeline import analyze, compute_features
+
+    starts = _count_starts(monkeypatch)
+    cfg = load_config()
+    ranges = load_ranges(cfg, Path("/nonexistent-botguard-ranges"))
+    compute_features([str(FIXTURE)], cfg, format="combined", ranges=ranges)
+    analyze([str(FIXTURE)], cfg, out_dir=tmp_path, format="combined", ranges=ranges, force=True)
+    assert starts and not any(starts)
+
+
+def test_the_cli_starts_one_for_big_inputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from botguard.cli.app import app
+
+    monkeypatch.setenv("BOTGUARD_DATA", str(tmp_path / "data"))
+    starts = _count_starts(monkeypatch)
+    result = CliRunner().invoke(app, ["analyze", str(FIXTURE), "--format", "combined", "--out", str(tmp_path / "o"), "--quiet", "--force"])
+    assert result.exit_code == 0, result.output
+    assert starts == [True]
