@@ -95,7 +95,7 @@ class HelperWatch(threading.Thread):
         self.done = threading.Event()
 
     def run(self) -> None:
-        while not self.done.wait(0.1):
+        while True:  # polled at once, then every 0.1 s, and once more after the command ends
             for pid, depth in _descendants(self.root).items():
                 if depth < self.min_depth:
                     continue
@@ -106,6 +106,8 @@ class HelperWatch(threading.Thread):
                 m = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
                 if m:
                     self.peaks[pid] = max(self.peaks.get(pid, 0), int(m.group(1)))
+            if self.done.wait(0.1):
+                return
 
     def kib(self) -> float:
         self.done.set()
@@ -138,8 +140,9 @@ def measure(cmd: list[str], *, env: dict[str, str] | None = None,
         kib = float(usage.ru_maxrss)  # fallback: an upper bound (the largest child so far)
         report = Path(rss.name).read_text().split()
         if report and report[-1].isdigit():
-            kib = float(report[-1])
-        kib += helper_kib
+            # The command's own peak; without GNU time, ru_maxrss above already covers the
+            # largest of its descendants, helpers included.
+            kib = float(report[-1]) + helper_kib
         out.seek(0)
         err.seek(0)
         return Sample(seconds, kib / 1024, proc.returncode,

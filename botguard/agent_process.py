@@ -16,10 +16,10 @@ start one themselves; they take one as ``agent_process``.
 
 from __future__ import annotations
 
-import glob
+import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -50,10 +50,13 @@ def _table(agents: pl.Series, cfg: Config) -> pl.DataFrame:
 
 class AgentProcess:
     """``submit(agents, cfg)`` → a callable returning the agent table. Use as a context manager
-    so the process is shut down with the run."""
+    so the process is shut down with the run (killed, if the run fails)."""
 
     def __init__(self, *, start: bool = True) -> None:
         self._pool: ProcessPoolExecutor | None = None
+        #: Tables built here because the process failed, and why (the last failure).
+        self.fallbacks = 0
+        self.last_failure: str | None = None
         if start:
             try:
                 # spawn, not fork: forking a process that runs Polars' thread pool can deadlock.
@@ -74,8 +77,8 @@ class AgentProcess:
         if self._pool is not None:
             try:
                 future = self._pool.submit(_table, agents, cfg)
-            except (OSError, RuntimeError):  # BrokenProcessPool is a RuntimeError
-                future = None
+            except (OSError, RuntimeError) as exc:  # BrokenProcessPool is a RuntimeError
+                self._failed(exc)
         if future is None:
             thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="botguard-agents")
             local = thread.submit(_table, agents, cfg)
@@ -86,16 +89,32 @@ class AgentProcess:
             assert future is not None
             try:
                 return future.result()
-            except Exception:  # the process died or could not pickle: build it here
-                # A genuine error in the table code raises again, here, with its own traceback.
+            except Exception as exc:
+                # The process died, could not unpickle, or could not import what it needs
+                # where the parent can: build the table here. A genuine error in the table
+                # code raises again, here, with its own traceback.
+                self._failed(exc)
                 return _table(agents, cfg)
 
         return result
 
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+    def _failed(self, exc: BaseException) -> None:
+        self.fallbacks += 1
+        self.last_failure = f"{type(exc).__name__}: {exc}"
+        logging.getLogger("botguard").warning(
+            "agent process failed (%s); building the agent table in this process", self.last_failure
+        )
+
+    def close(self, *, kill: bool = False) -> None:
+        """Shut the process down; with ``kill``, at once (an error ends the run: do not wait
+        for imports or a table nobody will read)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if kill:
+            for proc in list(getattr(pool, "_processes", {}).values()):
+                proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def __enter__(self) -> AgentProcess:
         return self
@@ -103,7 +122,7 @@ class AgentProcess:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        self.close(kill=exc_type is not None)
 
 
 def for_inputs(total_bytes: int | None) -> AgentProcess:
@@ -111,18 +130,16 @@ def for_inputs(total_bytes: int | None) -> AgentProcess:
     return AgentProcess(start=total_bytes is not None and total_bytes >= MIN_INPUT_BYTES)
 
 
-def for_paths(inputs: Iterable[str]) -> AgentProcess:
-    """``for_inputs`` from the command line's inputs, sized with ``os.stat`` alone (files, globs,
-    a directory's files): the CLI calls it first thing, so that the process starts before the
-    heavy imports. Stdin counts as small."""
-    total = 0
-    for arg in inputs:
-        if arg == "-":
-            continue
-        paths = [arg] if os.path.exists(arg) else glob.glob(arg)
-        for path in paths:
-            if os.path.isdir(path):
-                paths.extend(os.path.join(path, n) for n in os.listdir(path))
-            elif os.path.isfile(path):
-                total += os.path.getsize(path)
+def for_paths(inputs: list[str]) -> AgentProcess:
+    """``for_inputs`` for the files the run will read (``sources.files.expand_inputs``, sized
+    with ``os.stat``): the CLI calls it first thing, so that the process starts before the
+    heavy imports. Stdin counts as small; inputs that cannot be listed or sized give no
+    process, and the run reports them as it would anyway."""
+    from botguard.errors import BotguardError
+    from botguard.sources.files import STDIN, expand_inputs
+
+    try:
+        total = sum(os.path.getsize(p) for p in expand_inputs(inputs) if p != STDIN)
+    except (OSError, BotguardError):
+        return for_inputs(None)
     return for_inputs(total)

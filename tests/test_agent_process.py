@@ -43,6 +43,7 @@ def test_process_and_thread_give_the_same_tables(hits: pl.DataFrame) -> None:
     with AgentProcess() as proc:
         assert proc.running
         in_process = _features(hits, proc)
+        assert proc.fallbacks == 0, proc.last_failure  # built in the process, not here
     assert len(in_thread.agents) > 10
     assert_frame_equal(in_thread.agents.sort("user_agent"), in_process.agents.sort("user_agent"))
     assert_frame_equal(in_thread.clients, in_process.clients)
@@ -67,7 +68,19 @@ def test_a_process_that_dies_falls_back(hits: pl.DataFrame) -> None:
         for pid in list(pool._processes):  # type: ignore[attr-defined]
             os.kill(pid, signal.SIGKILL)
         got = _features(hits, proc)
+        assert proc.fallbacks == 1 and proc.last_failure
     assert_frame_equal(_features(hits, None).clients, got.clients)
+
+
+def test_an_error_kills_the_process_at_once() -> None:
+    with pytest.raises(KeyError), AgentProcess() as proc:
+        pool = proc._pool
+        assert pool is not None
+        workers = list(pool._processes.values())  # type: ignore[attr-defined]
+        raise KeyError("the run failed")
+    for worker in workers:
+        worker.join(timeout=10)
+        assert worker.exitcode is not None and worker.exitcode < 0  # terminated, not finished
 
 
 def test_small_inputs_do_not_start_a_process() -> None:
@@ -77,15 +90,20 @@ def test_small_inputs_do_not_start_a_process() -> None:
         assert big.running
 
 
-def test_inputs_are_sized_from_files_globs_and_directories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inputs_are_sized_as_the_run_will_read_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent_process, "MIN_INPUT_BYTES", 250)
     (tmp_path / "a.log").write_bytes(b"x" * 100)
     (tmp_path / "b.log").write_bytes(b"x" * 100)
     (tmp_path / "rot").mkdir()
     (tmp_path / "rot" / "c.log.1").write_bytes(b"x" * 100)
+    (tmp_path / "rot" / "archive").mkdir()  # a directory's subdirectories are not read
+    (tmp_path / "rot" / "archive" / "old.log").write_bytes(b"x" * 1000)
     assert not agent_process.for_paths([str(tmp_path / "a.log"), "-"]).running
+    assert not agent_process.for_paths([str(tmp_path / "rot")]).running
     with agent_process.for_paths([str(tmp_path / "*.log"), str(tmp_path / "rot")]) as proc:
         assert proc.running
+    # Inputs that do not exist are the run's to report: no process, no error here.
+    assert not agent_process.for_paths([str(tmp_path / "missing.log")]).running
 
 
 def _count_starts(monkeypatch: pytest.MonkeyPatch) -> list[bool]:

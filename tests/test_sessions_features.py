@@ -85,6 +85,29 @@ def test_features_do_not_depend_on_batch_size(cfg, rows, size) -> None:  # type:
     assert batched.samples["user_agent"].null_count() == 0
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    times=st.lists(st.integers(0, 40_000), min_size=1, max_size=60, unique=True),
+    data=st.data(),
+    size=st.integers(1, 15),
+    trim=st.booleans(),
+)
+def test_samples_are_each_clients_first_hits_whatever_the_order(cfg, times, data, size, trim, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Lines out of time order (late lines, two servers' logs one after the other) still give
+    each client's five earliest hits, with or without trimming the kept rows on the way."""
+    from botguard.features import aggregate
+
+    ips = data.draw(st.lists(st.sampled_from(["10.0.0.1", "10.0.0.2", "2001:db8::1"]), min_size=len(times), max_size=len(times)))
+    df = hits_frame([(ip, t, f"/p/{k}") for k, (ip, t) in enumerate(zip(ips, times, strict=True))])
+    if trim:
+        monkeypatch.setattr(aggregate, "_FOLD_BYTES", 0)
+    parts = [df.slice(i, size) for i in range(0, len(df), size)]
+    got = build_features(parts, cfg, ranges=_no_ranges(cfg)).samples
+    want = df.sort("ts").group_by("client_ip", maintain_order=True).head(5)
+    assert sorted(got["line_no"].to_list()) == sorted(want["line_no"].to_list())
+    assert got.group_by("client").agg(pl.col("ts").is_sorted().alias("s"))["s"].all()
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=hit_rows, size=st.integers(1, 15))
 def test_folding_sessions_into_clients_gives_the_same_clients(cfg, rows, size, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -47,6 +47,10 @@ _SESSION_RAW = ["_ck", "client", "session_no", *SUM_COLS, *MAX_COLS, "start_ts",
 #: Hits kept per client for ``explain``.
 SAMPLES_PER_CLIENT = 5
 
+_EMPTY_SAMPLE_STATE = pl.DataFrame(
+    schema={"_ck": pl.UInt64, "_have": pl.Int32, "_last": pl.Datetime("us", "UTC")}
+)
+
 #: Per-batch partial state is folded into the running state once it holds this many bytes.
 _FOLD_BYTES = 8 << 20
 
@@ -86,10 +90,12 @@ class FeatureAccumulator:
         self.n_sessions = 0
         self.hist: pl.DataFrame | None = None
         self.ua_counts: pl.DataFrame | None = None
-        # The first hits of each client (for ``explain``): append-only parts, and how many
-        # each client already has, so a batch adds only what is still missing.
+        # The first hits of each client (for ``explain``): append-only parts, and per client
+        # how many rows are kept and the latest kept time, so a batch adds only rows that can
+        # still be among the first (see ``_sample_query``).
         self._sample_parts: list[pl.DataFrame] = []
-        self._sample_counts = pl.DataFrame(schema={"_ck": pl.UInt64, "_have": pl.Int32})
+        self._sample_state = _EMPTY_SAMPLE_STATE
+        self._sample_trim_bytes = _FOLD_BYTES
         # Sketches merged as batches come (products, paths, catalogue) and those built at the
         # end from the (client, agent) pairs (agents, agent_clients).
         self.sketches: dict[str, sketches.Registers] = {}
@@ -141,16 +147,7 @@ class FeatureAccumulator:
         timeline_q = lf.group_by(pl.col("ts").dt.truncate("1h").alias("bucket"), "_ck").agg(
             pl.len().cast(pl.Int64).alias("requests")
         )
-        # The agent text is in the agent counts already: a sample row keeps its hash.
-        sample_q = (
-            lf.filter(pl.col("client_hit_no") < SAMPLES_PER_CLIENT)
-            .join(self._sample_counts.lazy(), on="_ck", how="left")
-            .filter(pl.col("client_hit_no") < SAMPLES_PER_CLIENT - pl.col("_have").fill_null(0))
-            .select(
-                "_ck", "client", "ts", pl.col("source").cast(pl.Categorical), "line_no", "method",
-                "path", "query", "status", sketches.key_hash(pl.col("user_agent")).alias("_uk"),
-            )
-        )
+        sample_q = self._sample_query(lf)
         p = self.p
         product_val = pl.when(pl.col("is_product")).then(pl.col("product_key"))
         page_val = pl.when(pl.col("is_page")).then(pl.col("path"))
@@ -173,11 +170,7 @@ class FeatureAccumulator:
         self._merge_sessions(batch)
         # Sum-merged state is kept as a list of per-batch frames and folded only when it grows:
         # folding after every batch would cost O(state) per batch.
-        if len(sample):
-            self._sample_parts.append(compact(sample))
-            self._sample_counts = pl.concat(
-                [self._sample_counts, sample.group_by("_ck").agg(pl.len().cast(pl.Int32).alias("_have"))]
-            ).group_by("_ck").agg(pl.col("_have").sum())
+        self._add_samples(sample)
         for name, frame in (("hist", hist), ("ua", compact(ua)), ("timeline", compact(timeline))):
             self._parts.setdefault(name, []).append(frame)
             # Folded by size, not row count: agent and sample rows carry long strings.
@@ -188,6 +181,49 @@ class FeatureAccumulator:
                 (key,) = [c for c in frame.columns if c not in ("reg", "rank")]
                 self.sketches[name] = sketches.Registers(key, self.p)
             self.sketches[name].add([frame])
+
+    def _sample_query(self, lf: pl.LazyFrame) -> pl.LazyFrame:
+        """Rows of this batch that may be among their client's first ``SAMPLES_PER_CLIENT``.
+
+        ``client_hit_no`` ranks a client's hits within the batch by time, so only the first few
+        of each batch qualify. A client that already has ``have`` rows, the latest at
+        ``last``, takes a row earlier than ``last`` (a late line, or files given out of time
+        order), or one of its first ``SAMPLES_PER_CLIENT - have`` otherwise: in time-ordered
+        logs that is exactly what is missing, and ``samples()`` keeps the earliest per client.
+        The agent text is in the agent counts already: a row keeps the agent's hash."""
+        have = pl.col("_have").fill_null(0)
+        return (
+            lf.filter(pl.col("client_hit_no") < SAMPLES_PER_CLIENT)
+            .join(self._sample_state.lazy(), on="_ck", how="left")
+            .filter((pl.col("ts") < pl.col("_last")).fill_null(False) | (pl.col("client_hit_no") < SAMPLES_PER_CLIENT - have))
+            .select(
+                "_ck", "client", "ts", pl.col("source").cast(pl.Categorical), "line_no", "method",
+                "path", "query", "status", sketches.key_hash(pl.col("user_agent")).alias("_uk"),
+            )
+        )
+
+    def _add_samples(self, rows: pl.DataFrame) -> None:
+        if rows.is_empty():
+            return
+        self._sample_parts.append(compact(rows))
+        seen = rows.group_by("_ck").agg(pl.len().cast(pl.Int32).alias("_have"), pl.col("ts").max().alias("_last"))
+        self._sample_state = pl.concat([self._sample_state, seen]).group_by("_ck").agg(
+            pl.col("_have").sum(), pl.col("_last").max()
+        )
+        # Out-of-order input adds rows that later ones push out: trimmed when they pile up
+        # (the threshold doubles, so time-ordered logs, whose rows all stay, are not re-sorted
+        # over and over).
+        if sum(f.estimated_size() for f in self._sample_parts) > self._sample_trim_bytes:
+            kept = self._first_samples(pl.concat(self._sample_parts))
+            self._sample_parts = [kept]
+            self._sample_state = kept.group_by("_ck").agg(
+                pl.len().cast(pl.Int32).alias("_have"), pl.col("ts").max().alias("_last")
+            )
+            self._sample_trim_bytes = max(_FOLD_BYTES, 2 * int(kept.estimated_size()))
+
+    @staticmethod
+    def _first_samples(rows: pl.DataFrame) -> pl.DataFrame:
+        return rows.sort("_ck", "ts", "line_no").group_by("_ck", maintain_order=True).head(SAMPLES_PER_CLIENT)
 
     def _fold(self, name: str) -> None:
         frames = self._parts.pop(name, [])
@@ -270,7 +306,7 @@ class FeatureAccumulator:
         self.finish_parts()
         if not self._sample_parts:
             return pl.DataFrame()
-        rows = pl.concat(self._sample_parts)
+        rows = self._first_samples(pl.concat(self._sample_parts))
         if self.ua_counts is not None:
             agents = self.ua_counts.select("_ck", "_uk", "user_agent")
             rows = rows.join(agents, on=["_ck", "_uk"], how="left")
