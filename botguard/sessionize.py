@@ -131,17 +131,11 @@ class Sessionizer:
             "_ck",
             pl.col("ts").alias("_last_ts"),
             pl.col("session_no").alias("_last_session"),
-            this_prod.alias("_new_prod"),
+            pl.coalesce(this_prod, "_last_product_num").alias("_last_product_num"),
         )
-        self.last = (
-            self.last.join(new_last, on="_ck", how="full", coalesce=True, suffix="_n")
-            .select(
-                "_ck",
-                pl.coalesce("_last_ts_n", "_last_ts").alias("_last_ts"),
-                pl.coalesce("_last_session_n", "_last_session").alias("_last_session"),
-                pl.coalesce("_new_prod", "_last_product_num").alias("_last_product_num"),
-            )
-        )
+        # Only this batch's clients change: the others' rows are carried over by an anti-join,
+        # which costs far less than a full join over every client seen so far.
+        self.last = pl.concat([self.last.join(new_last, on="_ck", how="anti"), new_last])
         added = df.select("gap_s", "new_session", "session_no", "seq_step", "seq_pair", "client_hit_no")
         # Back to the batch's order through the inverse permutation: a scatter, not a sort.
         n = len(order)
