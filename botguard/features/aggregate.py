@@ -257,8 +257,14 @@ class FeatureAccumulator:
             self.regs["agents"], self.regs["agent_clients"] = agents, agent_clients
 
     def _merge_sessions(self, batch: pl.DataFrame) -> None:
+        # Only the open sessions of this batch's clients can change: the others are carried
+        # over as they are (an anti-join), not re-aggregated and re-copied at every batch.
+        carried: pl.DataFrame | None = None
         if self.open is not None and len(self.open):
-            batch = pl.concat([self.open, batch], how="diagonal_relaxed").group_by(["_ck", "session_no"]).agg(
+            keys = batch.select("_ck")
+            carried = self.open.join(keys, on="_ck", how="anti")
+            touched = self.open.join(keys, on="_ck", how="semi")
+            batch = pl.concat([touched, batch], how="diagonal_relaxed").group_by(["_ck", "session_no"]).agg(
                 pl.col("client").first(),
                 *[pl.col(c).sum() for c in SUM_COLS],
                 *[pl.col(c).max() for c in MAX_COLS],
@@ -271,7 +277,8 @@ class FeatureAccumulator:
         closed = batch.filter(~latest)
         self.n_sessions += len(closed)
         self.closed.append(compact(closed))
-        self.open = compact(batch.filter(latest))
+        fresh = compact(batch.filter(latest))
+        self.open = fresh if carried is None else pl.concat([carried, fresh])
         if not self.keep_sessions and sum(f.estimated_size() for f in self.closed) > _FOLD_BYTES:
             self._fold_sessions(self.closed)
             self.closed = []
