@@ -101,6 +101,7 @@ def test_samples_are_each_clients_first_hits_whatever_the_order(cfg, times, data
     df = hits_frame([(ip, t, f"/p/{k}") for k, (ip, t) in enumerate(zip(ips, times, strict=True))])
     if trim:
         monkeypatch.setattr(aggregate, "_FOLD_BYTES", 0)
+        monkeypatch.setattr(aggregate, "_FOLD_STATE_SHARE", 0)
     parts = [df.slice(i, size) for i in range(0, len(df), size)]
     got = build_features(parts, cfg, ranges=_no_ranges(cfg)).samples
     want = df.sort("ts").group_by("client_ip", maintain_order=True).head(5)
@@ -119,6 +120,7 @@ def test_folding_sessions_into_clients_gives_the_same_clients(cfg, rows, size, m
     parts = [df.slice(i, size) for i in range(0, len(df), size)]
     kept = build_features(parts, cfg, ranges=_no_ranges(cfg))
     monkeypatch.setattr(aggregate, "_FOLD_BYTES", 0)
+    monkeypatch.setattr(aggregate, "_FOLD_STATE_SHARE", 0)
     folded = build_features(parts, cfg, ranges=_no_ranges(cfg), keep_sessions=False)
     monkeypatch.undo()
     assert folded.sessions.is_empty()

@@ -51,8 +51,18 @@ _EMPTY_SAMPLE_STATE = pl.DataFrame(
     schema={"_ck": pl.UInt64, "_have": pl.Int32, "_last": pl.Datetime("us", "UTC")}
 )
 
-#: Per-batch partial state is folded into the running state once it holds this many bytes.
+#: Per-batch partial state is folded into the running state once it holds this many bytes,
+#: or half the size of that state if more: a fold costs O(state), so a fixed threshold would
+#: make logs with many clients quadratic; this way each row is folded O(1) times on average,
+#: for at most 1.5 times the state in memory.
 _FOLD_BYTES = 8 << 20
+_FOLD_STATE_SHARE = 0.5
+
+
+def _fold_due(parts: list[pl.DataFrame], state: pl.DataFrame | None) -> bool:
+    size = sum(f.estimated_size() for f in parts)
+    state_size = state.estimated_size() if state is not None else 0
+    return size > max(_FOLD_BYTES, _FOLD_STATE_SHARE * state_size)
 
 # Inter-arrival histogram: 4 bins per octave from 0.1 s; median read back from it.
 _BINS_PER_OCTAVE = 4
@@ -171,10 +181,11 @@ class FeatureAccumulator:
         # Sum-merged state is kept as a list of per-batch frames and folded only when it grows:
         # folding after every batch would cost O(state) per batch.
         self._add_samples(sample)
+        folded = {"hist": self.hist, "ua": self.ua_counts, "timeline": self.timeline}
         for name, frame in (("hist", hist), ("ua", compact(ua)), ("timeline", compact(timeline))):
             self._parts.setdefault(name, []).append(frame)
-            # Folded by size, not row count: agent and sample rows carry long strings.
-            if sum(f.estimated_size() for f in self._parts[name]) > _FOLD_BYTES:
+            # Folded by size, not row count: agent rows carry long strings.
+            if _fold_due(self._parts[name], folded[name]):
                 self._fold(name)
         for name, frame in zip(sketch_q, regs, strict=True):
             if name not in self.sketches:
@@ -236,7 +247,7 @@ class FeatureAccumulator:
         if name == "hist":
             self.hist = _merge_sum(self.hist, pl.concat(frames), ["_ck", "bin"], ["n"])
         elif name == "ua":
-            self.ua_counts = compact(_merge_ua(self.ua_counts, pl.concat(frames)))
+            self.ua_counts = _merge_ua(self.ua_counts, pl.concat(frames))
         else:
             self.timeline = compact(_merge_timeline(self.timeline, pl.concat(frames)))
 
@@ -279,7 +290,7 @@ class FeatureAccumulator:
         self.closed.append(compact(closed))
         fresh = compact(batch.filter(latest))
         self.open = fresh if carried is None else pl.concat([carried, fresh])
-        if not self.keep_sessions and sum(f.estimated_size() for f in self.closed) > _FOLD_BYTES:
+        if not self.keep_sessions and _fold_due(self.closed, self.client_sums):
             self._fold_sessions(self.closed)
             self.closed = []
 
@@ -297,8 +308,13 @@ class FeatureAccumulator:
             pl.col("start_ts").alias("first_seen"), pl.col("end_ts").alias("last_seen"),
             duration.alias("active_s"), duration.alias("longest_session_s"), "ip",
         )
+        carried: pl.DataFrame | None = None
         if self.client_sums is not None:
-            rows = pl.concat([self.client_sums.lazy(), rows], how="vertical_relaxed")
+            # Only the clients whose sessions closed change; the others are carried over.
+            keys = rows.select("_ck").collect()
+            carried = self.client_sums.join(keys, on="_ck", how="anti")
+            touched = self.client_sums.join(keys, on="_ck", how="semi")
+            rows = pl.concat([touched.lazy(), rows], how="vertical_relaxed")
         new = rows.group_by("_ck", maintain_order=True).agg(
             pl.col("client").first(),
             *[pl.col(c).sum() for c in ("sessions", *SUM_COLS)],
@@ -309,7 +325,8 @@ class FeatureAccumulator:
             pl.col("longest_session_s").max(),
             pl.col("ip").drop_nulls().first(),
         )
-        self.client_sums = compact(new.collect())
+        changed = compact(new.collect())
+        self.client_sums = changed if carried is None else pl.concat([carried, changed], how="vertical_relaxed")
 
     # ------------------------------------------------------------------ results
     def samples(self) -> pl.DataFrame:
@@ -410,9 +427,18 @@ def _merge_sum(a: pl.DataFrame | None, b: pl.DataFrame, keys: list[str], vals: l
 
 
 def _merge_ua(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:
-    return _both(a, b).group_by(["_ck", "_uk"]).agg(
+    """Agent counts merged; only the (client, agent) pairs in ``b`` are re-aggregated (and
+    their strings copied out of the batch), the others are carried over as they are."""
+    keys = ["_ck", "_uk"]
+    carried = None
+    if a is not None and not a.is_empty():
+        pairs = b.select(keys)
+        carried = a.join(pairs, on=keys, how="anti")
+        b = pl.concat([a.join(pairs, on=keys, how="semi"), b], how="diagonal_relaxed")
+    changed = compact(b.group_by(keys).agg(
         pl.col("client").first(), pl.col("user_agent").first(), pl.col("n").sum(), pl.col("first_ts").min()
-    )
+    ))
+    return changed if carried is None else pl.concat([carried, changed], how="vertical_relaxed")
 
 
 def _merge_timeline(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:

@@ -128,7 +128,10 @@ class Registers:
                 self._raise(heavy)
             new = found.filter(pl.col("_row").is_null()).drop("_row")
         self.pending.append(new)
-        if sum(len(f) for f in self.pending) > self.PENDING_ROWS:
+        # A flush costs O(state): waiting for half the state's rows as well keeps logs with
+        # many keys from flushing their whole state at every batch.
+        state_rows = sum(len(f) for f in self.sparse or [])
+        if sum(len(f) for f in self.pending) > max(self.PENDING_ROWS, state_rows // 2):
             self.flush()
 
     def flush(self) -> None:
