@@ -229,15 +229,16 @@ def analyze(
         "data_from": stats.first_ts.isoformat() if stats.first_ts else None,
         "data_to": stats.last_ts.isoformat() if stats.last_ts else None,
     }
-    # Decisions and features are always written (they explain the refusal, too).
-    decisions.write_parquet(out_dir / "decisions.parquet")
+    # Decisions and features are always written (they explain the refusal, too). zstd level 1,
+    # as for parse: 15% less encoding time than the default for files 5% larger.
+    decisions.write_parquet(out_dir / "decisions.parquet", compression_level=1)
     atomic_write(out_dir / "decisions.jsonl", _jsonl(decisions))
     if len(clients):
-        clients.write_parquet(out_dir / "features.parquet")
-        feats.samples.write_parquet(out_dir / "samples.parquet")
+        clients.write_parquet(out_dir / "features.parquet", compression_level=1)
+        feats.samples.write_parquet(out_dir / "samples.parquet", compression_level=1)
     blocklist_info: dict[str, Any]
     if refused is None:
-        entries.write_parquet(out_dir / "entries.parquet")
+        entries.write_parquet(out_dir / "entries.parquet", compression_level=1)
         atomic_write(out_dir / "blocklist.txt", _blocklist_text(entries, header))
         blocklist_info = {"written": True, "path": str(out_dir / "blocklist.txt"), "entries": len(entries)}
         if exports:

@@ -17,6 +17,7 @@ from botguard.agent_process import AgentProcess
 from botguard.config.models import Config
 from botguard.features.aggregate import FeatureAccumulator
 from botguard.features.hitflags import flag_hits
+from botguard.frames import add_columns
 from botguard.schema import TOP_AGENT_COLS
 from botguard.sessionize import Sessionizer
 
@@ -148,7 +149,7 @@ def _join_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, agents: 
         pl.col("claimed_crawler").sort_by("n", descending=True).drop_nulls().first().alias("claimed_crawler"),
     )
     top = agents.select("user_agent", *[c for c in TOP_AGENT_COLS if c in agents.columns])
-    return clients.join(shares, on="client", how="left").join(top, on="user_agent", how="left", nulls_equal=True)
+    return add_columns(add_columns(clients, shares, "client"), top, "user_agent", nulls_equal=True)
 
 
 def _enrich_network(clients: pl.DataFrame, cfg: Config, ranges: Any, resolver: Any, warnings: list[str]) -> pl.DataFrame:
@@ -161,7 +162,7 @@ def _enrich_network(clients: pl.DataFrame, cfg: Config, ranges: Any, resolver: A
     assert isinstance(ranges, RangeSet)
     ips = clients["ip"].drop_nulls().unique()
     net = network_features(ips, cfg, ranges, warnings=warnings)
-    out = clients.join(net, on="ip", how="left")
+    out = add_columns(clients, net, "ip")
     # Neighbours: distinct clients sharing the /24 (IPv4) or /64 (IPv6).
     out = out.with_columns(
         pl.when(pl.col("prefix").is_not_null())
@@ -173,9 +174,9 @@ def _enrich_network(clients: pl.DataFrame, cfg: Config, ranges: Any, resolver: A
     claims = out.select("ip", "claimed_crawler").filter(pl.col("claimed_crawler").is_not_null() & pl.col("ip").is_not_null()).unique()
     if len(claims):
         verified = verify_claims(claims, cfg, ranges, resolver)
-        out = out.join(
-            verified.select("ip", "claimed_crawler", "crawler_status", "verified_crawler"),
-            on=["ip", "claimed_crawler"], how="left",
+        out = add_columns(
+            out, verified.select("ip", "claimed_crawler", "crawler_status", "verified_crawler"),
+            ["ip", "claimed_crawler"],
         )
         hint = missing_ranges_hint(cfg, ranges)
         if hint:

@@ -10,7 +10,7 @@ import polars as pl
 
 from botguard.config.models import Config
 from botguard.features import sketches
-from botguard.frames import compact
+from botguard.frames import add_columns, compact
 
 #: Per-hit boolean flags summed per session (column name → session column).
 FLAG_SUMS: dict[str, str] = {
@@ -372,7 +372,7 @@ class FeatureAccumulator:
             regs = self.sketches.get(name) if name != "agents" else self.regs.get(name)
             if regs is not None and len(regs):
                 est = sketches.estimate(regs, ["_ck"], p, col)
-                agg = agg.join(est, on="_ck", how="left")
+                agg = add_columns(agg, est, "_ck")
             else:
                 agg = agg.with_columns(pl.lit(0.0).alias(col))
         catalogue = self.sketches.get("catalogue")
@@ -386,26 +386,24 @@ class FeatureAccumulator:
         # Timing from the merged histogram.
         if self.hist is not None and len(self.hist):
             med = _hist_median(self.hist)
-            agg = agg.join(med, on="_ck", how="left")
+            agg = add_columns(agg, med, "_ck")
         else:
             agg = agg.with_columns(pl.lit(None, pl.Float64).alias("gap_median_s"))
-        agg = agg.drop("_ck")
+        # Each client's most frequent agent (ties: the earliest seen, then the agent's hash).
+        # Sorted on numbers only: sorting on the client and agent strings took seconds on
+        # logs with hundreds of thousands of clients.
         top_ua = (
-            self.ua_counts.sort(["client", "n", "first_ts", "user_agent"], descending=[False, True, False, False], nulls_last=True)
-            .group_by("client", maintain_order=True).first()
-            .select("client", pl.col("user_agent"))
-            if self.ua_counts is not None else pl.DataFrame(schema={"client": pl.String, "user_agent": pl.String})
+            self.ua_counts.sort(["_ck", "n", "first_ts", "_uk"], descending=[False, True, False, False], nulls_last=True)
+            .group_by("_ck", maintain_order=True).first()
+            .select("_ck", "user_agent")
+            if self.ua_counts is not None else pl.DataFrame(schema={"_ck": pl.UInt64, "user_agent": pl.String})
         )
-        agg = agg.join(top_ua, on="client", how="left")
+        agg = add_columns(agg, top_ua, "_ck").drop("_ck")
         agent_clients = self.regs.get("agent_clients")
         if agent_clients is not None and len(agent_clients):
             per_agent = sketches.estimate(agent_clients, ["_uk"], p, "clients_per_agent")
-            agg = (
-                agg.with_columns(sketches.key_hash(pl.col("user_agent")).alias("_uk"))
-                .join(per_agent, on="_uk", how="left")
-                .drop("_uk")
-                .with_columns(pl.col("clients_per_agent").fill_null(1.0).round(0))
-            )
+            agg = add_columns(agg.with_columns(sketches.key_hash(pl.col("user_agent")).alias("_uk")), per_agent, "_uk")
+            agg = agg.drop("_uk").with_columns(pl.col("clients_per_agent").fill_null(1.0).round(0))
         else:
             agg = agg.with_columns(pl.lit(1.0).alias("clients_per_agent"))
         agg = agg.with_columns(_derived(session=False)).with_columns(
