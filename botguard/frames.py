@@ -26,3 +26,31 @@ def add_columns(df: pl.DataFrame, other: pl.DataFrame, on: str | list[str], **jo
     if len(looked) != len(df):
         raise ValueError(f"add_columns: {keys} is not unique in the looked-up frame")
     return df.hstack(looked.drop(keys))
+
+
+def merge_touched(
+    state: pl.DataFrame | None,
+    new: pl.DataFrame,
+    on: str | list[str],
+    aggs: list[pl.Expr],
+    *,
+    by: str | list[str] | None = None,
+    maintain_order: bool = False,
+) -> tuple[pl.DataFrame | None, pl.DataFrame]:
+    """``new`` rows merged into keyed running ``state``: (carried, changed). Only the state rows
+    whose ``on`` keys occur in ``new`` are aggregated again with it (grouped ``by``, default
+    ``on``; state rows first, so ``first`` keeps the older value); the others come back as
+    they are. Per-client state merged batch after batch this way costs the batch's clients,
+    not every client seen so far. ``stacked(carried, changed)`` is the new state."""
+    keys = [on] if isinstance(on, str) else on
+    if state is None or state.is_empty():
+        return None, new.group_by(by or keys, maintain_order=maintain_order).agg(aggs)
+    present = new.select(keys)
+    carried = state.join(present, on=keys, how="anti")
+    touched = state.join(present, on=keys, how="semi")
+    both = pl.concat([touched, new], how="diagonal_relaxed")
+    return carried, both.group_by(by or keys, maintain_order=maintain_order).agg(aggs)
+
+
+def stacked(carried: pl.DataFrame | None, changed: pl.DataFrame) -> pl.DataFrame:
+    return changed if carried is None else pl.concat([carried, changed], how="vertical_relaxed")

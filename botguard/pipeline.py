@@ -32,6 +32,8 @@ def _progress(progress: ProgressFactory | None, ing: Ingest) -> AbstractContextM
 
 # --------------------------------------------------------------------------- parse
 _UA_SEED = 0x75617331
+
+
 @dataclass
 class ParseResult:
     stats: ParseStats
@@ -110,29 +112,21 @@ def compute_features(
     keep_sessions: bool = True, agent_process: Any = None,
 ) -> Any:
     """Features of the logs; pass ``keep_sessions=False`` when only client rows are wanted
-    (memory then stays flat in the length of the log)."""
+    (memory then stays flat in the length of the log). ``agent_process``: see
+    ``build_features``; none is started here, since a spawned process imports the caller's
+    main module again (a script without an ``if __name__ == "__main__"`` guard would run
+    twice)."""
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
-    with _agent_process(agent_process) as agents, _progress(progress, ing) as advance:
+    with _progress(progress, ing) as advance:
         from botguard.features import build_features
 
         ing.on_progress = advance
         result = build_features(
             ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, keep_sessions=keep_sessions,
-            agent_process=agents,
+            agent_process=agent_process,
         )
     result.parse_stats = ing.finish()
     return result
-
-
-def _agent_process(given: Any) -> AbstractContextManager[Any]:
-    """The caller's agent process (the CLI starts one before its imports), else a thread.
-
-    Never started here on the caller's behalf: a spawned process imports the caller's main
-    module again, which runs a script that lacks an ``if __name__ == "__main__"`` guard twice.
-    Callers that have the guard pass ``botguard.agent_process.for_inputs(...)``."""
-    from botguard.agent_process import AgentProcess
-
-    return nullcontext(given if given is not None else AgentProcess(start=False))
 
 
 def _flagger(cfg: Config) -> Callable[[pl.DataFrame], pl.DataFrame]:
@@ -184,12 +178,12 @@ def analyze(
 ) -> AnalyzeResult:
     t0 = time.perf_counter()
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
-    with _agent_process(agent_process) as agents, _progress(progress, ing) as advance:
+    with _progress(progress, ing) as advance:
         from botguard.features import build_features
 
         ing.on_progress = advance
         feats = build_features(
-            ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, keep_sessions=False, agent_process=agents
+            ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, keep_sessions=False, agent_process=agent_process
         )
     from botguard.sinks.atomic import atomic_write
 

@@ -10,7 +10,7 @@ import polars as pl
 
 from botguard.config.models import Config
 from botguard.features import sketches
-from botguard.frames import add_columns, compact
+from botguard.frames import add_columns, compact, merge_touched, stacked
 
 #: Per-hit boolean flags summed per session (column name → session column).
 FLAG_SUMS: dict[str, str] = {
@@ -43,6 +43,16 @@ FLAG_SUMS: dict[str, str] = {
 SUM_COLS = ["requests", "bytes_sent", *FLAG_SUMS.values(), "gap_n", "gap_sum_s", "gap_sumsq_s2"]
 MAX_COLS = ["peak_10s", "peak_60s"]
 _SESSION_RAW = ["_ck", "client", "session_no", *SUM_COLS, *MAX_COLS, "start_ts", "end_ts", "ip"]
+
+#: Partial rows of one session (from several batches) → one row.
+_SESSION_AGGS = [
+    pl.col("client").first(),
+    *[pl.col(c).sum() for c in SUM_COLS],
+    *[pl.col(c).max() for c in MAX_COLS],
+    pl.col("start_ts").min(),
+    pl.col("end_ts").max(),
+    pl.col("ip").drop_nulls().first(),
+]
 
 #: Hits kept per client for ``explain``.
 SAMPLES_PER_CLIENT = 5
@@ -218,13 +228,11 @@ class FeatureAccumulator:
             return
         self._sample_parts.append(compact(rows))
         seen = rows.group_by("_ck").agg(pl.len().cast(pl.Int32).alias("_have"), pl.col("ts").max().alias("_last"))
-        # Only this batch's clients change: the others' rows are carried over by an anti-join,
-        # five times cheaper than re-aggregating every client seen so far.
-        state = self._sample_state
-        changed = pl.concat([state.join(seen, on="_ck", how="semi"), seen]).group_by("_ck").agg(
-            pl.col("_have").sum(), pl.col("_last").max()
-        )
-        self._sample_state = pl.concat([state.join(seen, on="_ck", how="anti"), changed])
+        # Only this batch's clients change: five times cheaper than re-aggregating every
+        # client seen so far.
+        self._sample_state = stacked(*merge_touched(
+            self._sample_state, seen, "_ck", [pl.col("_have").sum(), pl.col("_last").max()]
+        ))
         # Out-of-order input adds rows that later ones push out: trimmed when they pile up
         # (the threshold doubles, so time-ordered logs, whose rows all stay, are not re-sorted
         # over and over).
@@ -244,12 +252,18 @@ class FeatureAccumulator:
         frames = self._parts.pop(name, [])
         if not frames:
             return
+        new = pl.concat(frames)
         if name == "hist":
-            self.hist = _merge_sum(self.hist, pl.concat(frames), ["_ck", "bin"], ["n"])
+            self.hist = stacked(*merge_touched(self.hist, new, ["_ck", "bin"], [pl.col("n").sum()]))
         elif name == "ua":
-            self.ua_counts = _merge_ua(self.ua_counts, pl.concat(frames))
+            # Only the (client, agent) pairs of the new rows are aggregated again, and their
+            # strings copied out of the batches.
+            carried, changed = merge_touched(self.ua_counts, new, ["_ck", "_uk"], [
+                pl.col("client").first(), pl.col("user_agent").first(), pl.col("n").sum(), pl.col("first_ts").min(),
+            ])
+            self.ua_counts = stacked(carried, compact(changed))
         else:
-            self.timeline = compact(_merge_timeline(self.timeline, pl.concat(frames)))
+            self.timeline = stacked(*merge_touched(self.timeline, compact(new), ["bucket", "_ck"], [pl.col("requests").sum()]))
 
     def finish_parts(self) -> None:
         for name in list(self._parts):
@@ -269,27 +283,16 @@ class FeatureAccumulator:
 
     def _merge_sessions(self, batch: pl.DataFrame) -> None:
         # Only the open sessions of this batch's clients can change: the others are carried
-        # over as they are (an anti-join), not re-aggregated and re-copied at every batch.
+        # over as they are, not re-aggregated and re-copied at every batch.
         carried: pl.DataFrame | None = None
         if self.open is not None and len(self.open):
-            keys = batch.select("_ck")
-            carried = self.open.join(keys, on="_ck", how="anti")
-            touched = self.open.join(keys, on="_ck", how="semi")
-            batch = pl.concat([touched, batch], how="diagonal_relaxed").group_by(["_ck", "session_no"]).agg(
-                pl.col("client").first(),
-                *[pl.col(c).sum() for c in SUM_COLS],
-                *[pl.col(c).max() for c in MAX_COLS],
-                pl.col("start_ts").min(),
-                pl.col("end_ts").max(),
-                pl.col("ip").drop_nulls().first(),
-            )
+            carried, batch = merge_touched(self.open, batch, "_ck", _SESSION_AGGS, by=["_ck", "session_no"])
         batch = batch.select(_SESSION_RAW)
         latest = pl.col("session_no") == pl.col("session_no").max().over("_ck")
         closed = batch.filter(~latest)
         self.n_sessions += len(closed)
         self.closed.append(compact(closed))
-        fresh = compact(batch.filter(latest))
-        self.open = fresh if carried is None else pl.concat([carried, fresh])
+        self.open = stacked(carried, compact(batch.filter(latest)))
         if not self.keep_sessions and _fold_due(self.closed, self.client_sums):
             self._fold_sessions(self.closed)
             self.closed = []
@@ -308,14 +311,8 @@ class FeatureAccumulator:
             pl.col("start_ts").alias("first_seen"), pl.col("end_ts").alias("last_seen"),
             duration.alias("active_s"), duration.alias("longest_session_s"), "ip",
         )
-        carried: pl.DataFrame | None = None
-        if self.client_sums is not None:
-            # Only the clients whose sessions closed change; the others are carried over.
-            keys = rows.select("_ck").collect()
-            carried = self.client_sums.join(keys, on="_ck", how="anti")
-            touched = self.client_sums.join(keys, on="_ck", how="semi")
-            rows = pl.concat([touched.lazy(), rows], how="vertical_relaxed")
-        new = rows.group_by("_ck", maintain_order=True).agg(
+        # Only the clients whose sessions closed change; the others are carried over.
+        carried, changed = merge_touched(self.client_sums, rows.collect(), "_ck", [
             pl.col("client").first(),
             *[pl.col(c).sum() for c in ("sessions", *SUM_COLS)],
             *[pl.col(c).max() for c in MAX_COLS],
@@ -324,9 +321,8 @@ class FeatureAccumulator:
             pl.col("active_s").sum(),
             pl.col("longest_session_s").max(),
             pl.col("ip").drop_nulls().first(),
-        )
-        changed = compact(new.collect())
-        self.client_sums = changed if carried is None else pl.concat([carried, changed], how="vertical_relaxed")
+        ], maintain_order=True)
+        self.client_sums = stacked(carried, compact(changed))
 
     # ------------------------------------------------------------------ results
     def samples(self) -> pl.DataFrame:
@@ -413,34 +409,6 @@ class FeatureAccumulator:
             .otherwise(0.0).alias("product_revisit_share"),
         )
         return agg.sort("client")
-
-
-def _both(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:
-    # Always re-aggregated: ``b`` may itself hold several batches' rows for one key.
-    return b if a is None or a.is_empty() else pl.concat([a, b], how="diagonal_relaxed")
-
-
-def _merge_sum(a: pl.DataFrame | None, b: pl.DataFrame, keys: list[str], vals: list[str]) -> pl.DataFrame:
-    return _both(a, b).group_by(keys).agg([pl.col(v).sum() for v in vals])
-
-
-def _merge_ua(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:
-    """Agent counts merged; only the (client, agent) pairs in ``b`` are re-aggregated (and
-    their strings copied out of the batch), the others are carried over as they are."""
-    keys = ["_ck", "_uk"]
-    carried = None
-    if a is not None and not a.is_empty():
-        pairs = b.select(keys)
-        carried = a.join(pairs, on=keys, how="anti")
-        b = pl.concat([a.join(pairs, on=keys, how="semi"), b], how="diagonal_relaxed")
-    changed = compact(b.group_by(keys).agg(
-        pl.col("client").first(), pl.col("user_agent").first(), pl.col("n").sum(), pl.col("first_ts").min()
-    ))
-    return changed if carried is None else pl.concat([carried, changed], how="vertical_relaxed")
-
-
-def _merge_timeline(a: pl.DataFrame | None, b: pl.DataFrame) -> pl.DataFrame:
-    return _both(a, b).group_by(["bucket", "_ck"]).agg(pl.col("requests").sum())
 
 
 def _hist_median(hist: pl.DataFrame) -> pl.DataFrame:
