@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -241,6 +242,33 @@ def test_dense_and_sparse_registers_agree(batches, divisor) -> None:  # type: ig
     assert regs.rows(some).sort("k", "reg").equals(
         reference.filter(pl.col("k").is_in(some.implode())).sort("k", "reg")
     )
+
+
+@pytest.mark.parametrize("slice_rows", [0, 1_500, 10**9])
+def test_register_state_is_the_same_sliced_or_whole(slice_rows, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Small states are one frame, large ones sixteen slices; a state that outgrows one slice
+    mid-stream (1,500 rows) is re-sliced. Every way gives the registers of one whole merge."""
+    monkeypatch.setattr(sketches, "SLICE_ROWS", slice_rows)
+    p = 10
+    rng = random.Random(7)
+    frames = [
+        sketches.registers(
+            pl.DataFrame({"k": [rng.randrange(200) for _ in range(500)], "v": [str(rng.randrange(5000)) for _ in range(500)]},
+                         schema={"k": pl.UInt64, "v": pl.String}),
+            ["k"], pl.col("v"), p,
+        ).collect()
+        for _ in range(8)
+    ]
+    regs = sketches.Registers("k", p)
+    regs.PENDING_ROWS = 0  # merge at every batch, so the state grows through the threshold
+    for f in frames:
+        regs.add([f])
+    regs.flush()
+    reference = pl.concat(frames).group_by("k", "reg").agg(pl.col("rank").max())
+    assert regs.sparse is not None
+    assert len(regs.sparse) == (1 if slice_rows > len(reference) else sketches.SLICES)
+    assert regs.rows().sort("k", "reg").equals(reference.sort("k", "reg"))
+    assert len(regs) == reference["k"].n_unique()
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -44,6 +44,12 @@ def registers(df: pl.LazyFrame | pl.DataFrame, keys: list[str], value: pl.Expr, 
 #: what keeps long logs from raising the peak memory at every merge.
 SLICES = 16
 
+#: Up to this many rows the state is one slice: each slice costs a query per merge and per
+#: promotion (about a millisecond each), which on a small log (a cron run, a 10k-line file)
+#: was most of the sketches' time and saves no memory worth having. Past it the state is
+#: sliced, and stays sliced.
+SLICE_ROWS = 1 << 17
+
 
 def _empty(keys: list[str]) -> pl.DataFrame:
     return pl.DataFrame(schema={**{k: pl.UInt64 for k in keys}, "reg": pl.UInt16, "rank": pl.UInt8})
@@ -52,12 +58,23 @@ def _empty(keys: list[str]) -> pl.DataFrame:
 def merge_sliced(
     state: list[pl.DataFrame] | None, frames: list[pl.DataFrame], keys: list[str]
 ) -> list[pl.DataFrame]:
-    """``frames`` merged into ``state`` (``SLICES`` frames, sliced by the first key)."""
+    """``frames`` merged into ``state``: one frame, or ``SLICES`` frames sliced by the first
+    key once the rows outgrow ``SLICE_ROWS``."""
     frames = [f for f in frames if f is not None and len(f)]
     if not frames:
-        return state or [_empty(keys) for _ in range(SLICES)]
-    state = state or [frames[0].clear() for _ in range(SLICES)]
+        return state or [_empty(keys)]
+    rows = sum(len(f) for f in state or []) + sum(len(f) for f in frames)
+    n = SLICES if rows > SLICE_ROWS or (state is not None and len(state) == SLICES) else 1
+    if state is not None and len(state) != n:
+        # Outgrown one slice: its rows are sliced with the new ones (merging a register with
+        # itself changes nothing: the max of equal ranks).
+        frames, state = [*state, *frames], None
     new = pl.concat(frames)
+    group = [*keys, "reg"]
+    if n == 1:
+        both = new if state is None else pl.concat([state[0], new])
+        return [both.group_by(group).agg(pl.col("rank").max())]
+    state = state or [new.clear() for _ in range(SLICES)]
     key = pl.col(keys[0]) if new.schema[keys[0]].is_integer() else pl.col(keys[0]).hash(seed=KEY_SEED)
     new = new.with_columns((key % SLICES).cast(pl.Int64).alias("_slice"))
     parts = {k[0]: f for k, f in new.partition_by("_slice", include_key=False, as_dict=True).items()}
@@ -65,7 +82,7 @@ def merge_sliced(
     # One collect for all slices: a few calls into Polars rather than dozens, each of which
     # would wait for the GIL while the agent parser (pure Python) runs beside this merge.
     plans = {
-        i: pl.concat([old.lazy(), parts.pop(i).lazy()]).group_by([*keys, "reg"]).agg(pl.col("rank").max())
+        i: pl.concat([old.lazy(), parts.pop(i).lazy()]).group_by(group).agg(pl.col("rank").max())
         for i, old in enumerate(state) if i in parts
     }
     merged = dict(zip(plans, pl.collect_all(list(plans.values())), strict=True))
