@@ -368,6 +368,62 @@ def test_json_with_field_map_nested_epoch_and_iso(tmp_path: Path) -> None:
     assert rejects.select("line_no", "reason").rows() == [(6, "no_match"), (7, "bad_timestamp")]
 
 
+def test_json_keys_ecs_style_flat_and_nested(tmp_path: Path) -> None:
+    """Keys as ELK/ECS logs write them: ``@timestamp``, flattened dotted keys and the same
+    keys nested; JSON keys named like the line columns (``source``, ``line``) do not clash."""
+    cfg = _cfg_with_formats(tmp_path, (
+        "ingest:\n"
+        "  formats:\n"
+        "    ecs:\n"
+        "      type: json\n"
+        "      fields: {ts: '@timestamp', client_ip: source.ip, method: http.request.method, path: url.original,\n"
+        "               status: http.response.status_code, user_agent: user_agent.original, host: line}\n"
+    ))
+    hits, rejects = parse("ecs", [
+        '{"@timestamp": "2023-11-14T22:13:20Z", "source": {"ip": "192.0.2.1"}, "http": {"request": {"method": "GET"},'
+        ' "response": {"status_code": 200}}, "url": {"original": "/p/1?x=2"}, "user_agent": {"original": "ua1"}, "line": "h1"}',
+        '{"@timestamp": "2023-11-14T22:13:21Z", "source.ip": "192.0.2.2", "http.request.method": "POST",'
+        ' "http.response.status_code": 404, "url.original": "/cart", "user_agent.original": "ua2"}',
+        '  {"@timestamp": "2023-11-14T22:13:22Z", "source": {"ip": "192.0.2.3"}, "url": "/not-an-object"}',
+    ], cfg)
+    assert hits.select("ts", "client_ip", "method", "path", "query", "status", "user_agent", "host").rows() == [
+        (ts(2023, 11, 14, 22, 13, 20), "192.0.2.1", "GET", "/p/1", "x=2", 200, "ua1", "h1"),
+        (ts(2023, 11, 14, 22, 13, 21), "192.0.2.2", "POST", "/cart", None, 404, "ua2", None),
+    ]
+    # "url" is a string where the map expects an object: the reader refuses the line, which
+    # is rejected (not a crash, not a half-read row).
+    assert rejects.select("line_no", "reason").rows() == [(3, "bad_timestamp")]
+
+
+def test_json_broken_lines_among_many_are_rejected_one_by_one(tmp_path: Path) -> None:
+    """A chunk far longer than a block, with broken objects, stray text and a blank line: every
+    good line parses, each bad one is rejected with its own line number and text, the blank
+    one is counted as blank."""
+    cfg = load_config(None)
+    good = '{{"EdgeStartTimestamp": {t}, "ClientIP": "192.0.2.{i}", "ClientRequestMethod": "GET", "ClientRequestURI": "/p/{i}", "EdgeResponseStatus": 200}}'
+    lines = [good.format(t=1_700_000_000 + i, i=i % 250) for i in range(10_000)]
+    bad = {1234: '{"EdgeStartTimestamp": 1700000000, "ClientIP": ', 5000: "garbage", 9998: '{"a": 1}} trailing'}
+    for k, text in bad.items():
+        lines[k] = text
+    lines[7000] = ""
+    path = tmp_path / "cf.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    hits, stats = read_hits([str(path)], cfg, format="cloudflare")
+    assert (stats.parsed, stats.rejected, stats.blank) == (10_000 - 4, 3, 1)
+    assert stats.rejected_by_reason == {"bad_timestamp": 2, "no_match": 1}
+    assert hits["line_no"].to_list() == [n for n in range(1, 10_001) if n - 1 not in bad and n != 7001]
+    assert hits["path"][1235 - 1] == "/p/" + str(1235 % 250)
+    # The same lines through the line path give the same frames.
+    parser = get_parser("cloudflare", cfg)
+    by_lines = parser.parse(_lines(lines), "UTC")
+    by_bytes = parser.parse_bytes(_chunk(lines), "UTC")
+    assert by_bytes is not None
+    assert_frame_equal(by_bytes[0], by_lines[0])
+    assert_frame_equal(by_bytes[1], by_lines[1])
+    expected = {**{k: ("no_match" if k == 5000 else "bad_timestamp", text) for k, text in bad.items()}, 7000: ("no_match", "")}
+    assert by_bytes[1].select("line_no", "reason", "line").rows() == [(k + 1, *expected[k]) for k in sorted(expected)]
+
+
 def test_json_format_needs_fields(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("ingest:\n  formats:\n    app: {type: json}\n", encoding="utf-8")

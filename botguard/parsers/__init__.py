@@ -13,13 +13,9 @@ import polars as pl
 
 from botguard.config.models import Config, FormatSpec
 from botguard.errors import ConfigError
+from botguard.parsers.jsonlines import JsonLinesParser
 from botguard.parsers.logformat import BUILTIN_FORMATS, RegexLogParser
-from botguard.parsers.presets import (
-    CLOUDFLARE_FIELDS,
-    AlbParser,
-    CloudFrontParser,
-    JsonLinesParser,
-)
+from botguard.parsers.presets import CLOUDFLARE_FIELDS, AlbParser, CloudFrontParser
 
 
 class LogParser(Protocol):

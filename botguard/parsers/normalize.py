@@ -131,7 +131,9 @@ def _ts_exprs(cols: set[str], default_tz: str) -> list[pl.Expr]:
             .dt.convert_time_zone("UTC")
         )
     if "msec" in cols:
-        out.append(epoch_to_ts(pl.col("msec")))
+        # First when present: a format that has epoch numbers mostly has only those (JSON lines
+        # split each value into msec or ISO text), and a cast is the cheapest parser.
+        out.insert(0, epoch_to_ts(pl.col("msec")))
     return out or [pl.lit(None, dtype=UTC_TS)]
 
 
@@ -230,11 +232,13 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
         pl.col("path").str.contains(r"^[a-zA-Z][a-zA-Z0-9+.-]*://").fill_null(False).alias("_abs"),
     ).collect()
     # Rare cases, fixed on the few rows that need it rather than paying on every row.
+    time_cols = [c for c in ("time_local", "time_iso8601", "msec") if c in cols]
     for fallback in ts_exprs[1:]:
         if df["ts"].null_count() == 0:
             break
         idx = df.select(pl.col("ts").is_null().arg_true()).to_series()
-        fixed = df[idx].select(fallback.alias("ts"))["ts"]
+        # Only the time columns of those rows: gathering whole rows copies every string.
+        fixed = df.select(*time_cols)[idx].select(fallback.alias("ts"))["ts"]
         df = df.with_columns(df["ts"].scatter(idx, fixed))
     absolute = df["_abs"]
     if absolute.any():

@@ -1,4 +1,6 @@
-"""Cloud formats: AWS ALB access logs, CloudFront standard logs, JSON lines (incl. Cloudflare).
+"""Cloud formats: AWS ALB access logs, CloudFront standard logs, the Cloudflare field map.
+
+JSON lines themselves are read by ``parsers.jsonlines``.
 
 They differ from nginx-style lines enough (absolute request URLs, tab separation, URL-encoded
 agents, JSON objects) to deserve their own capture step; all share ``normalize.finish``.
@@ -6,7 +8,7 @@ agents, JSON objects) to deserve their own capture step; all share ``normalize.f
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import unquote
 
 import polars as pl
@@ -116,51 +118,3 @@ CLOUDFLARE_FIELDS = {
     "user_agent": "ClientRequestUserAgent",
     "tls_fingerprint": "JA4",
 }
-
-_JSON_TO_CAPTURE = {
-    "client_ip": "remote_addr",
-    "method": "request_method",
-    "path": "request_uri",
-    "query": "args",
-    "protocol": "server_protocol",
-    "host": "host",
-    "status": "status",
-    "bytes": "bytes_sent",
-    "referer": "http_referer",
-    "user_agent": "http_user_agent",
-    "request_time_s": "request_time",
-    "x_forwarded_for": "http_x_forwarded_for",
-    "session_id": "session",
-    "tls_fingerprint": "tls",
-}
-
-
-@dataclass(frozen=True)
-class JsonLinesParser:
-    """JSON objects one per line, with a map from hits columns to (dotted) JSON keys."""
-
-    name: str
-    fields_map: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def fields(self) -> list[str]:
-        return list(self.fields_map)
-
-    def parse(self, lines: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-        def get(key: str) -> pl.Expr:
-            return pl.col("line").str.json_path_match("$." + key)
-
-        exprs = [pl.col("line").str.starts_with("{").alias("_matched")]
-        ts_key = self.fields_map.get("ts")
-        for col, key in self.fields_map.items():
-            cap = _JSON_TO_CAPTURE.get(col)
-            if cap:
-                exprs.append(get(key).alias(cap))
-        if ts_key:
-            t = get(ts_key)
-            numeric = t.str.contains(r"^\d+(?:\.\d+)?$")
-            exprs += [
-                pl.when(numeric).then(None).otherwise(t).alias("time_iso8601"),
-                pl.when(numeric).then(t).otherwise(None).alias("msec"),
-            ]
-        return finish(lines.with_columns(exprs), default_tz)

@@ -1,0 +1,229 @@
+"""JSON lines (CDN and load-balancer logs, app logs): one object per line, with a map from
+hits columns to JSON keys.
+
+Objects are decoded by Polars' NDJSON reader, once per line, against a schema built from the
+field map: every wanted value comes back as text (numbers and booleans as written, nested
+values as JSON), so ``normalize.finish`` types them like any other captured field. A key
+``a.b`` is looked up both as a literal key (flattened logs write ``"url.original"``) and as
+the path a → b (nested logs); keys such as ``@timestamp`` need no escaping.
+
+A chunk whose every line is a JSON object is read straight from its bytes. Otherwise the
+line path decodes the object lines and sets aside the ones the reader refuses, so
+broken lines cost one tolerant pass and one more read, not a slower parser for the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import polars as pl
+
+from botguard.parsers.normalize import finish
+from botguard.sources.files import Chunk
+
+#: Hits column → the capture name ``normalize.finish`` reads it from.
+_JSON_TO_CAPTURE = {
+    "client_ip": "remote_addr",
+    "method": "request_method",
+    "path": "request_uri",
+    "query": "args",
+    "protocol": "server_protocol",
+    "host": "host",
+    "status": "status",
+    "bytes": "bytes_sent",
+    "referer": "http_referer",
+    "user_agent": "http_user_agent",
+    "request_time_s": "request_time",
+    "x_forwarded_for": "http_x_forwarded_for",
+    "session_id": "session",
+    "tls_fingerprint": "tls",
+}
+
+
+#: Decoded columns are renamed with this prefix, so a JSON key such as ``line`` or ``source``
+#: cannot collide with the line columns beside them.
+_P = "\x00json:"
+
+
+@dataclass(frozen=True)
+class _Plan:
+    schema: dict[str, pl.DataType]
+    values: dict[str, pl.Expr]  # JSON key of the field map → expression over the decoded frame
+
+
+def _plan(keys: list[str]) -> _Plan:
+    """The reader's schema for ``keys`` and how to read each key back from its frame."""
+    tree: dict[str, Any] = {}  # nested dicts; a leaf is None
+    for key in keys:
+        tree.setdefault(key, None)  # the literal key, dots and all
+    for key in keys:
+        parts = key.split(".")
+        if len(parts) < 2:
+            continue
+        node = tree
+        for part in parts[:-1]:
+            child = node.get(part)
+            if part in node and not isinstance(child, dict):
+                node = {}  # a leaf is wanted here too: the leaf wins, the path stays unread
+                break
+            node = node.setdefault(part, {})
+        else:
+            if not isinstance(node.get(parts[-1]), dict):
+                node[parts[-1]] = None
+
+    def dtype(node: Any) -> pl.DataType:
+        if node is None:
+            return pl.String()
+        return pl.Struct({k: dtype(v) for k, v in node.items()})
+
+    def path_expr(parts: list[str]) -> pl.Expr | None:
+        node: Any = tree
+        expr: pl.Expr | None = None
+        for part in parts:
+            if not isinstance(node, dict) or part not in node:
+                return None
+            expr = pl.col(_P + part) if expr is None else expr.struct.field(part)
+            node = node[part]
+        return expr if node is None else None
+
+    values: dict[str, pl.Expr] = {}
+    for key in keys:
+        literal = pl.col(_P + key) if tree.get(key, {}) is None else None
+        nested = path_expr(key.split(".")) if "." in key else None
+        found = [e for e in (literal, nested) if e is not None]
+        values[key] = pl.coalesce(found) if len(found) > 1 else (found[0] if found else pl.lit(None, pl.String))
+    return _Plan({k: dtype(v) for k, v in tree.items()}, values)
+
+
+def _read(data: bytes, plan: _Plan, n_rows: int) -> pl.DataFrame | None:
+    """The objects of ``data``, or None unless every one of its ``n_rows`` lines is one (the
+    reader skips blank lines and refuses anything but objects)."""
+    try:
+        frame = pl.read_ndjson(data, schema=plan.schema)
+    except pl.exceptions.PolarsError:
+        return None
+    return frame.rename(lambda c: _P + c) if len(frame) == n_rows else None
+
+
+def _joined(texts: pl.Series) -> bytes:
+    text: str = texts.str.join("\n").item()
+    return (text + "\n").encode("utf-8")
+
+
+#: Lines per block when a chunk holds a line the reader refuses: blocks are read one by one
+#: and only in a refused block are the broken lines looked for.
+_BLOCK_LINES = 4096
+
+
+def _read_tolerant(texts: pl.Series, plan: _Plan, *, whole: bool = True) -> pl.DataFrame:
+    """One row per text; a text the reader refuses gets a row of nulls. In a block the reader
+    refuses, broken texts are found by a tolerant JSON pass and read as ``{}``; should the
+    reader still refuse the rest (its parser is not the tolerant one), the block is halved
+    until it does not."""
+    if texts.is_empty():
+        return pl.DataFrame(schema={_P + k: t for k, t in plan.schema.items()})
+    frame = _read(_joined(texts), plan, len(texts)) if whole else None
+    if frame is not None:
+        return frame
+    out = []
+    for start in range(0, len(texts), _BLOCK_LINES):
+        block = texts.slice(start, _BLOCK_LINES)
+        frame = _read(_joined(block), plan, len(block)) if len(texts) > _BLOCK_LINES else None
+        if frame is None:
+            valid = block.str.json_path_match("$").is_not_null()
+            block = block.zip_with(valid, pl.Series([r"{}"] * len(block), dtype=pl.String))
+            frame = _halved(block, plan)
+        out.append(frame)
+    return pl.concat(out)
+
+
+def _halved(texts: pl.Series, plan: _Plan) -> pl.DataFrame:
+    frame = _read(_joined(texts), plan, len(texts))
+    if frame is not None:
+        return frame
+    if len(texts) == 1:
+        return pl.DataFrame([pl.Series(_P + k, [None], dtype=t) for k, t in plan.schema.items()])
+    half = len(texts) // 2
+    return pl.concat([_halved(texts.slice(0, half), plan), _halved(texts.slice(half), plan)])
+
+
+@dataclass(frozen=True)
+class JsonLinesParser:
+    """JSON objects one per line, with a map from hits columns to (dotted) JSON keys."""
+
+    name: str
+    fields_map: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.fields_map)
+
+    @cached_property
+    def _plan(self) -> _Plan:
+        return _plan(sorted(set(self.fields_map.values())))
+
+    def _captures(self) -> list[pl.Expr]:
+        values = self._plan.values
+        exprs = []
+        for col, key in self.fields_map.items():
+            cap = _JSON_TO_CAPTURE.get(col)
+            if cap:
+                exprs.append(values[key].alias(cap))
+        ts_key = self.fields_map.get("ts")
+        if ts_key:
+            # Epoch numbers (s, ms, µs, ns) and ISO 8601 text.
+            t = values[ts_key]
+            numeric = t.str.contains(r"^\d+(?:\.\d+)?$")
+            exprs += [
+                pl.when(numeric).then(None).otherwise(t).alias("time_iso8601"),
+                pl.when(numeric).then(t).otherwise(None).alias("msec"),
+            ]
+        return exprs
+
+    def parse_bytes(self, chunk: Chunk, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+        """Straight from bytes when every line of the chunk is a JSON object, else by lines;
+        None only for what the line path must decode first (CRLF, invalid UTF-8)."""
+        if not chunk.size or chunk.find(b"\r"):
+            return None
+        first = chunk.first_line_no
+        line_no = pl.int_range(first, first + chunk.n_lines, dtype=pl.Int64).alias("line_no")
+        frame = _read(chunk.data, self._plan, chunk.n_lines)
+        if frame is None:
+            try:
+                lines = pl.read_lines(chunk.data)
+            except pl.exceptions.PolarsError:
+                return None
+            if len(lines) != chunk.n_lines:
+                return None
+            return self._parse_lines(lines.with_columns(line_no, pl.lit(chunk.source).alias("source")), default_tz, whole=False)
+        raw = frame.lazy().select(
+            *self._captures(), line_no, pl.lit(chunk.source).alias("source"),
+            pl.lit(None, pl.String).alias("line"), pl.lit(True).alias("_matched"),
+        )
+        hits, rejects = finish(raw, default_tz)
+        if len(rejects):
+            text = pl.read_lines(chunk.data).select(line_no, pl.col("line").alias("_text"))
+            rejects = (
+                rejects.join(text, on="line_no", how="left")
+                .with_columns(pl.col("line").fill_null(pl.col("_text")))
+                .drop("_text")
+            )
+        return hits, rejects
+
+    def parse(self, lines: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        return self._parse_lines(lines.collect(), default_tz, whole=True)
+
+    def _parse_lines(self, df: pl.DataFrame, default_tz: str, *, whole: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """``whole``: try the lines in one read first (False when that read already failed)."""
+        # A line is a candidate if it looks like an object; those the reader refuses anyway
+        # come back as rows of nulls and are rejected for their missing fields.
+        is_object = df.select(pl.col("line").str.strip_chars_start().str.starts_with("{").fill_null(False)).to_series()
+        texts = df.select(pl.when(is_object).then(pl.col("line")).otherwise(pl.lit("{}"))).to_series()
+        # Lines set aside as "{}" may have been all that the reader refused.
+        decoded = _read_tolerant(texts, self._plan, whole=whole or not is_object.all())
+        raw = pl.concat([df.select("line", "line_no", "source"), decoded], how="horizontal").lazy().select(
+            *self._captures(), "line", "line_no", "source", is_object.alias("_matched"),
+        )
+        return finish(raw, default_tz)
