@@ -466,6 +466,21 @@ def test_alb_ipv6_client_port_is_stripped(cfg: Config) -> None:
     assert hits["client_ip"].to_list() == ["2001:db8::1"]
 
 
+def test_alb_escaped_quotes_and_short_lines(cfg: Config) -> None:
+    """ALB escapes quotes inside fields; lines from before the trace and domain fields existed
+    end after the target group."""
+    head = 'https 2023-10-10T13:55:36.186641Z app/lb/50dc 192.0.2.10:2817 10.0.0.1:80 0.001 0.048 0.000 200 200 120 5120 '
+    hits, rejects = parse("alb", [
+        head + '"GET https://shop.example:443/p/1 HTTP/1.1" "Mozilla/5.0 \\"x\\"" ECDHE TLSv1.2 arn:tg "Root=1" "shop.example" "-" 0',
+        head + '"GET http://shop.example:80/p/2 HTTP/1.1" "curl/8" - - arn:tg',
+    ], cfg)
+    assert rejects.is_empty()
+    assert hits.select("client_ip", "path", "user_agent", "host", "request_time_s").rows() == [
+        ("192.0.2.10", "/p/1", 'Mozilla/5.0 "x"', "shop.example", 0.048),
+        ("192.0.2.10", "/p/2", "curl/8", None, 0.048),
+    ]
+
+
 def test_cloudfront_exact(cfg: Config) -> None:
     lines = (LOGS / "cloudfront.log").read_text().splitlines()
     assert lines[0].startswith("#Version")

@@ -15,7 +15,7 @@ from botguard.config.models import Config, FormatSpec
 from botguard.errors import ConfigError
 from botguard.parsers.jsonlines import JsonLinesParser
 from botguard.parsers.logformat import BUILTIN_FORMATS, RegexLogParser
-from botguard.parsers.presets import CLOUDFLARE_FIELDS, AlbParser, CloudFrontParser
+from botguard.parsers.presets import CLOUDFLARE_FIELDS, CloudFrontParser
 
 
 class LogParser(Protocol):
@@ -38,7 +38,7 @@ _BUILD: dict[str, Callable[[str, FormatSpec], LogParser]] = {
     "vcombined": lambda n, s: RegexLogParser(n, BUILTIN_FORMATS["vcombined"]),
     "nginx": lambda n, s: RegexLogParser(n, s.log_format or ""),
     "json": lambda n, s: JsonLinesParser(n, dict(s.fields)),
-    "alb": lambda n, s: AlbParser(n),
+    "alb": lambda n, s: RegexLogParser(n, BUILTIN_FORMATS["alb"]),
     "cloudfront": lambda n, s: CloudFrontParser(n),
     "cloudflare": lambda n, s: JsonLinesParser(n, dict(CLOUDFLARE_FIELDS)),
 }

@@ -30,6 +30,9 @@ _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
 #: nginx variable → the capture name ``normalize.finish`` understands (None = skip).
 _TARGET: dict[str, str | None] = {
     "remote_addr": "remote_addr",
+    # Not nginx's: the client address with ":port" after it, as AWS ALB writes it (an IPv6
+    # address unbracketed, so the port is whatever follows the last colon).
+    "remote_addr_port": "remote_addr_port",
     "realip_remote_addr": "remote_addr",
     "http_x_real_ip": "remote_addr",
     "binary_remote_addr": None,
@@ -69,6 +72,13 @@ BUILTIN_FORMATS: dict[str, str] = {
     "combined": '$remote_addr $_ident $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"',
     "common": '$remote_addr $_ident $remote_user [$time_local] "$request" $status $body_bytes_sent',
     "vcombined": '$host:$_port $remote_addr $_ident $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"',
+    # AWS Application Load Balancer access logs: type time elb client:port target:port
+    # request/target/response processing times, ELB and target status, received and sent
+    # bytes, "request" "user agent" cipher protocol target-group "trace" "domain" (later
+    # fields are ignored; older logs without trace and domain still parse).
+    "alb": '$_type $time_iso8601 $_elb $remote_addr_port $_target $_request_t $request_time $_response_t '
+           '$status $_target_status $_received $bytes_sent "$request" "$http_user_agent" $_cipher '
+           '$_tls $_target_group "$_trace" "$host"',
 }
 
 

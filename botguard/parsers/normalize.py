@@ -149,6 +149,17 @@ def epoch_to_ts(col: pl.Expr) -> pl.Expr:
     return us.cast(pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
 
 
+def _client_address(cols: set[str]) -> pl.Expr:
+    """The raw client address: ``remote_addr``, or ``remote_addr_port`` without its port."""
+    if "remote_addr_port" in cols:
+        c = pl.col("remote_addr_port")
+        return pl.when(c.is_in(_MISSING)).then(None).otherwise(c.str.replace(r":\d+$", "")).alias("_ip_raw")
+    if "remote_addr" in cols:
+        c = pl.col("remote_addr")
+        return pl.when(c.is_in(_MISSING)).then(None).otherwise(c).alias("_ip_raw")
+    return pl.lit(None, pl.String).alias("_ip_raw")
+
+
 def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Captured strings (plus ``line``, ``line_no``, ``source``, ``_matched``) → (hits, rejects)."""
     cols = set(raw.collect_schema().names())
@@ -216,7 +227,7 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
         opt("http_x_forwarded_for", "x_forwarded_for"),
         opt("session", "session_id"),
         opt("tls", "tls_fingerprint"),
-        opt("remote_addr", "_ip_raw"),
+        _client_address(cols),
         pl.col("source"),
         pl.col("line_no"),
         pl.col("line"),

@@ -1,9 +1,10 @@
-"""Cloud formats: AWS ALB access logs, CloudFront standard logs, the Cloudflare field map.
+"""Cloud formats: CloudFront standard logs and the Cloudflare field map.
 
-JSON lines themselves are read by ``parsers.jsonlines``.
+AWS ALB logs are a ``log_format`` (``logformat.BUILTIN_FORMATS``); JSON lines are read by
+``parsers.jsonlines``.
 
-They differ from nginx-style lines enough (absolute request URLs, tab separation, URL-encoded
-agents, JSON objects) to deserve their own capture step; all share ``normalize.finish``.
+CloudFront lines differ from nginx-style ones enough (tab separation, URL-encoded agents) to
+deserve their own capture step; all formats share ``normalize.finish``.
 """
 
 from __future__ import annotations
@@ -14,38 +15,6 @@ from urllib.parse import unquote
 import polars as pl
 
 from botguard.parsers.normalize import finish
-
-# type time elb client:port target:port req_t target_t resp_t elb_status target_status
-# received sent "request" "user_agent" ssl_cipher ssl_protocol target_group "trace" "domain" ...
-_ALB = (
-    r'^(\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) (\S+) '
-    r'"((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)" (\S+) (\S+) (\S+)(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")?'
-)
-
-
-@dataclass(frozen=True)
-class AlbParser:
-    name: str = "alb"
-
-    @property
-    def fields(self) -> list[str]:
-        return ["time_iso8601", "remote_addr", "request", "status", "bytes_sent", "http_user_agent", "host"]
-
-    def parse(self, lines: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-        g = pl.col("line").str.extract_groups(_ALB)
-        raw = lines.with_columns(g.alias("_g")).with_columns(
-            pl.col("_g").struct.field("1").is_not_null().alias("_matched"),
-            pl.col("_g").struct.field("2").alias("time_iso8601"),
-            pl.col("_g").struct.field("4").str.replace(r":\d+$", "").alias("remote_addr"),  # client:port; IPv6 is unbracketed
-            pl.col("_g").struct.field("9").alias("status"),
-            pl.col("_g").struct.field("12").alias("bytes_sent"),
-            pl.col("_g").struct.field("13").alias("request"),
-            pl.col("_g").struct.field("14").alias("http_user_agent"),
-            pl.col("_g").struct.field("19").alias("host"),
-            pl.col("_g").struct.field("7").alias("request_time"),
-        ).drop("_g")
-        return finish(raw, default_tz)
-
 
 _CF_FIELDS = [
     "date", "time", "x-edge-location", "sc-bytes", "c-ip", "cs-method", "cs(Host)",
