@@ -518,6 +518,21 @@ def test_cloudflare_exact(cfg: Config) -> None:
     ]
 
 
+def test_caddy_exact(cfg: Config) -> None:
+    """Caddy logs headers as lists and, before 2.7, only ``remote_ip`` (the second line)."""
+    hits, rejects = parse("caddy", (LOGS / "caddy.jsonl").read_text().splitlines(), cfg)
+    assert rejects.is_empty()
+    assert hits.to_dicts() == [
+        hit(ts=ts(2023, 10, 10, 13, 45, 36) + timedelta(milliseconds=250), client_ip="203.0.113.5", method="GET",
+            path="/products/1", query="x=1", protocol="HTTP/2.0", status=200, bytes=10900,
+            referer="https://shop.example/", user_agent='Mozilla/5.0 "quoted" Firefox/118.0',
+            host="shop.example", request_time_s=0.000929675, line_no=1),
+        hit(ts=ts(2023, 10, 10, 13, 45, 37), client_ip="2001:db8::9", method="POST", path="/cart",
+            protocol="HTTP/1.1", status=403, bytes=0, user_agent="curl/8.4.0", host="shop.example",
+            request_time_s=0.25, line_no=2),
+    ]
+
+
 # --------------------------------------------------------------------------- registry / sniffing
 def test_unknown_format_lists_known_ones(cfg: Config) -> None:
     with pytest.raises(ConfigError) as info:
@@ -526,7 +541,7 @@ def test_unknown_format_lists_known_ones(cfg: Config) -> None:
     assert "'nosuch'" in problem
     for name in known_formats(cfg):
         assert name in problem
-    assert {"combined", "common", "vcombined", "alb", "cloudfront", "cloudflare", "iliou"} <= set(known_formats(cfg))
+    assert {"combined", "common", "vcombined", "alb", "cloudfront", "cloudflare", "caddy", "iliou"} <= set(known_formats(cfg))
 
 
 @pytest.mark.parametrize(
@@ -537,6 +552,7 @@ def test_unknown_format_lists_known_ones(cfg: Config) -> None:
         ("alb.log", "alb"),
         ("cloudfront.log", "cloudfront"),
         ("cloudflare.jsonl", "cloudflare"),
+        ("caddy.jsonl", "caddy"),
         ("jsonl.log", "jsonl"),
         ("nginx_xff.log", "nginx_xff"),
     ],

@@ -15,7 +15,7 @@ from botguard.config.models import Config, FormatSpec
 from botguard.errors import ConfigError
 from botguard.parsers.jsonlines import JsonLinesParser
 from botguard.parsers.logformat import BUILTIN_FORMATS, RegexLogParser
-from botguard.parsers.presets import CLOUDFLARE_FIELDS, CloudFrontParser
+from botguard.parsers.presets import CADDY_FIELDS, CLOUDFLARE_FIELDS, CloudFrontParser
 
 
 class LogParser(Protocol):
@@ -41,9 +41,10 @@ _BUILD: dict[str, Callable[[str, FormatSpec], LogParser]] = {
     "alb": lambda n, s: RegexLogParser(n, BUILTIN_FORMATS["alb"]),
     "cloudfront": lambda n, s: CloudFrontParser(n),
     "cloudflare": lambda n, s: JsonLinesParser(n, dict(CLOUDFLARE_FIELDS)),
+    "caddy": lambda n, s: JsonLinesParser(n, dict(CADDY_FIELDS)),
 }
 
-BUILTIN_NAMES = ("combined", "common", "vcombined", "alb", "cloudfront", "cloudflare")
+BUILTIN_NAMES = ("combined", "common", "vcombined", "alb", "cloudfront", "cloudflare", "caddy")
 
 
 def known_formats(cfg: Config) -> list[str]:
@@ -64,5 +65,5 @@ def get_parser(name: str, cfg: Config) -> LogParser:
 
 def sniff_candidates(cfg: Config) -> list[LogParser]:
     """Formats tried by --format auto, most specific first (ties go to the earlier one)."""
-    names = ["vcombined", "combined", "alb", "cloudfront", "cloudflare", *sorted(cfg.ingest.formats), "common"]
+    names = ["vcombined", "combined", "alb", "cloudfront", "cloudflare", "caddy", *sorted(cfg.ingest.formats), "common"]
     return [get_parser(n, cfg) for n in names]

@@ -5,7 +5,10 @@ Objects are decoded by Polars' NDJSON reader, once per line, against a schema bu
 field map: every wanted value comes back as text (numbers and booleans as written, nested
 values as JSON), so ``normalize.finish`` types them like any other captured field. A key
 ``a.b`` is looked up both as a literal key (flattened logs write ``"url.original"``) and as
-the path a → b (nested logs); keys such as ``@timestamp`` need no escaping.
+the path a → b (nested logs); keys such as ``@timestamp`` need no escaping. ``a|b`` takes
+the first of several keys that is present (Caddy moved the client address from
+``request.remote_ip`` to ``request.client_ip``). A value that is an array of strings gives
+its first element: Caddy and others log each header as a list.
 
 A chunk whose every line is a JSON object is read straight from its bytes. Otherwise the
 line path decodes the object lines and sets aside the ones the reader refuses, so
@@ -97,6 +100,18 @@ def _plan(keys: list[str]) -> _Plan:
     return _Plan({k: dtype(v) for k, v in tree.items()}, values)
 
 
+def _alternatives(spec: str) -> list[str]:
+    return [k.strip() for k in spec.split("|") if k.strip()]
+
+
+def _value(plan: _Plan, spec: str) -> pl.Expr:
+    """The text of ``spec`` (``key`` or ``key|other|…``); an array of strings gives its first."""
+    found = [plan.values[k] for k in _alternatives(spec)]
+    v = pl.coalesce(found) if len(found) > 1 else found[0]
+    listed = v.str.starts_with('["') & v.str.ends_with('"]')
+    return pl.when(listed).then(v.str.json_path_match("$[0]")).otherwise(v)
+
+
 def _read(data: bytes, plan: _Plan, n_rows: int) -> pl.DataFrame | None:
     """The objects of ``data``, or None unless every one of its ``n_rows`` lines is one (the
     reader skips blank lines and refuses anything but objects)."""
@@ -162,19 +177,18 @@ class JsonLinesParser:
 
     @cached_property
     def _plan(self) -> _Plan:
-        return _plan(sorted(set(self.fields_map.values())))
+        return _plan(sorted({k for spec in self.fields_map.values() for k in _alternatives(spec)}))
 
     def _captures(self) -> list[pl.Expr]:
-        values = self._plan.values
         exprs = []
-        for col, key in self.fields_map.items():
+        for col, spec in self.fields_map.items():
             cap = _JSON_TO_CAPTURE.get(col)
             if cap:
-                exprs.append(values[key].alias(cap))
-        ts_key = self.fields_map.get("ts")
-        if ts_key:
+                exprs.append(_value(self._plan, spec).alias(cap))
+        ts_spec = self.fields_map.get("ts")
+        if ts_spec:
             # Epoch numbers (s, ms, µs, ns) and ISO 8601 text.
-            t = values[ts_key]
+            t = _value(self._plan, ts_spec)
             numeric = t.str.contains(r"^\d+(?:\.\d+)?$")
             exprs += [
                 pl.when(numeric).then(None).otherwise(t).alias("time_iso8601"),

@@ -1,4 +1,4 @@
-"""Cloud formats: CloudFront standard logs and the Cloudflare field map.
+"""Cloud and server formats: CloudFront standard logs, the Cloudflare and Caddy field maps.
 
 AWS ALB logs are a ``log_format`` (``logformat.BUILTIN_FORMATS``); JSON lines are read by
 ``parsers.jsonlines``.
@@ -86,4 +86,21 @@ CLOUDFLARE_FIELDS = {
     "referer": "ClientRequestReferer",
     "user_agent": "ClientRequestUserAgent",
     "tls_fingerprint": "JA4",
+}
+
+
+#: Caddy's JSON access log (``log`` directive, ``format json``): headers are lists, the client
+#: address is ``request.client_ip`` since Caddy 2.7 and ``request.remote_ip`` before.
+CADDY_FIELDS = {
+    "ts": "ts",
+    "client_ip": "request.client_ip|request.remote_ip",
+    "method": "request.method",
+    "path": "request.uri",
+    "protocol": "request.proto",
+    "host": "request.host",
+    "status": "status",
+    "bytes": "size",
+    "referer": "request.headers.Referer",
+    "user_agent": "request.headers.User-Agent",
+    "request_time_s": "duration",
 }
