@@ -135,6 +135,16 @@ def _no_ranges(cfg):  # type: ignore[no-untyped-def]
     return load_ranges(cfg, Path("/nonexistent-botguard-ranges"))
 
 
+def test_hits_without_a_client_key_are_named_in_a_warning(cfg) -> None:  # type: ignore[no-untyped-def]
+    rows = [("203.0.113.5", 0, "/"), (None, 5, "/p/1"), (None, 9, "/p/2"), ("203.0.113.6", 12, "/")]
+    feats = build_features([hits_frame(rows)], cfg, ranges=_no_ranges(cfg))
+    assert "-" in feats.clients["client"].to_list()
+    (warning,) = [w for w in feats.warnings if "no client address" in w]
+    assert warning.startswith("2 of 4 hits (50%)")
+    full = build_features([hits_frame([r for r in rows if r[0]])], cfg, ranges=_no_ranges(cfg))
+    assert not [w for w in full.warnings if "no client address" in w]
+
+
 def test_golden_features_on_tiny_log(cfg) -> None:  # type: ignore[no-untyped-def]
     # A scraper walking product ids 1..20 every 2 s, no assets; a person with assets.
     scraper = [("198.51.100.7", 2 * i, f"/p/{1000 + i}") for i in range(20)]

@@ -87,6 +87,15 @@ def build_features(
     if len(clients):
         clients = _join_agents(clients, acc.ua_counts, agents)
         clients = _enrich_network(clients, cfg, ranges, resolver, warnings)
+    if len(clients):
+        keyless = int(clients.filter((pl.col("client") == "-") | pl.col("client").str.starts_with("- | "))["requests"].sum())
+        if keyless:
+            total = int(clients["requests"].sum())
+            warnings.append(
+                f"{keyless:,} of {total:,} hits ({keyless / total:.0%}) have no {_key_name(cfg)}: they are "
+                "counted as one client '-'. Check that the format captures the client address, or set "
+                "session.key (e.g. field:session_id for a session cookie)"
+            )
     if sess.late_hits:
         warnings.append(
             f"{sess.late_hits} lines arrived later than session.out_of_order_tolerance "
@@ -103,6 +112,13 @@ def build_features(
         late_hits=sess.late_hits,
         product_regs=acc.sketches.get("products"),
     )
+
+
+def _key_name(cfg: Config) -> str:
+    key = cfg.session.key
+    if key.startswith("field:"):
+        return key.split(":", 1)[1]
+    return "client address"
 
 
 def _timeline(timeline: pl.DataFrame | None, clients: pl.DataFrame) -> pl.DataFrame:
