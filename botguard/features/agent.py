@@ -23,26 +23,60 @@ the union of their tags and names the crawler after the most specific entry.
 from __future__ import annotations
 
 import concurrent.futures
+import importlib.util
 import multiprocessing
 import re
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 import polars as pl
 from ua_parser import load_builtins
 from ua_parser.core import OS, Device, Matcher, Matchers, UserAgent
-from user_agents.parsers import UserAgent as UAFlags
-from user_agents.parsers import parse_browser, parse_device, parse_operating_system
 
 if TYPE_CHECKING:
     from botguard.config import Config
 
 from botguard.schema import AGENT_FEATURES_SCHEMA
+
+
+def _defer_module(name: str) -> None:
+    """Have ``name`` executed on its first attribute access (importlib's ``LazyLoader``).
+
+    user-agents imports ua-parser's legacy ``user_agent_parser``, which builds its own
+    thousand parsers at import (90 ms, a tenth of a cron run); botguard resolves agents with
+    ``load_builtins`` and uses user-agents only for its rules, so that module is never used.
+    """
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        return
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    # ``from package import module`` must find it as the package's attribute: the import
+    # system's own path would ask the module for its ``__spec__``, which loads it.
+    parent, _, child = name.rpartition(".")
+    if parent in sys.modules:
+        setattr(sys.modules[parent], child, module)
+
+
+@cache
+def _user_agents() -> Any:
+    """user-agents' parsers module, imported with the legacy ua-parser module deferred."""
+    _defer_module("ua_parser.user_agent_parser")
+    from user_agents import parsers
+
+    return parsers
+
 
 #: Values that mean "no user agent" in logs; they all become the one null key.
 EMPTY_AGENTS = ("", "-")
@@ -618,16 +652,17 @@ def _resolve_basic(texts: list[str]) -> list[_Resolved]:
 
 def _summarise(text: str, ua: UserAgent | None, os_: OS | None, dev: Device | None) -> ParsedAgent:
     """Apply user-agents' rules (is_bot, is_mobile, is_tablet, is_pc) to a ua-parser result."""
-    flags = UAFlags.__new__(UAFlags)  # skip __init__: it would parse again, uncached
+    rules = _user_agents()
+    flags = rules.UserAgent.__new__(rules.UserAgent)  # skip __init__: it would parse again, uncached
     flags.ua_string = text
-    flags.browser = parse_browser(
+    flags.browser = rules.parse_browser(
         ua.family if ua else "Other", *((ua.major, ua.minor, ua.patch) if ua else ())
     )
-    flags.os = parse_operating_system(
+    flags.os = rules.parse_operating_system(
         os_.family if os_ else "Other",
         *((os_.major, os_.minor, os_.patch, os_.patch_minor) if os_ else ()),
     )
-    flags.device = parse_device(
+    flags.device = rules.parse_device(
         dev.family if dev else "Other", dev.brand if dev else None, dev.model if dev else None
     )
     if flags.is_bot:
