@@ -432,3 +432,16 @@ def test_literal_crawler_patterns() -> None:
     assert agent._literal(r"grub\.org") == "grub.org"
     assert agent._literal(r"^Seekbot") is None
     assert agent._literal(r"\d+") is None
+
+
+def test_user_agents_still_parses_after_botguard_deferred_its_legacy_module() -> None:
+    """botguard defers ua-parser's legacy module (user-agents imports it, botguard never calls
+    it); code in the same process that does call it must get the real module and the same
+    answers botguard gives."""
+    text = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Version/17.0 Mobile/15E148 Safari/604.1"
+    (ours,) = agent.parse_agents([text])
+    import user_agents
+
+    theirs = user_agents.parse(text)
+    assert (ours.family, ours.major, ours.os, ours.device) == (theirs.browser.family, theirs.browser.version[0], theirs.os.family, "mobile")
+    assert theirs.is_mobile and not theirs.is_bot
