@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -208,6 +209,17 @@ def test_hll_error_within_bound(n: int) -> None:
     assert abs(est - n) / n <= 4 * bound
     # Same registers through the hyperloglog package give the same estimate.
     assert sketches.to_hll(regs, p).card() == pytest.approx(est)
+
+
+@pytest.mark.parametrize("p", [10, 12, 14])
+def test_hll_bias_correction_matches_the_package(p: int) -> None:
+    """The vectorized HLL++ bias correction gives the package's own values, key by key."""
+    from hyperloglog import hll
+
+    m = 1 << p
+    raw = np.random.default_rng(p).uniform(0.7 * m, 5 * m, 5000)
+    ours = sketches._bias(raw, p)
+    assert ours.tolist() == [hll.estimate_bias(e, p) for e in raw]
 
 
 def test_hll_merge_is_batch_independent() -> None:

@@ -263,8 +263,22 @@ def _estimate_from(agg: pl.DataFrame, keys: list[str], p: int, name: str) -> pl.
     # HLL++ bias correction: only for the (few) mid-range keys linear counting does not cover.
     mid = ~use_lc & (raw <= 5 * m)
     if mid.any():
-        est[mid] = raw[mid] - np.array([_hll.estimate_bias(e, p) for e in raw[mid]])
+        est[mid] = raw[mid] - _bias(raw[mid], p)
     return agg.select(keys).with_columns(pl.Series(name, est, dtype=pl.Float64))
+
+
+def _bias(raw: np.ndarray, p: int) -> np.ndarray:
+    """``hyperloglog.hll.estimate_bias`` of many raw estimates at once: the same six nearest
+    table entries, the same mean (identical results, tested), without a Python call per key."""
+    estimates = np.asarray(_hll.rawEstimateData[p - 4], dtype=np.float64)
+    biases = np.asarray(_hll.biasData[p - 4], dtype=np.float64)
+    out = np.empty(len(raw))
+    block = 4096  # rows × table entries in memory at once
+    for lo in range(0, len(raw), block):
+        part = raw[lo : lo + block]
+        nearest = np.argsort((part[:, None] - estimates[None, :]) ** 2, axis=1)[:, :6]
+        out[lo : lo + block] = biases[nearest].sum(axis=1) / nearest.shape[1]
+    return out
 
 
 def to_hll(regs: pl.DataFrame, p: int) -> _hll.HyperLogLog:
