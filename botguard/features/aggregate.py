@@ -44,16 +44,6 @@ SUM_COLS = ["requests", "bytes_sent", *FLAG_SUMS.values(), "gap_n", "gap_sum_s",
 MAX_COLS = ["peak_10s", "peak_60s"]
 _SESSION_RAW = ["_ck", "client", "session_no", *SUM_COLS, *MAX_COLS, "start_ts", "end_ts", "ip"]
 
-#: Partial rows of one session (from several batches) → one row.
-_SESSION_AGGS = [
-    pl.col("client").first(),
-    *[pl.col(c).sum() for c in SUM_COLS],
-    *[pl.col(c).max() for c in MAX_COLS],
-    pl.col("start_ts").min(),
-    pl.col("end_ts").max(),
-    pl.col("ip").drop_nulls().first(),
-]
-
 #: Hits kept per client for ``explain``.
 SAMPLES_PER_CLIENT = 5
 
@@ -285,9 +275,11 @@ class FeatureAccumulator:
         # Only the open sessions of this batch's clients can change: the others are carried
         # over as they are, not re-aggregated and re-copied at every batch.
         carried: pl.DataFrame | None = None
-        if self.open is not None and len(self.open):
-            carried, batch = merge_touched(self.open, batch, "_ck", _SESSION_AGGS, by=["_ck", "session_no"])
         batch = batch.select(_SESSION_RAW)
+        if self.open is not None and len(self.open):
+            touched = self.open["_ck"].is_in(batch["_ck"].implode())
+            carried = self.open.filter(~touched)
+            batch = _continue_sessions(self.open.filter(touched), batch)
         latest = pl.col("session_no") == pl.col("session_no").max().over("_ck")
         closed = batch.filter(~latest)
         self.n_sessions += len(closed)
@@ -409,6 +401,32 @@ class FeatureAccumulator:
             .otherwise(0.0).alias("product_revisit_share"),
         )
         return agg.sort("client")
+
+
+def _continue_sessions(open_rows: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
+    """``batch``'s session rows with the open sessions they continue merged in, plus the open
+    sessions they do not continue (those ended before the batch's first session).
+
+    A client has one open session, and the sessionizer numbers a client's sessions on from
+    it, so an open row continues at most one batch row: the one with its session number. A
+    join on the client and column-wise sums, maxima and minima do what a group-by of both
+    would, without hashing two keys over every row of the batch."""
+    prior = open_rows.select(pl.all().name.prefix("_o_"))
+    joined = batch.join(prior, left_on="_ck", right_on="_o__ck", how="left")
+    same = (pl.col("session_no") == pl.col("_o_session_no")).fill_null(False)
+
+    merged = joined.with_columns(
+        *[pl.when(same).then(pl.sum_horizontal(c, "_o_" + c)).otherwise(pl.col(c)).alias(c) for c in SUM_COLS],
+        *[pl.when(same).then(pl.max_horizontal(c, "_o_" + c)).otherwise(pl.col(c)).alias(c) for c in MAX_COLS],
+        pl.when(same).then(pl.min_horizontal("start_ts", "_o_start_ts")).otherwise(pl.col("start_ts")).alias("start_ts"),
+        pl.when(same).then(pl.max_horizontal("end_ts", "_o_end_ts")).otherwise(pl.col("end_ts")).alias("end_ts"),
+        # The open row came first: its address (when it has one) is the session's first.
+        pl.when(same).then(pl.coalesce("_o_ip", "ip")).otherwise(pl.col("ip")).alias("ip"),
+        same.alias("_same"),
+    )
+    continued = merged.select(pl.col("_ck").filter(pl.col("_same")).implode()).to_series()
+    ended = open_rows.filter(~pl.col("_ck").is_in(continued))
+    return pl.concat([merged.select(_SESSION_RAW), ended.select(_SESSION_RAW)])
 
 
 def _hist_median(hist: pl.DataFrame) -> pl.DataFrame:
