@@ -45,10 +45,10 @@ def cloudflare(hits: pl.DataFrame, out: Path) -> None:
 def alb(hits: pl.DataFrame, out: Path) -> None:
     lines = hits.select(pl.concat_str([
         pl.lit("https "), pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"),
-        pl.lit(" app/shop-lb/50dc6c495c0c9188 "), pl.col("client_ip"),
-        pl.lit(":2817 10.0.0.1:80 0.001 0.048 0.000 "), pl.col("status").cast(pl.String), pl.lit(" "),
-        pl.col("status").cast(pl.String), pl.lit(" 120 "), pl.col("bytes").fill_null(0).cast(pl.String),
-        pl.lit(' "'), pl.col("method"), pl.lit(" https://shop.example:443"), _target(), pl.lit(' HTTP/1.1" "'),
+        pl.lit(" app/shop-lb/50dc6c495c0c9188 "), pl.col("client_ip").fill_null("-"),
+        pl.lit(":2817 10.0.0.1:80 0.001 0.048 0.000 "), pl.col("status").cast(pl.String).fill_null("-"), pl.lit(" "),
+        pl.col("status").cast(pl.String).fill_null("-"), pl.lit(" 120 "), pl.col("bytes").fill_null(0).cast(pl.String),
+        pl.lit(' "'), pl.col("method").fill_null("-"), pl.lit(" https://shop.example:443"), _target().fill_null("/"), pl.lit(' HTTP/1.1" "'),
         pl.col("user_agent").fill_null("-").str.replace_all('"', '\\"', literal=True), pl.lit(_ALB_TAIL),
     ]).alias("line"))
     lines.write_csv(out, include_header=False, quote_style="never")

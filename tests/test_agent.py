@@ -436,12 +436,33 @@ def test_literal_crawler_patterns() -> None:
 
 def test_user_agents_still_parses_after_botguard_deferred_its_legacy_module() -> None:
     """botguard defers ua-parser's legacy module (user-agents imports it, botguard never calls
-    it); code in the same process that does call it must get the real module and the same
-    answers botguard gives."""
-    text = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Version/17.0 Mobile/15E148 Safari/604.1"
-    (ours,) = agent.parse_agents([text])
-    import user_agents
+    it). In a fresh process: it is still deferred after botguard parsed agents, and eight
+    threads that then use user-agents at once all get botguard's answers."""
+    import subprocess
+    import sys
 
-    theirs = user_agents.parse(text)
-    assert (ours.family, ours.major, ours.os, ours.device) == (theirs.browser.family, theirs.browser.version[0], theirs.os.family, "mobile")
-    assert theirs.is_mobile and not theirs.is_bot
+    code = """
+import sys, threading
+from botguard.features import agent
+text = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Version/17.0 Mobile/15E148 Safari/604.1"
+(ours,) = agent.parse_agents([text])
+print(type(sys.modules["ua_parser.user_agent_parser"]).__name__)
+import user_agents
+out = []
+def run():
+    try:
+        ua = user_agents.parse(text)
+        out.append((ua.browser.family, ua.browser.version[0], ua.os.family, ua.is_mobile, ua.is_bot))
+    except Exception as exc:
+        out.append(repr(exc))
+threads = [threading.Thread(target=run) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(sorted(set(map(str, out))))
+print((ours.family, ours.major, ours.os, True, False))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    kind, answers, ours = proc.stdout.strip().splitlines()
+    assert kind == "_DeferredModule"
+    assert answers == str([ours])

@@ -386,13 +386,60 @@ def test_json_keys_ecs_style_flat_and_nested(tmp_path: Path) -> None:
         ' "http.response.status_code": 404, "url.original": "/cart", "user_agent.original": "ua2"}',
         '  {"@timestamp": "2023-11-14T22:13:22Z", "source": {"ip": "192.0.2.3"}, "url": "/not-an-object"}',
     ], cfg)
+    # Line 3: "url" is a string where the map expects an object; the line is read flat and
+    # keeps what it has.
     assert hits.select("ts", "client_ip", "method", "path", "query", "status", "user_agent", "host").rows() == [
         (ts(2023, 11, 14, 22, 13, 20), "192.0.2.1", "GET", "/p/1", "x=2", 200, "ua1", "h1"),
         (ts(2023, 11, 14, 22, 13, 21), "192.0.2.2", "POST", "/cart", None, 404, "ua2", None),
+        (ts(2023, 11, 14, 22, 13, 22), "192.0.2.3", None, None, None, None, None, None),
     ]
-    # "url" is a string where the map expects an object: the reader refuses the line, which
-    # is rejected (not a crash, not a half-read row).
+    assert rejects.is_empty()
+
+
+def test_json_parent_that_is_sometimes_a_value(tmp_path: Path) -> None:
+    """A key wanted both as a value and as a parent (``req`` and ``req.path``), and a parent
+    that is a scalar on every line: all lines parse, at the reader's speed, not one by one."""
+    cfg = _cfg_with_formats(tmp_path, (
+        "ingest:\n"
+        "  formats:\n"
+        "    both: {type: json, fields: {ts: ts, client_ip: ip, path: req.path, host: req}}\n"
+        "    scalar: {type: json, fields: {ts: ts, client_ip: ip, path: url.path}}\n"
+    ))
+    hits, rejects = parse("both", ['{"ts": 1700000000, "ip": "192.0.2.1", "req": {"path": "/x"}}'], cfg)
+    assert rejects.is_empty()
+    assert hits.select("client_ip", "path", "host").rows() == [("192.0.2.1", "/x", '{"path": "/x"}')]
+    lines = [f'{{"ts": {1_700_000_000 + i}, "ip": "192.0.2.{i % 200}", "url": "/x", "url.path": "/p/{i}"}}' for i in range(20_000)]
+    path = tmp_path / "scalar.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    hits, stats = read_hits([str(path)], cfg, format="scalar")
+    assert (stats.parsed, stats.rejected) == (20_000, 0)
+    assert hits["path"][7] == "/p/7"
+
+
+def test_json_line_never_depends_on_its_neighbours(tmp_path: Path) -> None:
+    """Lines the tolerant check refuses but the reader takes (a lone surrogate escape, deep
+    nesting) parse the same beside a broken line as alone."""
+    cfg = _cfg_with_formats(tmp_path, "ingest:\n  formats:\n    app: {type: json, fields: {ts: ts, client_ip: ip, path: p}}\n")
+    odd = [
+        '{"ts": 1700000000, "ip": "192.0.2.1", "p": "/a", "ua": "bad\\ud83d bot"}',
+        '{"ts": 1700000001, "ip": "192.0.2.2", "p": "/b", "x": ' + "[" * 200 + "]" * 200 + "}",
+    ]
+    broken = '{"ts": 1700000002, "ip": "192.0.2.3", "p": "/c"'
+    alone, _ = parse("app", odd, cfg)
+    beside, rejects = parse("app", [*odd, broken], cfg)
+    assert alone["path"].to_list() == beside["path"].to_list() == ["/a", "/b"]
     assert rejects.select("line_no", "reason").rows() == [(3, "bad_timestamp")]
+
+
+def test_huge_epoch_is_a_rejected_line_not_a_crash(tmp_path: Path) -> None:
+    cfg = _cfg_with_formats(tmp_path, "ingest:\n  formats:\n    app: {type: json, fields: {ts: ts, client_ip: ip}}\n")
+    hits, rejects = parse("app", [
+        '{"ts": 99999999999999999999999999999, "ip": "192.0.2.1"}',
+        '{"ts": 1e300, "ip": "192.0.2.1"}',
+        '{"ts": 1700000000, "ip": "192.0.2.2"}',
+    ], cfg)
+    assert hits["client_ip"].to_list() == ["192.0.2.2"]
+    assert rejects.select("line_no", "reason").rows() == [(1, "bad_timestamp"), (2, "bad_timestamp")]
 
 
 def test_json_broken_lines_among_many_are_rejected_one_by_one(tmp_path: Path) -> None:
@@ -519,7 +566,8 @@ def test_cloudflare_exact(cfg: Config) -> None:
 
 
 def test_caddy_exact(cfg: Config) -> None:
-    """Caddy logs headers as lists and, before 2.7, only ``remote_ip`` (the second line)."""
+    """Caddy logs headers as lists; before 2.7 only ``remote_ip`` (line 2), before 2.5 only
+    ``remote_addr`` with its port (line 3)."""
     hits, rejects = parse("caddy", (LOGS / "caddy.jsonl").read_text().splitlines(), cfg)
     assert rejects.is_empty()
     assert hits.to_dicts() == [
@@ -530,6 +578,9 @@ def test_caddy_exact(cfg: Config) -> None:
         hit(ts=ts(2023, 10, 10, 13, 45, 37), client_ip="2001:db8::9", method="POST", path="/cart",
             protocol="HTTP/1.1", status=403, bytes=0, user_agent="curl/8.4.0", host="shop.example",
             request_time_s=0.25, line_no=2),
+        hit(ts=ts(2023, 10, 10, 13, 45, 38), client_ip="198.51.100.4", method="GET", path="/",
+            protocol="HTTP/1.1", status=200, bytes=5, user_agent="curl/7.1", host="shop.example",
+            request_time_s=0.01, line_no=3),
     ]
 
 

@@ -93,7 +93,8 @@ def build_features(
             total = int(clients["requests"].sum())
             warnings.append(
                 f"{keyless:,} of {total:,} hits ({keyless / total:.0%}) have no {_key_name(cfg)}: they are "
-                "counted as one client '-'. Check that the format captures the client address, or set "
+                "counted under the client '-'" + (" (one per agent)" if cfg.session.key == "ip+user_agent" else "")
+                + ". Check that the format captures the client address, or set "
                 "session.key (e.g. field:session_id for a session cookie)"
             )
     if sess.late_hits:

@@ -23,10 +23,12 @@ the union of their tags and names the crawler after the most specific entry.
 from __future__ import annotations
 
 import concurrent.futures
-import importlib.util
+import importlib
 import multiprocessing
 import re
 import sys
+import threading
+import types
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -45,28 +47,46 @@ if TYPE_CHECKING:
 from botguard.schema import AGENT_FEATURES_SCHEMA
 
 
-def _defer_module(name: str) -> None:
-    """Have ``name`` executed on its first attribute access (importlib's ``LazyLoader``).
+class _DeferredModule(types.ModuleType):
+    """Stands in for a module until one of its attributes is asked for; then imports it (once,
+    under a lock, so threads asking at the same moment all get it) and forwards to it.
 
     user-agents imports ua-parser's legacy ``user_agent_parser``, which builds its own
     thousand parsers at import (90 ms, a tenth of a cron run); botguard resolves agents with
-    ``load_builtins`` and uses user-agents only for its rules, so that module is never used.
+    ``load_builtins`` and uses user-agents only for its rules, so that module is never used
+    by botguard. (importlib's ``LazyLoader`` does the same, but not thread-safely on 3.11.)
     """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.__dict__["_bg_lock"] = threading.Lock()
+        self.__dict__["_bg_real"] = None
+
+    def __getattr__(self, attr: str) -> Any:
+        real = self.__dict__["_bg_real"]
+        if real is None:
+            with self.__dict__["_bg_lock"]:
+                real = self.__dict__["_bg_real"]
+                if real is None:
+                    if sys.modules.get(self.__name__) is self:
+                        del sys.modules[self.__name__]
+                    real = importlib.import_module(self.__name__)
+                    self.__dict__["_bg_real"] = real
+        return getattr(real, attr)
+
+
+def _defer_module(name: str) -> None:
+    """Register a ``_DeferredModule`` for ``name`` unless it is imported already."""
     if name in sys.modules:
         return
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        return
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    # ``from package import module`` must find it as the package's attribute: the import
-    # system's own path would ask the module for its ``__spec__``, which loads it.
     parent, _, child = name.rpartition(".")
-    if parent in sys.modules:
-        setattr(sys.modules[parent], child, module)
+    package = importlib.import_module(parent) if parent else None
+    module = _DeferredModule(name)
+    sys.modules[name] = module
+    # ``from package import module`` finds it as the package's attribute (the import system's
+    # own path would look at the module's ``__spec__`` and, finding none, import it).
+    if package is not None:
+        setattr(package, child, module)
 
 
 @cache

@@ -5,7 +5,9 @@ Objects are decoded by Polars' NDJSON reader, once per line, against a schema bu
 field map: every wanted value comes back as text (numbers and booleans as written, nested
 values as JSON), so ``normalize.finish`` types them like any other captured field. A key
 ``a.b`` is looked up both as a literal key (flattened logs write ``"url.original"``) and as
-the path a → b (nested logs); keys such as ``@timestamp`` need no escaping. ``a|b`` takes
+the path a → b (nested logs); keys such as ``@timestamp`` need no escaping. Where a parent
+is not an object on some line (``"url": "/x"`` beside ``"url.path"``), that line is read
+flat: top-level values as text, the nested ones looked up in it. ``a|b`` takes
 the first of several keys that is present (Caddy moved the client address from
 ``request.remote_ip`` to ``request.client_ip``). A value that is an array of strings gives
 its first element: Caddy and others log each header as a list.
@@ -45,20 +47,34 @@ _JSON_TO_CAPTURE = {
 }
 
 
-#: Decoded columns are renamed with this prefix, so a JSON key such as ``line`` or ``source``
+#: Value columns are named with this prefix, so a JSON key such as ``line`` or ``source``
 #: cannot collide with the line columns beside them.
 _P = "\x00json:"
 
 
 @dataclass(frozen=True)
 class _Plan:
-    schema: dict[str, pl.DataType]
-    values: dict[str, pl.Expr]  # JSON key of the field map → expression over the decoded frame
+    """How to read the wanted keys: a schema with nested objects as structs (``nested``; None
+    when a key is wanted both as a value and as a parent) and, for lines where a parent is
+    not an object, a flat schema of top-level keys as text, the nested values then looked up
+    in that text."""
+
+    keys: list[str]
+    nested: tuple[dict[str, pl.DataType], dict[str, pl.Expr]] | None
+    flat: tuple[dict[str, pl.DataType], dict[str, pl.Expr]]
+
+
+def _either(found: list[pl.Expr]) -> pl.Expr:
+    return pl.coalesce(found) if len(found) > 1 else (found[0] if found else pl.lit(None, pl.String))
+
+
+def _quoted(part: str) -> str:
+    return "['" + part.replace("\\", "\\\\").replace("'", "\\'") + "']"
 
 
 def _plan(keys: list[str]) -> _Plan:
-    """The reader's schema for ``keys`` and how to read each key back from its frame."""
     tree: dict[str, Any] = {}  # nested dicts; a leaf is None
+    conflict = False
     for key in keys:
         tree.setdefault(key, None)  # the literal key, dots and all
     for key in keys:
@@ -67,21 +83,20 @@ def _plan(keys: list[str]) -> _Plan:
             continue
         node = tree
         for part in parts[:-1]:
-            child = node.get(part)
-            if part in node and not isinstance(child, dict):
-                node = {}  # a leaf is wanted here too: the leaf wins, the path stays unread
+            if part in node and not isinstance(node[part], dict):
+                conflict = True  # wanted as a value too: only the flat reading serves both
                 break
             node = node.setdefault(part, {})
         else:
-            if not isinstance(node.get(parts[-1]), dict):
+            if isinstance(node.get(parts[-1]), dict):
+                conflict = True
+            else:
                 node[parts[-1]] = None
 
     def dtype(node: Any) -> pl.DataType:
-        if node is None:
-            return pl.String()
-        return pl.Struct({k: dtype(v) for k, v in node.items()})
+        return pl.String() if node is None else pl.Struct({k: dtype(v) for k, v in node.items()})
 
-    def path_expr(parts: list[str]) -> pl.Expr | None:
+    def struct_path(parts: list[str]) -> pl.Expr | None:
         node: Any = tree
         expr: pl.Expr | None = None
         for part in parts:
@@ -91,35 +106,57 @@ def _plan(keys: list[str]) -> _Plan:
             node = node[part]
         return expr if node is None else None
 
-    values: dict[str, pl.Expr] = {}
+    nested = None
+    if not conflict:
+        values = {}
+        for key in keys:
+            literal = pl.col(_P + key) if tree.get(key, {}) is None else None
+            path = struct_path(key.split(".")) if "." in key else None
+            values[key] = _either([e for e in (literal, path) if e is not None])
+        nested = ({k: dtype(v) for k, v in tree.items()}, values)
+    tops = sorted({*keys, *(k.split(".")[0] for k in keys)})
+    flat_values = {}
     for key in keys:
-        literal = pl.col(_P + key) if tree.get(key, {}) is None else None
-        nested = path_expr(key.split(".")) if "." in key else None
-        found = [e for e in (literal, nested) if e is not None]
-        values[key] = pl.coalesce(found) if len(found) > 1 else (found[0] if found else pl.lit(None, pl.String))
-    return _Plan({k: dtype(v) for k, v in tree.items()}, values)
+        found = [pl.col(_P + key)]
+        if "." in key:
+            first, *rest = key.split(".")
+            found.append(pl.col(_P + first).str.json_path_match("$" + "".join(_quoted(p) for p in rest)))
+        flat_values[key] = _either(found)
+    return _Plan(keys, nested, ({t: pl.String() for t in tops}, flat_values))
 
 
 def _alternatives(spec: str) -> list[str]:
     return [k.strip() for k in spec.split("|") if k.strip()]
 
 
-def _value(plan: _Plan, spec: str) -> pl.Expr:
+def _value(spec: str) -> pl.Expr:
     """The text of ``spec`` (``key`` or ``key|other|…``); an array of strings gives its first."""
-    found = [plan.values[k] for k in _alternatives(spec)]
+    found = [pl.col(_P + k) for k in _alternatives(spec)]
     v = pl.coalesce(found) if len(found) > 1 else found[0]
-    listed = v.str.starts_with('["') & v.str.ends_with('"]')
+    listed = (v.str.starts_with('["') & v.str.ends_with('"]')) | (v == "[]")
     return pl.when(listed).then(v.str.json_path_match("$[0]")).otherwise(v)
 
 
+def _nulls(plan: _Plan, n: int) -> pl.DataFrame:
+    return pl.DataFrame({_P + k: pl.Series([None] * n, dtype=pl.String) for k in plan.keys})
+
+
 def _read(data: bytes, plan: _Plan, n_rows: int) -> pl.DataFrame | None:
-    """The objects of ``data``, or None unless every one of its ``n_rows`` lines is one (the
-    reader skips blank lines and refuses anything but objects)."""
-    try:
-        frame = pl.read_ndjson(data, schema=plan.schema)
-    except pl.exceptions.PolarsError:
-        return None
-    return frame.rename(lambda c: _P + c) if len(frame) == n_rows else None
+    """The wanted values (one text column per key) of the objects in ``data``, or None unless
+    every one of its ``n_rows`` lines is one (the reader skips blank lines and refuses
+    anything but objects). The nested reading is tried first, the flat one when it fails."""
+    for way in (plan.nested, plan.flat):
+        if way is None:
+            continue
+        schema, values = way
+        try:
+            frame = pl.read_ndjson(data, schema=schema)
+        except pl.exceptions.PolarsError:
+            continue
+        if len(frame) != n_rows:
+            return None
+        return frame.rename(lambda c: _P + c).select(values[k].alias(_P + k) for k in plan.keys)
+    return None
 
 
 def _joined(texts: pl.Series) -> bytes:
@@ -133,12 +170,9 @@ _BLOCK_LINES = 4096
 
 
 def _read_tolerant(texts: pl.Series, plan: _Plan, *, whole: bool = True) -> pl.DataFrame:
-    """One row per text; a text the reader refuses gets a row of nulls. In a block the reader
-    refuses, broken texts are found by a tolerant JSON pass and read as ``{}``; should the
-    reader still refuse the rest (its parser is not the tolerant one), the block is halved
-    until it does not."""
+    """One row per text; a text the reader refuses gets a row of nulls."""
     if texts.is_empty():
-        return pl.DataFrame(schema={_P + k: t for k, t in plan.schema.items()})
+        return _nulls(plan, 0)
     frame = _read(_joined(texts), plan, len(texts)) if whole else None
     if frame is not None:
         return frame
@@ -146,12 +180,24 @@ def _read_tolerant(texts: pl.Series, plan: _Plan, *, whole: bool = True) -> pl.D
     for start in range(0, len(texts), _BLOCK_LINES):
         block = texts.slice(start, _BLOCK_LINES)
         frame = _read(_joined(block), plan, len(block)) if len(texts) > _BLOCK_LINES else None
-        if frame is None:
-            valid = block.str.json_path_match("$").is_not_null()
-            block = block.zip_with(valid, pl.Series([r"{}"] * len(block), dtype=pl.String))
-            frame = _halved(block, plan)
-        out.append(frame)
+        out.append(frame if frame is not None else _read_refused_block(block, plan))
     return pl.concat(out)
+
+
+def _read_refused_block(block: pl.Series, plan: _Plan) -> pl.DataFrame:
+    """A tolerant JSON pass (one vectorized call) names the suspects; the rest is read at
+    once, the suspects on their own. The tolerant parser refuses a few texts the reader
+    takes (lone surrogate escapes, deep nesting), so a suspect is rejected only if the
+    reader refuses it too: whether a line parses never depends on its neighbours."""
+    valid = block.str.json_path_match("$").is_not_null()
+    if not valid.all():
+        suspects = (~valid).arg_true()
+        empty = pl.Series([r"{}"] * len(block), dtype=pl.String)
+        frame = _read(_joined(block.zip_with(valid, empty)), plan, len(block))
+        if frame is not None:
+            alone = _halved(block.gather(suspects), plan)
+            return frame.with_columns(frame[c].scatter(suspects, alone[c]) for c in frame.columns)
+    return _halved(block, plan)
 
 
 def _halved(texts: pl.Series, plan: _Plan) -> pl.DataFrame:
@@ -159,7 +205,7 @@ def _halved(texts: pl.Series, plan: _Plan) -> pl.DataFrame:
     if frame is not None:
         return frame
     if len(texts) == 1:
-        return pl.DataFrame([pl.Series(_P + k, [None], dtype=t) for k, t in plan.schema.items()])
+        return _nulls(plan, 1)
     half = len(texts) // 2
     return pl.concat([_halved(texts.slice(0, half), plan), _halved(texts.slice(half), plan)])
 
@@ -184,11 +230,11 @@ class JsonLinesParser:
         for col, spec in self.fields_map.items():
             cap = _JSON_TO_CAPTURE.get(col)
             if cap:
-                exprs.append(_value(self._plan, spec).alias(cap))
+                exprs.append(_value(spec).alias(cap))
         ts_spec = self.fields_map.get("ts")
         if ts_spec:
             # Epoch numbers (s, ms, µs, ns) and ISO 8601 text.
-            t = _value(self._plan, ts_spec)
+            t = _value(ts_spec)
             numeric = t.str.contains(r"^\d+(?:\.\d+)?$")
             exprs += [
                 pl.when(numeric).then(None).otherwise(t).alias("time_iso8601"),

@@ -146,14 +146,15 @@ def epoch_to_ts(col: pl.Expr) -> pl.Expr:
         .when(v > 1e11).then(v * 1e3)
         .otherwise(v * 1e6)
     )
-    return us.cast(pl.Int64).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    # Beyond the Int64 range (a garbage number): null, so the line is a bad_timestamp reject.
+    return us.cast(pl.Int64, strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
 
 
 def _client_address(cols: set[str]) -> pl.Expr:
     """The raw client address: ``remote_addr``, or ``remote_addr_port`` without its port."""
     if "remote_addr_port" in cols:
-        c = pl.col("remote_addr_port")
-        return pl.when(c.is_in(_MISSING)).then(None).otherwise(c.str.replace(r":\d+$", "")).alias("_ip_raw")
+        c = pl.col("remote_addr_port").str.replace(r":\d+$", "")
+        return pl.when(c.is_in(_MISSING)).then(None).otherwise(c).alias("_ip_raw")
     if "remote_addr" in cols:
         c = pl.col("remote_addr")
         return pl.when(c.is_in(_MISSING)).then(None).otherwise(c).alias("_ip_raw")

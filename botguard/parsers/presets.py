@@ -90,10 +90,11 @@ CLOUDFLARE_FIELDS = {
 
 
 #: Caddy's JSON access log (``log`` directive, ``format json``): headers are lists, the client
-#: address is ``request.client_ip`` since Caddy 2.7 and ``request.remote_ip`` before.
+#: address is ``request.client_ip`` since Caddy 2.7, ``request.remote_ip`` before and
+#: ``request.remote_addr`` ("ip:port") before 2.5.
 CADDY_FIELDS = {
     "ts": "ts",
-    "client_ip": "request.client_ip|request.remote_ip",
+    "client_ip": "request.client_ip|request.remote_ip|request.remote_addr",
     "method": "request.method",
     "path": "request.uri",
     "protocol": "request.proto",
