@@ -110,7 +110,7 @@ def test_parse_unknown_format_lists_known_formats() -> None:
     result = runner.invoke(app, ["parse", str(LOGS / "combined.log"), "--format", "nosuch"])
     assert result.exit_code == 2
     assert "nosuch" in result.stderr
-    for name in ("combined", "common", "vcombined", "alb", "cloudfront", "cloudflare", "caddy", "iliou", "jsonl"):
+    for name in ("combined", "common", "vcombined", "alb", "cloudfront", "cloudflare", "caddy", "w3c", "iliou", "jsonl"):
         assert name in result.stderr
 
 

@@ -584,6 +584,38 @@ def test_caddy_exact(cfg: Config) -> None:
     ]
 
 
+def test_w3c_iis_exact_with_a_changed_fields_directive(cfg: Config) -> None:
+    """IIS's default columns, then a restart that logs other columns: each line is read by the
+    last ``#Fields:`` before it; directives and other '#' lines are comments."""
+    hits, stats = read_hits([str(LOGS / "iis.log")], cfg, format="w3c")
+    assert (stats.parsed, stats.comments, stats.rejected) == (3, 8, 0)
+    src = str(LOGS / "iis.log")
+    assert hits.to_dicts() == [
+        hit(source=src, ts=ts(2023, 10, 10, 13, 55, 36), client_ip="203.0.113.7", method="GET", path="/products/1",
+               query="x=1", status=200, referer="https://shop.example/",
+               user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/118.0", request_time_s=0.015,
+               line_no=5),
+        hit(source=src, ts=ts(2023, 10, 10, 13, 55, 37), client_ip="2001:db8::7", method="GET", path="/", status=404,
+               user_agent="curl/8.4.0", request_time_s=0.003, line_no=6),
+        hit(source=src, ts=ts(2023, 10, 10, 14, 0, 1), client_ip="198.51.100.4", method="POST", path="/cart",
+               protocol="HTTP/1.1", status=302, bytes=120, user_agent="python-requests/2.31.0",
+               host="shop.example", request_time_s=0.25, x_forwarded_for="203.0.113.99", line_no=11),
+    ]
+
+
+def test_w3c_fields_directive_carries_over_to_the_next_batch(cfg: Config) -> None:
+    parser = get_parser("w3c", cfg)
+    header = "#Fields: date time c-ip cs-method cs-uri-stem sc-status"
+    first, _ = parser.parse(_lines([header, "2023-10-10 13:55:36 192.0.2.1 GET /a 200"]), "UTC")
+    second, rejects = parser.parse(_lines(["2023-10-10 13:55:37 192.0.2.2 GET /b 404"]), "UTC")
+    assert rejects.is_empty()
+    assert first["path"].to_list() + second["path"].to_list() == ["/a", "/b"]
+    assert second["status"].to_list() == [404]
+    # A line whose column count does not match the directive is a reject, not a shifted row.
+    _, bad = parser.parse(_lines(["2023-10-10 13:55:38 192.0.2.3 GET /c"]), "UTC")
+    assert bad.select("line_no", "reason").rows() == [(1, "no_match")]
+
+
 # --------------------------------------------------------------------------- registry / sniffing
 def test_unknown_format_lists_known_ones(cfg: Config) -> None:
     with pytest.raises(ConfigError) as info:
@@ -604,6 +636,7 @@ def test_unknown_format_lists_known_ones(cfg: Config) -> None:
         ("cloudfront.log", "cloudfront"),
         ("cloudflare.jsonl", "cloudflare"),
         ("caddy.jsonl", "caddy"),
+        ("iis.log", "w3c"),
         ("jsonl.log", "jsonl"),
         ("nginx_xff.log", "nginx_xff"),
     ],

@@ -16,6 +16,7 @@ from botguard.errors import ConfigError
 from botguard.parsers.jsonlines import JsonLinesParser
 from botguard.parsers.logformat import BUILTIN_FORMATS, RegexLogParser
 from botguard.parsers.presets import CADDY_FIELDS, CLOUDFLARE_FIELDS, CloudFrontParser
+from botguard.parsers.w3c import W3CParser
 
 
 class LogParser(Protocol):
@@ -42,9 +43,10 @@ _BUILD: dict[str, Callable[[str, FormatSpec], LogParser]] = {
     "cloudfront": lambda n, s: CloudFrontParser(n),
     "cloudflare": lambda n, s: JsonLinesParser(n, dict(CLOUDFLARE_FIELDS)),
     "caddy": lambda n, s: JsonLinesParser(n, dict(CADDY_FIELDS)),
+    "w3c": lambda n, s: W3CParser(n),
 }
 
-BUILTIN_NAMES = ("combined", "common", "vcombined", "alb", "cloudfront", "cloudflare", "caddy")
+BUILTIN_NAMES = ("combined", "common", "vcombined", "alb", "cloudfront", "cloudflare", "caddy", "w3c")
 
 
 def known_formats(cfg: Config) -> list[str]:
@@ -65,5 +67,5 @@ def get_parser(name: str, cfg: Config) -> LogParser:
 
 def sniff_candidates(cfg: Config) -> list[LogParser]:
     """Formats tried by --format auto, most specific first (ties go to the earlier one)."""
-    names = ["vcombined", "combined", "alb", "cloudfront", "cloudflare", "caddy", *sorted(cfg.ingest.formats), "common"]
+    names = ["vcombined", "combined", "alb", "cloudfront", "cloudflare", "caddy", "w3c", *sorted(cfg.ingest.formats), "common"]
     return [get_parser(n, cfg) for n in names]
