@@ -43,6 +43,8 @@ class ParseStats:
     sources: list[str] = field(default_factory=list)
     problems: list[SourceProblem] = field(default_factory=list)
     sample_reject: str | None = None
+    #: A W3C ``#Fields:`` directive was seen while reading another format (a hint for refusals).
+    w3c_directive: bool = False
 
     @property
     def error_ratio(self) -> float:
@@ -215,6 +217,8 @@ class Ingest:
             comment = ~blank & rejects["line"].str.starts_with("#")
             stats.blank += int(blank.sum())
             stats.comments += int(comment.sum())
+            if not stats.w3c_directive and self.parser is not None and self.parser.name != "w3c":
+                stats.w3c_directive = bool(rejects["line"].str.starts_with("#Fields:").any())
             rejects = rejects.filter(~blank & ~comment)
         if len(rejects):
             self._reject(rejects)
@@ -264,7 +268,8 @@ class Ingest:
                 f"{stats.format!r}{' (sniffed)' if stats.format_sniffed else ''}; "
                 f"max_error_ratio is {self.cfg.ingest.max_error_ratio:.0%}. "
                 f"First bad line: {stats.sample_reject}",
-                hint="pick the right --format (or define one under ingest.formats), or raise "
+                hint=("the log has a W3C #Fields: directive (IIS): try --format w3c; otherwise " if stats.w3c_directive else "")
+                + "pick the right --format (or define one under ingest.formats), or raise "
                 "ingest.max_error_ratio; --rejects FILE keeps the bad lines",
             )
         return stats

@@ -287,3 +287,19 @@ def test_config_show_bad_file_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stdout == ""
     assert "session.gap" in result.stderr
+
+
+def test_refusal_of_a_w3c_log_with_other_columns_suggests_w3c(tmp_path: Path) -> None:
+    log = tmp_path / "u_ex231010.log"
+    log.write_text(
+        "#Fields: date time cs-method cs-uri-stem c-ip cs(User-Agent) sc-status\n"
+        "2023-10-10 13:55:36 GET /products/1 203.0.113.7 Mozilla/5.0+(X11) 200\n"
+        "2023-10-10 13:55:37 GET / 203.0.113.8 curl/8.4.0 404\n",
+        encoding="utf-8",
+    )
+    refused = runner.invoke(app, ["parse", str(log)])
+    assert refused.exit_code == 1
+    assert "try --format w3c" in refused.stderr
+    parsed = runner.invoke(app, ["parse", str(log), "--format", "w3c", "--json"])
+    assert parsed.exit_code == 0, parsed.output
+    assert '"parsed": 2' in parsed.stdout
