@@ -10,7 +10,7 @@ import polars as pl
 
 from botguard.config.models import Config
 from botguard.features import sketches
-from botguard.frames import add_columns, compact, merge_touched, stacked
+from botguard.frames import add_columns, compact, merge_touched, split_touched, stacked
 
 #: Per-hit boolean flags summed per session (column name → session column).
 FLAG_SUMS: dict[str, str] = {
@@ -217,11 +217,10 @@ class FeatureAccumulator:
         if rows.is_empty():
             return
         self._sample_parts.append(compact(rows))
-        seen = rows.group_by("_ck").agg(pl.len().cast(pl.Int32).alias("_have"), pl.col("ts").max().alias("_last"))
         # Only this batch's clients change: five times cheaper than re-aggregating every
         # client seen so far.
         self._sample_state = stacked(*merge_touched(
-            self._sample_state, seen, "_ck", [pl.col("_have").sum(), pl.col("_last").max()]
+            self._sample_state, _sample_counts(rows), "_ck", [pl.col("_have").sum(), pl.col("_last").max()]
         ))
         # Out-of-order input adds rows that later ones push out: trimmed when they pile up
         # (the threshold doubles, so time-ordered logs, whose rows all stay, are not re-sorted
@@ -229,9 +228,7 @@ class FeatureAccumulator:
         if sum(f.estimated_size() for f in self._sample_parts) > self._sample_trim_bytes:
             kept = self._first_samples(pl.concat(self._sample_parts))
             self._sample_parts = [kept]
-            self._sample_state = kept.group_by("_ck").agg(
-                pl.len().cast(pl.Int32).alias("_have"), pl.col("ts").max().alias("_last")
-            )
+            self._sample_state = _sample_counts(kept)
             self._sample_trim_bytes = max(_FOLD_BYTES, 2 * int(kept.estimated_size()))
 
     @staticmethod
@@ -277,9 +274,8 @@ class FeatureAccumulator:
         carried: pl.DataFrame | None = None
         batch = batch.select(_SESSION_RAW)
         if self.open is not None and len(self.open):
-            touched = self.open["_ck"].is_in(batch["_ck"].implode())
-            carried = self.open.filter(~touched)
-            batch = _continue_sessions(self.open.filter(touched), batch)
+            carried, touched = split_touched(self.open, batch, ["_ck"])
+            batch = _continue_sessions(touched, batch)
         latest = pl.col("session_no") == pl.col("session_no").max().over("_ck")
         closed = batch.filter(~latest)
         self.n_sessions += len(closed)
@@ -403,6 +399,11 @@ class FeatureAccumulator:
         return agg.sort("client")
 
 
+def _sample_counts(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per client: how many sample rows, and the latest one's time."""
+    return rows.group_by("_ck").agg(pl.len().cast(pl.Int32).alias("_have"), pl.col("ts").max().alias("_last"))
+
+
 def _continue_sessions(open_rows: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
     """``batch``'s session rows with the open sessions they continue merged in, plus the open
     sessions they do not continue (those ended before the batch's first session).
@@ -414,7 +415,6 @@ def _continue_sessions(open_rows: pl.DataFrame, batch: pl.DataFrame) -> pl.DataF
     prior = open_rows.select(pl.all().name.prefix("_o_"))
     joined = batch.join(prior, left_on="_ck", right_on="_o__ck", how="left")
     same = (pl.col("session_no") == pl.col("_o_session_no")).fill_null(False)
-
     merged = joined.with_columns(
         *[pl.when(same).then(pl.sum_horizontal(c, "_o_" + c)).otherwise(pl.col(c)).alias(c) for c in SUM_COLS],
         *[pl.when(same).then(pl.max_horizontal(c, "_o_" + c)).otherwise(pl.col(c)).alias(c) for c in MAX_COLS],

@@ -25,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-from botguard.parsers.normalize import finish
+from botguard.parsers.normalize import finish, with_line_text
 from botguard.sources.files import Chunk
 
 #: Hits column → the capture name ``normalize.finish`` reads it from.
@@ -264,12 +264,7 @@ class JsonLinesParser:
         )
         hits, rejects = finish(raw, default_tz)
         if len(rejects):
-            text = pl.read_lines(chunk.data).select(line_no, pl.col("line").alias("_text"))
-            rejects = (
-                rejects.join(text, on="line_no", how="left")
-                .with_columns(pl.col("line").fill_null(pl.col("_text")))
-                .drop("_text")
-            )
+            rejects = with_line_text(rejects, pl.read_lines(chunk.data).with_columns(line_no))
         return hits, rejects
 
     def parse(self, lines: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -22,7 +22,7 @@ from functools import cached_property
 
 import polars as pl
 
-from botguard.parsers.normalize import finish
+from botguard.parsers.normalize import finish, with_line_text
 from botguard.sources.files import Chunk
 
 _VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
@@ -387,13 +387,7 @@ class RegexLogParser:
             rejects = pl.concat([rejects, more_rejects])
         if len(rejects):
             assert lines is not None
-            text = lines.select("line_no", pl.col("line").alias("_text"))
-            rejects = (
-                rejects.join(text, on="line_no", how="left")
-                .with_columns(pl.col("line").fill_null(pl.col("_text")))
-                .drop("_text")
-                .sort("line_no")
-            )
+            rejects = with_line_text(rejects, lines)
         return hits, rejects
 
     def parse(self, lines: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:

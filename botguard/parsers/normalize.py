@@ -150,15 +150,30 @@ def epoch_to_ts(col: pl.Expr) -> pl.Expr:
     return us.cast(pl.Int64, strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
 
 
+def _present(value: pl.Expr) -> pl.Expr:
+    """``value``, with the log's spellings of "nothing" ("", "-") as null."""
+    return pl.when(value.is_in(_MISSING)).then(None).otherwise(value)
+
+
 def _client_address(cols: set[str]) -> pl.Expr:
     """The raw client address: ``remote_addr``, or ``remote_addr_port`` without its port."""
     if "remote_addr_port" in cols:
-        c = pl.col("remote_addr_port").str.replace(r":\d+$", "")
-        return pl.when(c.is_in(_MISSING)).then(None).otherwise(c).alias("_ip_raw")
+        return _present(pl.col("remote_addr_port").str.replace(r":\d+$", "")).alias("_ip_raw")
     if "remote_addr" in cols:
-        c = pl.col("remote_addr")
-        return pl.when(c.is_in(_MISSING)).then(None).otherwise(c).alias("_ip_raw")
+        return _present(pl.col("remote_addr")).alias("_ip_raw")
     return pl.lit(None, pl.String).alias("_ip_raw")
+
+
+def with_line_text(rejects: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFrame:
+    """Rejects read from raw bytes (``line`` null) with their verbatim text from ``lines``
+    (``line_no``, ``line``), in line order."""
+    text = lines.select("line_no", pl.col("line").alias("_text"))
+    return (
+        rejects.join(text, on="line_no", how="left")
+        .with_columns(pl.col("line").fill_null(pl.col("_text")))
+        .drop("_text")
+        .sort("line_no")
+    )
 
 
 def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -211,10 +226,7 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
     ]
 
     def opt(name: str, out: str) -> pl.Expr:
-        if name in cols:
-            c = pl.col(name)
-            return pl.when(c.is_in(_MISSING)).then(None).otherwise(c).alias(out)
-        return pl.lit(None, pl.String).alias(out)
+        return (_present(pl.col(name)) if name in cols else pl.lit(None, pl.String)).alias(out)
 
     status_raw = pl.col("status") if "status" in cols else pl.lit(None, pl.String)
     bytes_col = "body_bytes_sent" if "body_bytes_sent" in cols else "bytes_sent"
