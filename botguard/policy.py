@@ -135,15 +135,19 @@ def decide(
 
     entries, notes = _entries(decisions, clients, cfg)
     refused = None if force else _blast_radius(decisions, clients, cfg)
-    campaigns = []
+    campaigns: list[dict[str, object]] = []
     if len(camp):
-        for (cid,), grp in camp.group_by(["campaign"], maintain_order=True):
-            members = df.filter(pl.col("campaign") == cid)
-            campaigns.append({
-                "id": cid, "members": len(grp), "overlap": float(grp["campaign_overlap"][0]),
-                "requests": int(members["requests"].sum()), "user_agent": members["user_agent"][0],
-            })
-        campaigns.sort(key=lambda c: str(c["id"]))
+        # One pass over the members, not a filter of every client per campaign.
+        members = df.filter(pl.col("campaign").is_not_null())
+        per_campaign = members.group_by("campaign").agg(
+            pl.len().alias("members"), pl.col("campaign_overlap").first().alias("overlap"),
+            pl.col("requests").sum(), pl.col("user_agent").first(),
+        ).sort(pl.col("campaign").cast(pl.String))
+        campaigns = [
+            {"id": r["campaign"], "members": int(r["members"]), "overlap": float(r["overlap"]),
+             "requests": int(r["requests"]), "user_agent": r["user_agent"]}
+            for r in per_campaign.iter_rows(named=True)
+        ]
     return PolicyResult(decisions, entries, campaigns, refused, notes)
 
 

@@ -302,3 +302,23 @@ def test_features_are_the_same_with_every_sketch_dense(cfg, rows, monkeypatch) -
     dense = build_features([df], cfg, ranges=_no_ranges(cfg))
     monkeypatch.undo()
     assert_frame_equal(sparse.clients, dense.clients, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_claimed_crawler_ties_go_to_the_earliest_agent_whatever_the_batches(cfg) -> None:  # type: ignore[no-untyped-def]
+    """A client rotating two crawler claims equally often: the claim checked is the one seen
+    first, however the log was cut into batches (the fold order used to decide it)."""
+    agents = {
+        "bing": "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+        "google": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    }
+    seq = ["google", "bing", "bing", "google"] * 3 + ["bing", "google"]
+    frames = [hits_frame([("10.9.9.9", 7.0 * i, f"/p/{i}")], ua=agents[name]) for i, name in enumerate(seq)]
+    df = pl.concat(frames).with_columns(pl.int_range(1, len(frames) + 1).cast(pl.Int64).alias("line_no"))
+    others = hits_frame([(f"10.0.0.{i}", 3.0 * i, "/") for i in range(1, 40)])
+    df = pl.concat([df, others]).sort("ts", maintain_order=True)
+    got = set()
+    for size in (1, 2, 3, 5, 8, len(df)):
+        parts = [df.slice(i, size) for i in range(0, len(df), size)]
+        clients = build_features(parts, cfg, ranges=_no_ranges(cfg)).clients
+        got.add(clients.filter(pl.col("client") == "10.9.9.9")["claimed_crawler"].item())
+    assert got == {"Googlebot"}

@@ -163,7 +163,10 @@ def _join_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, agents: 
         (pl.col("n") * pl.col("claimed_crawler").is_not_null().cast(pl.Int64)).sum().truediv(pl.col("n").sum()).alias("crawler_claim_share"),
         # A claim made by any of the client's agents is checked, not only the most frequent one:
         # rotating clients slip a crawler agent in among browser ones.
-        pl.col("claimed_crawler").sort_by("n", descending=True).drop_nulls().first().alias("claimed_crawler"),
+        # Ties broken as for the top agent (earliest seen, then the agent's hash): the rows'
+        # order within a client depends on how the batches folded.
+        pl.col("claimed_crawler").sort_by(["n", "first_ts", "_uk"], descending=[True, False, False], nulls_last=True)
+        .drop_nulls().first().alias("claimed_crawler"),
     )
     top = agents.select("user_agent", *[c for c in TOP_AGENT_COLS if c in agents.columns])
     return add_columns(add_columns(clients, shares, "client"), top, "user_agent", nulls_equal=True)

@@ -161,8 +161,13 @@ def evaluate(clients: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     rules = compile_rules(cfg, set(clients.columns))
     if not rules or clients.is_empty():
         return pl.DataFrame(schema={"client": pl.String, "rule": pl.String, "weight": pl.Float64, "kind": pl.String, "reason": pl.String})
-    matches = clients.select("client", *[r.expr.alias(r.spec.id) for r in rules])
-    long = matches.unpivot(index="client", variable_name="rule", value_name="hit").filter(pl.col("hit"))
+    # Rule by rule, the matching clients only (in rule order, then client order): unpivoting
+    # a clients × rules frame first made a row for every pair, matched or not.
+    lf = clients.lazy()
+    long = pl.concat(pl.collect_all([
+        lf.filter(r.expr).select("client", pl.lit(r.spec.id, pl.String).alias("rule"))
+        for r in rules
+    ]))
     if long.is_empty():
         return pl.DataFrame(schema={"client": pl.String, "rule": pl.String, "weight": pl.Float64, "kind": pl.String, "reason": pl.String})
     by_id = {r.spec.id: r.spec for r in rules}
