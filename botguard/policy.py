@@ -107,23 +107,43 @@ def decide(
 
     allow_reason = _allowlist_reason(df, cfg)
     verified = pl.col("crawler_status") == "verified"
+    sa = pol.shared_address
     shared = (
-        (pl.col("distinct_agents") >= pol.shared_address.min_agents)
-        & (pl.col("sessions") >= pol.shared_address.min_sessions)
-        & (pl.col("asset_share") >= pol.shared_address.min_asset_share)
+        (pl.col("distinct_agents") >= sa.min_agents)
+        & (pl.col("sessions") >= sa.min_sessions)
+        & ((pl.col("asset_share") >= sa.min_asset_share) | (pl.col("no_referer_page_share") <= sa.max_no_referer_page_share))
         & (pl.col("browser_ua_share") >= 0.5)
     ).fill_null(False)
     thin = (pl.col("requests") < pol.min_requests_to_block) & pl.col("campaign").is_null() & (pl.col("score") < 0.95)
-    df = df.with_columns(
-        pl.when(allow_reason.is_not_null()).then(pl.lit("allow"))
-        .when(verified.fill_null(False)).then(pl.lit("allow"))
-        .when((pl.col("action") == "block") & (shared | thin)).then(pl.lit("challenge"))
-        .otherwise(pl.col("action")).alias("action"),
+    # A crawler claim nobody could check (its ranges are not loaded) may be the real crawler;
+    # a failed check against lists fetched long after the traffic may be an operator that moved.
+    checkable = [spec.name for spec in cfg.crawlers.verify]
+    unchecked = (pl.col("crawler_status") == "unverified") & pl.col("claimed_crawler").is_in(checkable)
+    stale = pl.col("fake_crawler") & pl.col("crawler_ranges_after_traffic")
+    private = _private_mask(df, cfg)
+    blocked = pl.col("action") == "block"
+    flagged = pl.col("action").is_in(["block", "challenge"])
+    caps: list[tuple[pl.Expr, str, pl.Expr]] = [
+        (flagged & pl.lit(private), "monitor", pl.lit("not blocked: private or reserved address (load balancer, health check, internal service?)")),
+        (blocked & unchecked.fill_null(False), "challenge", pl.format(
+            "capped at challenge: claims to be {} and its ranges are not loaded (`botguard ranges update`)", pl.col("claimed_crawler"))),
+        (blocked & stale.fill_null(False), "challenge", pl.format(
+            "capped at challenge: {}'s ranges were fetched long after this traffic; it may have used other addresses then", pl.col("claimed_crawler"))),
+        (blocked & shared, "challenge", pl.format(
+            "capped at challenge: shared address ({} agents, {} sessions, browser-like)", pl.col("distinct_agents").cast(pl.Int64), pl.col("sessions"))),
+        (blocked & thin, "challenge", pl.format("capped at challenge: only {} requests", pl.col("requests"))),
+    ]
+    action = pl.when(allow_reason.is_not_null()).then(pl.lit("allow")).when(verified.fill_null(False)).then(pl.lit("allow"))
+    reasons = (
         pl.when(allow_reason.is_not_null()).then(pl.concat_list(allow_reason, pl.col("reasons")))
         .when(verified.fill_null(False)).then(pl.concat_list(pl.format("verified crawler {} (published ranges)", pl.col("verified_crawler")), pl.col("reasons")))
-        .when((pl.col("action") == "block") & shared).then(pl.concat_list(pl.col("reasons"), pl.format("capped at challenge: shared address ({} agents, {} sessions, browser-like)", pl.col("distinct_agents").cast(pl.Int64), pl.col("sessions"))))
-        .when((pl.col("action") == "block") & thin).then(pl.concat_list(pl.col("reasons"), pl.format("capped at challenge: only {} requests", pl.col("requests"))))
-        .otherwise(pl.col("reasons")).alias("reasons"),
+    )
+    for cond, capped, why in caps:
+        action = action.when(cond).then(pl.lit(capped))
+        reasons = reasons.when(cond).then(pl.concat_list(pl.col("reasons"), why))
+    df = df.with_columns(
+        action.otherwise(pl.col("action")).alias("action"),
+        reasons.otherwise(pl.col("reasons")).alias("reasons"),
         pl.when(verified.fill_null(False)).then(pl.lit("verified_crawler"))
         .when(pl.col("kind").is_null()).then(pl.lit("human"))
         .otherwise(pl.col("kind")).alias("kind"),
@@ -149,6 +169,33 @@ def decide(
             for r in per_campaign.iter_rows(named=True)
         ]
     return PolicyResult(decisions, entries, campaigns, refused, notes)
+
+
+def _private_mask(df: pl.DataFrame, cfg: Config) -> pl.Series:
+    """Clients whose address is private, loopback, link-local or reserved and must not be
+    blocked under ``policy.private_addresses``. In ``auto`` they may be blocked only when most
+    clients have such addresses: then the log is internal (or simulated), not public traffic
+    in which they would be the shop's own load balancer or health check."""
+    from botguard.iputil import in_networks
+
+    mode = cfg.policy.private_addresses
+    none = pl.Series("private", [False] * len(df), dtype=pl.Boolean)
+    if mode == "block" or df.is_empty():
+        return none
+    mask = in_networks(df["ip"], NON_PUBLIC_NETWORKS).fill_null(False)
+    if mode == "auto" and 2 * int(mask.sum()) >= len(df):
+        return none
+    return mask
+
+
+#: Never a member of the public: private (RFC 1918, ULA), carrier-grade NAT's inside, loopback,
+#: link-local, multicast and reserved space. The documentation ranges (192.0.2.0/24 and the
+#: like) are left out: examples and tests use them to stand for public addresses.
+NON_PUBLIC_NETWORKS = [
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+    "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
+]
 
 
 def _allowlist_reason(df: pl.DataFrame, cfg: Config) -> pl.Expr:

@@ -15,6 +15,8 @@ from botguard.features.crawlers import (
     RdnsVerifier,
     claimed_crawler,
     missing_ranges_hint,
+    ranges_after_traffic,
+    verify_addresses,
     verify_claims,
 )
 from botguard.ranges import RangeSet, load_ranges, update_ranges
@@ -85,6 +87,34 @@ def test_ranges_decide_verified_and_fake(cfg: Config, fixture_ranges: RangeSet) 
     assert out["verified_crawler"].to_list() == [
         "Googlebot", None, "Googlebot", "Bingbot", None, None, None, None,
     ]
+
+
+def test_an_address_in_a_crawlers_ranges_is_that_crawler_without_a_claim(cfg: Config, fixture_ranges: RangeSet) -> None:
+    """Logs without agents (common format) or a fetcher with a browser agent: the address
+    alone says Googlebot. Claims keep the status their check gave."""
+    frame = verify_claims(_frame([
+        ("192.0.2.1", None), ("192.0.2.1", FIREFOX), ("198.51.100.1", None), ("10.0.0.1", None),
+        ("203.0.113.5", GOOGLEBOT), (None, None),
+    ], cfg), cfg, fixture_ranges)
+    out = verify_addresses(frame, cfg, fixture_ranges)
+    assert out.columns == frame.columns and out["ip"].to_list() == frame["ip"].to_list()
+    assert out["crawler_status"].to_list() == ["verified", "verified", "verified", None, "fake", None]
+    assert out["verified_crawler"].to_list() == ["Googlebot", "Googlebot", "Bingbot", None, None, None]
+    assert verify_addresses(frame, cfg, RangeSet({})).equals(frame)
+
+
+def test_ranges_fetched_long_after_the_traffic_are_flagged(cfg: Config) -> None:
+    from datetime import UTC, datetime
+
+    ranges = RangeSet({"googlebot": ["192.0.2.0/24"]}, fetched_at={"googlebot": datetime(2026, 1, 1, tzinfo=UTC)})
+    frame = pl.DataFrame({
+        "claimed_crawler": ["Googlebot", "Googlebot", "Bingbot", None],
+        "last_seen": [datetime(2015, 5, 17, tzinfo=UTC), datetime(2025, 12, 1, tzinfo=UTC),
+                      datetime(2015, 5, 17, tzinfo=UTC), datetime(2015, 5, 17, tzinfo=UTC)],
+    })
+    # Bing's lists are not loaded: nothing to say about them.
+    assert ranges_after_traffic(frame, cfg, ranges).to_list() == [True, False, False, False]
+    assert ranges_after_traffic(frame, cfg, RangeSet({"googlebot": ["192.0.2.0/24"]})).to_list() == [False] * 4
 
 
 def test_no_ranges_and_no_rdns_leaves_claims_unverified(cfg: Config) -> None:

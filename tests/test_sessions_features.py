@@ -164,7 +164,7 @@ def test_golden_features_on_tiny_log(cfg) -> None:  # type: ignore[no-untyped-de
     assert s["gap_mean_s"] == pytest.approx(2.0) and s["gap_cv"] == pytest.approx(0.0)
     assert s["distinct_products"] == 20
     assert s["library_ua_share"] == 1.0
-    assert s["peak_req_per_10s"] == 5  # one hit every 2 s, 10 s windows aligned to the clock
+    assert s["peak_pages_per_10s"] == 5  # one hit every 2 s, 10 s windows aligned to the clock
     h = c["203.0.113.5"]
     assert h["pages"] == 4 and h["assets"] == 8 and h["assets_per_page"] == 2.0
     assert h["cart_hits"] == 1 and h["listing_pages"] == 1 and h["product_pages"] == 1

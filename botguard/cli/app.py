@@ -309,12 +309,13 @@ def evaluate(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write metrics JSON here.")] = None,
     json: JsonOpt = False,
 ) -> None:
-    """Score labelled logs with the full pipeline and report precision, recall, F1, PR-AUC.
+    """Score labelled logs with the full pipeline and report precision and recall at the block
+    and block+challenge cut-offs, PR-AUC beside the bad-bot share, ROC-AUC, and a per-kind table.
 
     Example: botguard evaluate sim2/access.log --labels sim2/labels.csv --output metrics.json
     """
     from botguard.cli import render
-    from botguard.model.evaluation import evaluate_logs
+    from botguard.model.evaluation import describe, evaluate_logs
 
     cfg = _cfg(config)
     metrics = evaluate_logs(logs, labels, cfg, format=format)
@@ -328,18 +329,27 @@ def evaluate(
         render.print_json(metrics)
     else:
         render.table(
-            "Per label", ["label", "precision", "recall", "f1", "support"],
+            "Per label (predicted bad_bot = blocked)", ["label", "precision", "recall", "f1", "support"],
             [[k, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", v["support"]]
              for k, v in metrics["per_label"].items()],
         )
         render.table(
-            "Bad-bot recall per kind", ["kind", "clients", "caught", "recall"],
-            [[k, v["clients"], v["caught"], f"{v['recall']:.3f}"] for k, v in metrics["per_kind"].items()],
+            "Bad-bot detection by cut-off", ["cut-off", "flagged", "bad bots flagged", "precision", "recall", "humans flagged"],
+            [[k, v["flagged"], v["bad_bot_flagged"], f"{v['precision']:.3f}", f"{v['recall']:.3f}",
+              f"{v['humans_flagged']} ({v['human_rate']:.2%})"] for k, v in metrics["cutoffs"].items()],
+        )
+        render.table(
+            "Per label and kind", ["label", "kind", "clients", "blocked", "challenged", "blocked share"],
+            [[v["label"], v["kind"], v["clients"], v["blocked"], v["challenged"], f"{v['recall']:.3f}"]
+             for v in metrics["per_kind"].values()],
         )
         cm = metrics["confusion_matrix"]
         render.table("Decisions by truth (rows = label, columns = action)", ["", *cm["actions"]],
                      [[lab, *row] for lab, row in zip(cm["labels"], cm["matrix"], strict=True)])
-        render.info(f"bad-bot PR-AUC: {metrics['pr_auc_bad_bot']:.3f}")
+        for line in describe(metrics):
+            render.info(line)
+        for note in metrics["notes"]:
+            render.warn(note)
 
 
 # --------------------------------------------------------------------------- simulate

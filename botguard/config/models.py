@@ -86,6 +86,8 @@ class SiteConfig(Strict):
 # --------------------------------------------------------------------------- features
 class CatalogueConfig(Strict):
     product_patterns: list[Regex]
+    non_product_patterns: list[Regex] = Field(default_factory=list)
+    background_patterns: list[Regex] = Field(default_factory=list)
     api_patterns: list[Regex]
     listing_patterns: list[Regex]
     product_query_params: list[str]
@@ -194,6 +196,7 @@ class SharedAddressConfig(Strict):
     min_agents: int = Field(ge=2)
     min_sessions: int = Field(ge=1)
     min_asset_share: float = Field(ge=0, le=1)
+    max_no_referer_page_share: float = Field(default=0.5, ge=0, le=1)
 
 
 class CampaignConfig(Strict):
@@ -218,6 +221,7 @@ class PolicyConfig(Strict):
     max_block_share_clients: float = Field(ge=0, le=1)
     max_block_share_human_requests: float = Field(ge=0, le=1)
     min_requests_to_block: int = Field(ge=1)
+    private_addresses: Literal["auto", "block", "never"] = "auto"
 
 
 class StateConfig(Strict):

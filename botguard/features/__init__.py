@@ -21,6 +21,15 @@ from botguard.frames import add_columns
 from botguard.schema import TOP_AGENT_COLS
 from botguard.sessionize import Sessionizer
 
+#: Agent flags whose most frequent matching agent a client's reasons quote (its top agent
+#: may be another: a person's browser beside one Wget download).
+AGENT_EXAMPLES = {
+    "is_library": "library_agent",
+    "is_scanner": "scanner_agent",
+    "is_headless": "headless_agent",
+    "is_malformed": "malformed_agent",
+}
+
 #: Agent columns summarised per client as a share of the client's requests.
 AGENT_SHARES = {
     "is_library": "library_ua_share",
@@ -154,7 +163,12 @@ def agent_table(distinct_agents: pl.Series, cfg: Config) -> pl.DataFrame:
 def _join_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, agents: pl.DataFrame) -> pl.DataFrame:
     """Per-client shares of agent kinds (weighted by requests) and the top agent's columns."""
     assert ua_counts is not None
-    weighted = ua_counts.join(agents, on="user_agent", how="left", nulls_equal=True)
+    # Each client's agents with the most requests first; ties go to the earliest seen, then the
+    # agent's hash (the rows' order otherwise depends on how the batches folded). ``first`` in
+    # the group-by below then picks by that order.
+    weighted = ua_counts.join(agents, on="user_agent", how="left", nulls_equal=True).sort(
+        ["n", "first_ts", "_uk"], descending=[True, False, False], nulls_last=True
+    )
     shares = weighted.group_by("client").agg(
         *[
             (pl.col("n") * pl.col(flag).fill_null(False).cast(pl.Int64)).sum().truediv(pl.col("n").sum()).alias(name)
@@ -163,17 +177,23 @@ def _join_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, agents: 
         (pl.col("n") * pl.col("claimed_crawler").is_not_null().cast(pl.Int64)).sum().truediv(pl.col("n").sum()).alias("crawler_claim_share"),
         # A claim made by any of the client's agents is checked, not only the most frequent one:
         # rotating clients slip a crawler agent in among browser ones.
-        # Ties broken as for the top agent (earliest seen, then the agent's hash): the rows'
-        # order within a client depends on how the batches folded.
-        pl.col("claimed_crawler").sort_by(["n", "first_ts", "_uk"], descending=[True, False, False], nulls_last=True)
-        .drop_nulls().first().alias("claimed_crawler"),
+        pl.col("claimed_crawler").drop_nulls().first().alias("claimed_crawler"),
+        *[
+            pl.col("user_agent").filter(pl.col(flag).fill_null(False)).first().alias(name)
+            for flag, name in AGENT_EXAMPLES.items()
+        ],
     )
     top = agents.select("user_agent", *[c for c in TOP_AGENT_COLS if c in agents.columns])
     return add_columns(add_columns(clients, shares, "client"), top, "user_agent", nulls_equal=True)
 
 
 def _enrich_network(clients: pl.DataFrame, cfg: Config, ranges: Any, resolver: Any, warnings: list[str]) -> pl.DataFrame:
-    from botguard.features.crawlers import missing_ranges_hint, verify_claims
+    from botguard.features.crawlers import (
+        missing_ranges_hint,
+        ranges_after_traffic,
+        verify_addresses,
+        verify_claims,
+    )
     from botguard.features.network import network_features
     from botguard.ranges import RangeSet, load_ranges
 
@@ -203,9 +223,11 @@ def _enrich_network(clients: pl.DataFrame, cfg: Config, ranges: Any, resolver: A
             warnings.append(hint)
     else:
         out = out.with_columns(pl.lit(None, pl.String).alias("crawler_status"), pl.lit(None, pl.String).alias("verified_crawler"))
-    out = out.with_columns(
+    out = verify_addresses(out.with_columns(
         pl.when(pl.col("claimed_crawler").is_not_null() & pl.col("crawler_status").is_null())
         .then(pl.lit("unverified")).otherwise(pl.col("crawler_status")).alias("crawler_status"),
+    ), cfg, ranges)
+    return out.with_columns(
         (pl.col("crawler_status") == "fake").fill_null(False).alias("fake_crawler"),
+        ranges_after_traffic(out, cfg, ranges).alias("crawler_ranges_after_traffic"),
     )
-    return out

@@ -137,6 +137,9 @@ BROWSER_FAMILIES = {
     "Amazon Silk": "Amazon Silk",
     "Android": "Android",
     "IE": "IE",
+    # In-app browsers: a shopper tapping a link in a social app browses in the app's web view.
+    **{f: f for f in ["Instagram", "Facebook", "TikTok", "Pinterest", "Snapchat", "LINE", "WeChat",
+                      "Google", "Twitter", "LinkedIn", "Naver", "KakaoTalk", "DuckDuckGo Mobile"]},
 }
 
 #: ua_stale when a browser is more than this many majors behind the newest of its family in the

@@ -16,6 +16,7 @@ from botguard.frames import add_columns, compact, merge_touched, split_touched, 
 FLAG_SUMS: dict[str, str] = {
     "is_page": "pages",
     "is_asset": "assets",
+    "is_background": "background_hits",
     "is_product": "product_pages",
     "is_api": "api_hits",
     "is_listing": "listing_pages",
@@ -32,6 +33,7 @@ FLAG_SUMS: dict[str, str] = {
     "is_post": "post_requests",
     "is_bad_request": "bad_requests",
     "no_referer": "no_referer_hits",
+    "no_referer_page": "no_referer_pages",
     "is_4xx": "status_4xx",
     "is_404": "status_404",
     "is_429": "status_429",
@@ -118,7 +120,9 @@ class FeatureAccumulator:
         if hits.is_empty():
             return
         lf = hits.lazy()
-        within = ~pl.col("new_session") & pl.col("gap_s").is_not_null()
+        # Timing is read at pages: the gap before each page (since the client's previous
+        # request) is the think time; gaps before assets and beacons say how a browser loads.
+        within = ~pl.col("new_session") & pl.col("gap_s").is_not_null() & pl.col("is_page")
         gap = pl.col("gap_s")
         # Grouped by the 64-bit client key (see hitflags); the client string rides along.
         session_keys = ["_ck", "session_no"]
@@ -136,8 +140,10 @@ class FeatureAccumulator:
         )
         # Clock-aligned 10 s and 1 min windows: epoch floor-divided, the minute from the 10 s
         # bucket, so the first group-by needs no minute key.
+        # Peak page rates: how fast the client navigates (a page's assets load in a burst).
         peaks = (
-            lf.select(*session_keys, (pl.col("ts").dt.epoch("us") // 10_000_000).alias("_b10"))
+            lf.filter(pl.col("is_page"))
+            .select(*session_keys, (pl.col("ts").dt.epoch("us") // 10_000_000).alias("_b10"))
             .group_by([*session_keys, "_b10"]).agg(pl.len().alias("_n"))
             .with_columns((pl.col("_b10") // 6).alias("_b60"))
             .group_by([*session_keys, "_b60"]).agg(pl.col("_n").max().alias("_p10"), pl.col("_n").sum().alias("_n60"))
@@ -146,7 +152,9 @@ class FeatureAccumulator:
                 pl.col("_n60").max().cast(pl.Int64).alias("peak_60s"),
             )
         )
-        batch_q = parts.join(peaks, on=session_keys)
+        batch_q = parts.join(peaks, on=session_keys, how="left").with_columns(
+            pl.col("peak_10s", "peak_60s").fill_null(0)
+        )
 
         hist_q = lf.filter(within).group_by("_ck", _gap_bin(gap).alias("bin")).agg(pl.len().cast(pl.Int64).alias("n"))
         ua_q = lf.with_columns(sketches.key_hash(pl.col("user_agent")).alias("_uk")).group_by("_ck", "_uk").agg(
@@ -477,8 +485,8 @@ def _derived(session: bool) -> list[pl.Expr]:
         (req / minutes).alias("req_per_min"),
         (pages / minutes).alias("pages_per_min"),
         (pl.col("product_pages") / minutes).alias("product_pages_per_min"),
-        pl.col("peak_10s").alias("peak_req_per_10s"),
-        pl.col("peak_60s").alias("peak_req_per_min"),
+        pl.col("peak_10s").alias("peak_pages_per_10s"),
+        pl.col("peak_60s").alias("peak_pages_per_min"),
         pl.when(pl.col("gap_n") > 0).then(gap_mean).alias("gap_mean_s"),
         pl.when((pl.col("gap_n") > 1) & (gap_mean > 0)).then(gap_sd / gap_mean).alias("gap_cv"),
         # Goh-Barabási burstiness: -1 perfectly regular, 0 random, → 1 bursty.
@@ -493,7 +501,7 @@ def _derived(session: bool) -> list[pl.Expr]:
         share("head_requests").alias("head_share"),
         share("post_requests").alias("post_share"),
         share("no_referer_hits").alias("no_referer_share"),
-        share("no_referer_hits", pages).clip(0, 1).alias("no_referer_page_share"),
+        share("no_referer_pages", pages).alias("no_referer_page_share"),
         share("status_4xx").alias("error_4xx_share"),
         share("status_404").alias("error_404_share"),
         share("status_429").alias("error_429_share"),

@@ -24,6 +24,7 @@ import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Protocol
 
 import polars as pl
@@ -273,6 +274,49 @@ def verify_claims(
             pl.col("crawler_status").fill_null("unverified")
         )
     )
+
+
+#: Range lists fetched this long after a client's last request may not hold the addresses
+#: the crawler used then (operators move): a failed check is then weak evidence.
+STALE_RANGES = timedelta(days=180)
+
+
+def ranges_after_traffic(frame: pl.DataFrame, cfg: Config, ranges: RangeSet) -> pl.Series:
+    """Per row: the claim's range lists were fetched long (``STALE_RANGES``) after the row's
+    ``last_seen``, e.g. a 2015 log checked against this year's lists."""
+    fetched: dict[str, datetime] = {}
+    for spec in cfg.crawlers.verify:
+        stamps = [ranges.fetched_at[n] for n in spec.ranges if ranges.loaded(n) and n in ranges.fetched_at]
+        if stamps:
+            fetched[spec.name] = min(stamps)
+    if not fetched or "last_seen" not in frame.columns:
+        return pl.Series("crawler_ranges_after_traffic", [False] * len(frame), dtype=pl.Boolean)
+    when = pl.col("claimed_crawler").replace_strict(fetched, default=None, return_dtype=pl.Datetime("us", "UTC"))
+    return frame.select(((when - pl.col("last_seen")) > STALE_RANGES).fill_null(False)).to_series()
+
+
+def verify_addresses(frame: pl.DataFrame, cfg: Config, ranges: RangeSet) -> pl.DataFrame:
+    """Clients that claim nothing but come from a crawler's published ranges are that crawler:
+    logs without agents (common format) and Google's fetchers with browser-like agents would
+    otherwise leave a real Googlebot open to blocking."""
+    unclaimed = frame.filter(pl.col("claimed_crawler").is_null() & pl.col("ip").is_not_null())["ip"].unique()
+    if unclaimed.is_empty():
+        return frame
+    names = pl.Series("verified_crawler", [None] * len(unclaimed), dtype=pl.String)
+    for spec in cfg.crawlers.verify:
+        loaded = [name for name in spec.ranges if ranges.loaded(name)]
+        if loaded:
+            inside = ranges.lookup(unclaimed, loaded).is_not_null()
+            names = pl.select(pl.when(names.is_null() & inside).then(pl.lit(spec.name)).otherwise(names)).to_series()
+    found = pl.DataFrame({"ip": unclaimed, "_by_address": names}).filter(pl.col("_by_address").is_not_null())
+    if found.is_empty():
+        return frame
+    joined = frame.join(found, on="ip", how="left", maintain_order="left")
+    by_address = pl.col("claimed_crawler").is_null() & pl.col("_by_address").is_not_null()
+    return joined.with_columns(
+        crawler_status=pl.when(by_address).then(pl.lit("verified")).otherwise(pl.col("crawler_status")),
+        verified_crawler=pl.when(by_address).then(pl.col("_by_address")).otherwise(pl.col("verified_crawler")),
+    ).drop("_by_address")
 
 
 def _statuses(

@@ -24,7 +24,7 @@ from botguard.errors import ModelError
 #: coverage) depend on one shop's URL layout and are left to the rules, so the model carries
 #: over to sites whose URLs look nothing like the simulator's.
 FEATURES: list[str] = [
-    "req_per_min", "pages_per_min", "peak_req_per_10s", "peak_req_per_min", "gap_median_s",
+    "req_per_min", "pages_per_min", "peak_pages_per_10s", "peak_pages_per_min", "gap_median_s",
     "gap_cv", "burstiness", "assets_per_page", "asset_share", "head_share", "post_share",
     "no_referer_page_share", "error_4xx_share", "error_404_share", "error_429_share",
     "night_share", "probe_share", "attack_share", "bad_request_share", "library_ua_share",
