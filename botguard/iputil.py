@@ -104,6 +104,16 @@ def prefix(series: pl.Series, v4_len: int, v6_len: int) -> pl.Series:
     return v4.alias(series.name)
 
 
+#: Never a member of the public: private (RFC 1918, ULA), carrier-grade NAT's inside, loopback,
+#: link-local, multicast and reserved space. The documentation ranges (192.0.2.0/24 and the
+#: like) are left out: examples and tests use them to stand for public addresses.
+NON_PUBLIC_NETWORKS = [
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
+    "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
+]
+
+
 def in_networks(series: pl.Series, networks: Sequence[str]) -> pl.Series:
     """True where the address lies in any of ``networks``; null where the value is not an address.
 

@@ -176,7 +176,7 @@ def _private_mask(df: pl.DataFrame, cfg: Config) -> pl.Series:
     blocked under ``policy.private_addresses``. In ``auto`` they may be blocked only when most
     clients have such addresses: then the log is internal (or simulated), not public traffic
     in which they would be the shop's own load balancer or health check."""
-    from botguard.iputil import in_networks
+    from botguard.iputil import NON_PUBLIC_NETWORKS, in_networks
 
     mode = cfg.policy.private_addresses
     none = pl.Series("private", [False] * len(df), dtype=pl.Boolean)
@@ -187,15 +187,6 @@ def _private_mask(df: pl.DataFrame, cfg: Config) -> pl.Series:
         return none
     return mask
 
-
-#: Never a member of the public: private (RFC 1918, ULA), carrier-grade NAT's inside, loopback,
-#: link-local, multicast and reserved space. The documentation ranges (192.0.2.0/24 and the
-#: like) are left out: examples and tests use them to stand for public addresses.
-NON_PUBLIC_NETWORKS = [
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",
-    "::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
-]
 
 
 def _allowlist_reason(df: pl.DataFrame, cfg: Config) -> pl.Expr:
@@ -227,6 +218,12 @@ def _entries(decisions: pl.DataFrame, clients: pl.DataFrame, cfg: Config) -> tup
     if len(mixed) and blocked["ip"].is_in(mixed.implode()).any():
         notes.append(f"{int(blocked['ip'].is_in(mixed.implode()).sum())} blocked clients share an address with allowed clients: not listed")
     blocked = blocked.filter(~pl.col("ip").is_in(mixed.implode()))
+    if cfg.session.key == "ipv6_64":
+        # The client is the whole /64 (an IPv6 subscriber's prefix): list the network, not the
+        # one address of it that came first.
+        blocked = blocked.with_columns(
+            pl.when(pl.col("client").str.contains("/", literal=True)).then(pl.col("client")).otherwise(pl.col("ip")).alias("ip")
+        )
     rows = blocked.group_by("ip").agg(
         pl.col("score").max(), pl.col("reasons").first(), pl.len().cast(pl.Int64).alias("clients"),
         pl.col("first_seen").min(), pl.col("last_seen").max(),

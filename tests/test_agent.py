@@ -466,3 +466,17 @@ print((ours.family, ours.major, ours.os, True, False))
     kind, answers, ours = proc.stdout.strip().splitlines()
     assert kind == "_DeferredModule"
     assert answers == str([ours])
+
+
+def test_in_app_browsers_are_browsers(cfg: Any) -> None:
+    """A shopper tapping a link in Instagram or Facebook browses in the app's web view."""
+    agents = pl.Series("user_agent", [
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+        "Mobile/15E148 Instagram 357.0.0.25.101 (iPhone14,2; iOS 17_6; en_US; en; scale=3.00; 1170x2532; 123)",
+        "Mozilla/5.0 (Linux; Android 14; SM-S918B Build/UP1A.231005.007; wv) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Version/4.0 Chrome/126.0.6478.134 Mobile Safari/537.36 [FB_IAB/FB4A;FBAV/470.0.0.40.108;]",
+    ])
+    table = agent_features(agents, cfg).sort("ua_family")
+    assert table["ua_family"].to_list() == ["Facebook", "Instagram"]
+    assert table["is_browser_like"].to_list() == [True, True]
+    assert not table["is_library"].any() and not table["ua_stale"].any()

@@ -308,3 +308,92 @@ def test_agent_reasons_quote_the_agent_that_matched_not_the_clients_usual_one(tm
     assert scanner == ["vulnerability scanner agent on 5% of 21 requests (ZmEu)"]
     other = feats.filter(pl.col("client") == "198.51.100.9").row(0, named=True)
     assert other["scanner_agent"] == other["user_agent"] == "Mozilla/5.0 zgrab/0.x"
+
+
+# --------------------------------------------------------------------------- policy caps
+
+
+def _policy_clients(rows: list[dict[str, object]]) -> pl.DataFrame:
+    """Client rows with every feature column (zero, false or null unless given)."""
+    from botguard.schema import CLIENT_FEATURES_SCHEMA
+
+    base: dict[str, object] = {}
+    for col, dtype in CLIENT_FEATURES_SCHEMA.items():
+        base[col] = 0 if dtype.is_integer() else 0.0 if dtype.is_float() else False if dtype == pl.Boolean else None
+    base |= {"requests": 200, "sessions": 1, "distinct_agents": 1.0, "browser_ua_share": 1.0, "no_referer_page_share": 1.0}
+    data = [base | r for r in rows]
+    return pl.DataFrame(data, schema=CLIENT_FEATURES_SCHEMA, orient="row")
+
+
+def _decide(rows: list[dict[str, object]], cfg_text: str = "", tmp_path: Path | None = None) -> dict[str, dict[str, object]]:
+    from botguard.policy import decide
+
+    cfg = load_config()
+    if cfg_text:
+        assert tmp_path is not None
+        (tmp_path / "c.yaml").write_text(cfg_text)
+        cfg = load_config(tmp_path / "c.yaml")
+    clients = _policy_clients(rows)
+    scored = clients.select(
+        "client", pl.lit(0.97).alias("score"), pl.lit(["strong evidence"]).alias("reasons"), pl.lit("scraper").alias("kind"),
+    )
+    res = decide(clients, scored, cfg, force=True)
+    return {r["client"]: r for r in res.decisions.iter_rows(named=True)} | {"_entries": {"ips": res.entries["entry"].to_list()}}
+
+
+def test_private_addresses_are_not_blocked_among_public_traffic(tmp_path: Path) -> None:
+    rows = [{"client": f"198.51.100.{i}", "ip": f"198.51.100.{i}"} for i in range(1, 6)]
+    rows += [{"client": "10.0.1.23", "ip": "10.0.1.23"}, {"client": "fd00::7", "ip": "fd00::7"}]
+    got = _decide(rows)
+    assert got["198.51.100.1"]["action"] == "block"
+    for ip in ("10.0.1.23", "fd00::7"):
+        assert got[ip]["action"] == "monitor" and any("private or reserved address" in r for r in got[ip]["reasons"])
+    assert not any(e.startswith(("10.", "fd00")) for e in got["_entries"]["ips"])
+    assert _decide(rows, "policy:\n  private_addresses: block\n", tmp_path)["10.0.1.23"]["action"] == "block"
+    # An internal (or simulated) log: most clients are private, so they are judged as any other.
+    internal = [{"client": f"10.2.0.{i}", "ip": f"10.2.0.{i}"} for i in range(1, 6)]
+    assert _decide(internal)["10.2.0.1"]["action"] == "block"
+    assert _decide(internal, "policy:\n  private_addresses: never\n", tmp_path)["10.2.0.1"]["action"] == "monitor"
+
+
+def test_crawler_claims_that_cannot_be_trusted_either_way_are_challenged() -> None:
+    got = _decide([
+        {"client": "198.51.100.1", "ip": "198.51.100.1", "claimed_crawler": "Googlebot", "crawler_status": "unverified"},
+        {"client": "198.51.100.2", "ip": "198.51.100.2", "claimed_crawler": "Googlebot", "crawler_status": "fake", "fake_crawler": True},
+        {"client": "198.51.100.3", "ip": "198.51.100.3", "claimed_crawler": "Bingbot", "crawler_status": "fake", "fake_crawler": True,
+         "crawler_ranges_after_traffic": True},
+        {"client": "198.51.100.4", "ip": "198.51.100.4", "claimed_crawler": "SomeBot", "crawler_status": "unverified"},
+    ])
+    assert got["198.51.100.1"]["action"] == "challenge"
+    assert any("ranges are not loaded" in r for r in got["198.51.100.1"]["reasons"])
+    assert got["198.51.100.2"]["action"] == "block"  # fresh lists, failed check: a fake
+    assert got["198.51.100.3"]["action"] == "challenge"
+    assert got["198.51.100.4"]["action"] == "block"  # a name botguard cannot check anyway
+
+
+def test_shared_address_cap_takes_referers_when_the_log_has_no_assets() -> None:
+    shared = {"distinct_agents": 6.0, "sessions": 9, "asset_share": 0.0}
+    got = _decide([
+        {"client": "198.51.100.1", "ip": "198.51.100.1", **shared, "no_referer_page_share": 0.2},
+        {"client": "198.51.100.2", "ip": "198.51.100.2", **shared, "no_referer_page_share": 0.95},
+        {"client": "198.51.100.3", "ip": "198.51.100.3", **shared, "no_referer_page_share": 0.95, "asset_share": 0.4},
+    ])
+    assert got["198.51.100.1"]["action"] == "challenge"
+    assert got["198.51.100.2"]["action"] == "block"
+    assert got["198.51.100.3"]["action"] == "challenge"
+
+
+def test_ipv6_64_clients_are_listed_as_their_network(tmp_path: Path) -> None:
+    rows = [{"client": "2001:db8:7:1::/64", "ip": "2001:db8:7:1::a"}, {"client": "198.51.100.1", "ip": "198.51.100.1"}]
+    got = _decide(rows, "session:\n  key: ipv6_64\n", tmp_path)
+    assert sorted(got["_entries"]["ips"]) == ["198.51.100.1", "2001:db8:7:1::/64"]
+    assert sorted(_decide(rows)["_entries"]["ips"]) == ["198.51.100.1", "2001:db8:7:1::a"]
+
+
+def test_rule_that_compares_a_number_with_a_string_fails_config_check(tmp_path: Path) -> None:
+    f = tmp_path / "r.yaml"
+    f.write_text("rules:\n  - id: mine\n    when: asset_share < '0.5'\n    weight: 0.5\n    kind: scraper\n    reason: x\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(f)
+    msg = "\n".join(exc.value.problems)
+    assert "rules[" in msg and "does not type-check" in msg and "cannot compare string with numeric" in msg

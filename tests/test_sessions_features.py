@@ -322,3 +322,55 @@ def test_claimed_crawler_ties_go_to_the_earliest_agent_whatever_the_batches(cfg)
         clients = build_features(parts, cfg, ranges=_no_ranges(cfg)).clients
         got.add(clients.filter(pl.col("client") == "10.9.9.9")["claimed_crawler"].item())
     assert got == {"Googlebot"}
+
+
+def test_pages_are_navigations_not_assets_posts_or_beacons(cfg) -> None:  # type: ignore[no-untyped-def]
+    """A person on a page whose tab posts a heartbeat every second and pings analytics: the
+    beacons are requests, not pages, and neither rates nor timing are read from them."""
+    rows = [("203.0.113.9", 0.0, "/products/blue-shoe"), ("203.0.113.9", 0.3, "/static/app.css"),
+            ("203.0.113.9", 45.0, "/collections/shoes"), ("203.0.113.9", 95.0, "/products/red-shoe")]
+    rows += [("203.0.113.9", 1.0 + i, "/storage/store_mousemove.php") for i in range(90)]
+    rows += [("203.0.113.9", 2.5 + 10 * i, "/g/collect") for i in range(9)]
+    df = hits_frame(rows).with_columns(
+        pl.when(pl.col("path") == "/storage/store_mousemove.php").then(pl.lit("POST")).otherwise(pl.col("method")).alias("method")
+    )
+    flagged = flag_hits(df, cfg).collect()
+    by_path = dict(zip(flagged["path"].to_list(), flagged.select("is_page", "is_background", "is_product").rows(), strict=False))
+    assert by_path["/g/collect"] == (False, True, False)
+    assert by_path["/storage/store_mousemove.php"] == (False, False, False)
+    assert by_path["/products/red-shoe"] == (True, False, True)
+    c = build_features([df], cfg, ranges=_no_ranges(cfg)).clients.row(0, named=True)
+    assert c["requests"] == 103 and c["pages"] == 3 and c["post_requests"] == 90 and c["background_hits"] == 9
+    assert c["product_pages"] == 2 and c["assets"] == 1 and c["peak_pages_per_10s"] == 1
+    # Timing is read at the two pages after the first, not at 99 beacons a second apart.
+    assert c["gap_n"] == 2
+    assert c["no_referer_pages"] == 3 and c["no_referer_page_share"] == 1.0
+
+
+def test_url_classes_that_are_not_what_they_look_like(cfg) -> None:  # type: ignore[no-untyped-def]
+    """Blog slugs are not products; a shop's own WordPress scripts and AJAX are not probes;
+    a release tarball is not a backup probe, a site backup is."""
+    paths = ["/blog/geekery/some-long-slug.html", "/red-running-shoe.html", "/wp-includes/js/jquery/jquery.min.js",
+             "/wp-admin/admin-ajax.php", "/wp-login.php", "/files/logstash-1.4.2.tar.gz", "/backup.tar.gz",
+             "/shop.example.com.zip", "/db.sql"]
+    flagged = flag_hits(hits_frame([("198.51.100.3", float(i), p) for i, p in enumerate(paths)]), cfg).collect()
+    got = {p: (pk, probe) for p, pk, probe in flagged.select("path", "product_key", "is_probe").rows()}
+    assert got == {
+        "/blog/geekery/some-long-slug.html": (None, False),
+        "/red-running-shoe.html": ("red-running-shoe", False),
+        "/wp-includes/js/jquery/jquery.min.js": (None, False),
+        "/wp-admin/admin-ajax.php": (None, False),
+        "/wp-login.php": (None, True),
+        "/files/logstash-1.4.2.tar.gz": (None, False),
+        "/backup.tar.gz": (None, True),
+        "/shop.example.com.zip": (None, True),
+        "/db.sql": (None, True),
+    }
+
+
+def test_one_private_address_with_most_traffic_is_named_as_a_likely_proxy(cfg) -> None:  # type: ignore[no-untyped-def]
+    rows = [("10.0.0.5", float(i), f"/p/{i}") for i in range(150)] + [("198.51.100.4", float(i), "/") for i in range(20)]
+    warnings = build_features([hits_frame(rows)], cfg, ranges=_no_ranges(cfg)).warnings
+    assert any(w.startswith("10.0.0.5 sent 88% of all requests") and "trusted_proxies" in w for w in warnings)
+    public = [("198.51.100.5", float(i), f"/p/{i}") for i in range(150)] + [("198.51.100.4", float(i), "/") for i in range(20)]
+    assert not any("trusted_proxies" in w for w in build_features([hits_frame(public)], cfg, ranges=_no_ranges(cfg)).warnings)

@@ -106,6 +106,9 @@ def build_features(
                 + ". Check that the format captures the client address, or set "
                 "session.key (e.g. field:session_id for a session cookie)"
             )
+        proxy = _proxy_hint(clients)
+        if proxy:
+            warnings.append(proxy)
     if sess.late_hits:
         warnings.append(
             f"{sess.late_hits} lines arrived later than session.out_of_order_tolerance "
@@ -185,6 +188,24 @@ def _join_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, agents: 
     )
     top = agents.select("user_agent", *[c for c in TOP_AGENT_COLS if c in agents.columns])
     return add_columns(add_columns(clients, shares, "client"), top, "user_agent", nulls_equal=True)
+
+
+def _proxy_hint(clients: pl.DataFrame) -> str | None:
+    """One private address sending most of the traffic is a load balancer or reverse proxy:
+    every visitor is then one client, and the run's verdicts mean nothing."""
+    from botguard.iputil import NON_PUBLIC_NETWORKS, in_networks
+
+    total = int(clients["requests"].sum())
+    top = clients.sort("requests", descending=True, maintain_order=True).head(1)
+    if total < 100 or top.is_empty() or int(top["requests"][0]) * 2 < total or top["ip"][0] is None:
+        return None
+    if not in_networks(top["ip"], NON_PUBLIC_NETWORKS).fill_null(False)[0]:
+        return None
+    return (
+        f"{top['ip'][0]} sent {int(top['requests'][0]) / total:.0%} of all requests from a private address: "
+        "it looks like a load balancer or proxy in front of the site. List it in ingest.trusted_proxies "
+        "(and log X-Forwarded-For) so each visitor's own address is used"
+    )
 
 
 def _enrich_network(clients: pl.DataFrame, cfg: Config, ranges: Any, resolver: Any, warnings: list[str]) -> pl.DataFrame:

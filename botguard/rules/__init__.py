@@ -191,6 +191,12 @@ def evaluate(clients: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     )
 
 
+def _empty_clients() -> pl.DataFrame:
+    from botguard.schema import CLIENT_FEATURES_SCHEMA
+
+    return pl.DataFrame(schema=CLIENT_FEATURES_SCHEMA)
+
+
 @register_validator
 def _validate(cfg: Config) -> list[tuple[tuple[Any, ...], str]]:
     from botguard.schema import CLIENT_FEATURE_COLUMNS
@@ -202,9 +208,16 @@ def _validate(cfg: Config) -> list[tuple[tuple[Any, ...], str]]:
             problems.append((("rules", i, "id"), f"duplicate rule id {rule.id!r}"))
         seen.add(rule.id)
         try:
-            compile_when(rule.when, CLIENT_FEATURE_COLUMNS)
+            expr = compile_when(rule.when, CLIENT_FEATURE_COLUMNS)
         except RuleSyntaxError as exc:
             problems.append((("rules", i, "when"), str(exc)))
+        else:
+            # Types too: a number compared with a string ('0.5') is caught here, not mid-run.
+            try:
+                _empty_clients().select(expr)
+            except pl.exceptions.PolarsError as exc:
+                first = str(exc).strip().splitlines()[0]
+                problems.append((("rules", i, "when"), f"{rule.when!r} does not type-check: {first}"))
         for m in _FIELD.finditer(rule.reason):
             if m.group(1) not in CLIENT_FEATURE_COLUMNS:
                 problems.append((("rules", i, "reason"), f"unknown feature {{{m.group(1)}}} in reason"))
