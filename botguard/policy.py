@@ -111,15 +111,17 @@ def decide(
     shared = (
         (pl.col("distinct_agents") >= sa.min_agents)
         & (pl.col("sessions") >= sa.min_sessions)
-        & ((pl.col("asset_share") >= sa.min_asset_share) | (pl.col("no_referer_page_share") <= sa.max_no_referer_page_share))
+        # Assets, or (outside hosting networks, where rotating bots live) referer-rich browsing.
+        & (
+            (pl.col("asset_share") >= sa.min_asset_share)
+            | ((pl.col("no_referer_page_share") <= sa.max_no_referer_page_share) & ~pl.col("is_datacenter").fill_null(False))
+        )
         & (pl.col("browser_ua_share") >= 0.5)
     ).fill_null(False)
     thin = (pl.col("requests") < pol.min_requests_to_block) & pl.col("campaign").is_null() & (pl.col("score") < 0.95)
-    # A crawler claim nobody could check (its ranges are not loaded) may be the real crawler;
-    # a failed check against lists fetched long after the traffic may be an operator that moved.
+    # A crawler claim nobody could check (its ranges are not loaded) may be the real crawler.
     checkable = [spec.name for spec in cfg.crawlers.verify]
     unchecked = (pl.col("crawler_status") == "unverified") & pl.col("claimed_crawler").is_in(checkable)
-    stale = pl.col("fake_crawler") & pl.col("crawler_ranges_after_traffic")
     private = _private_mask(df, cfg)
     blocked = pl.col("action") == "block"
     flagged = pl.col("action").is_in(["block", "challenge"])
@@ -127,8 +129,6 @@ def decide(
         (flagged & pl.lit(private), "monitor", pl.lit("not blocked: private or reserved address (load balancer, health check, internal service?)")),
         (blocked & unchecked.fill_null(False), "challenge", pl.format(
             "capped at challenge: claims to be {} and its ranges are not loaded (`botguard ranges update`)", pl.col("claimed_crawler"))),
-        (blocked & stale.fill_null(False), "challenge", pl.format(
-            "capped at challenge: {}'s ranges were fetched long after this traffic; it may have used other addresses then", pl.col("claimed_crawler"))),
         (blocked & shared, "challenge", pl.format(
             "capped at challenge: shared address ({} agents, {} sessions, browser-like)", pl.col("distinct_agents").cast(pl.Int64), pl.col("sessions"))),
         (blocked & thin, "challenge", pl.format("capped at challenge: only {} requests", pl.col("requests"))),

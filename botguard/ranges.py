@@ -14,6 +14,7 @@ Safety rules, because these lists decide whether a "Googlebot" is believed:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import ipaddress
@@ -83,6 +84,9 @@ class ParsedRanges:
     networks: list[str]
     dropped: int
     format: str
+    #: When the operator published the list, if the file says (Google's ``creationTime``,
+    #: AWS's ``createDate``): a list is only evidence about traffic of about its own time.
+    published: datetime | None = None
 
 
 # --------------------------------------------------------------------------- parsing
@@ -105,8 +109,24 @@ def parse_ranges(data: bytes, filename: str = "") -> ParsedRanges:
             doc = None
         if doc is not None:
             fmt, candidates = _json_candidates(doc)
-            return _normalize(candidates, fmt)
+            return dataclasses.replace(_normalize(candidates, fmt), published=_published(doc))
     return _normalize(_text_candidates(text), "csv" if filename.endswith(".csv") else "text")
+
+
+def _published(doc: Any) -> datetime | None:
+    """The publication time a provider JSON carries, if any."""
+    if not isinstance(doc, dict):
+        return None
+    created = doc.get("creationTime")
+    if isinstance(created, str):
+        return _parse_ts(created)
+    created = doc.get("createDate")  # AWS: 2024-01-09-21-13-06
+    if isinstance(created, str):
+        try:
+            return datetime.strptime(created, "%Y-%m-%d-%H-%M-%S").replace(tzinfo=UTC)
+        except ValueError:
+            return None
+    return None
 
 
 def _json_candidates(doc: Any) -> tuple[str, list[str]]:
@@ -254,6 +274,7 @@ def _store(
         "kind": kind,
         "origin": origin,
         "fetched_at": _iso(fetched_at),
+        "published_at": _iso(parsed.published) if parsed.published else None,
         "count": len(parsed.networks),
         "dropped": parsed.dropped,
         "format": parsed.format,
@@ -357,8 +378,10 @@ def _merge_parsed(parts: list[ParsedRanges]) -> ParsedRanges:
     if len(parts) == 1:
         return parts[0]
     merged = _normalize([n for p in parts for n in p.networks], "merged")
+    stamps = [p.published for p in parts if p.published is not None]
     return ParsedRanges(
-        merged.networks, sum(p.dropped for p in parts), "+".join(sorted({p.format for p in parts}))
+        merged.networks, sum(p.dropped for p in parts), "+".join(sorted({p.format for p in parts})),
+        max(stamps) if stamps else None,
     )
 
 
@@ -432,6 +455,7 @@ class RangeSet:
     networks: dict[str, list[str]]
     kinds: dict[str, str] = field(default_factory=dict)
     fetched_at: dict[str, datetime] = field(default_factory=dict)
+    published_at: dict[str, datetime] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     _indexes: dict[tuple[str, ...], NetworkIndex] = field(default_factory=dict, repr=False)
 
@@ -486,4 +510,7 @@ def load_ranges(cfg: Config, data_dir: Path | None = None) -> RangeSet:
         fetched = _parse_ts(entry.get("fetched_at"))
         if fetched:
             out.fetched_at[source.name] = fetched
+        published = _parse_ts(entry.get("published_at"))
+        if published:
+            out.published_at[source.name] = published
     return out

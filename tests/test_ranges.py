@@ -308,3 +308,24 @@ def test_update_from_real_reference_folder(
     assert ranges.lookup(ips, ["googlebot", "bingbot", "aws"]).to_list() == [
         "googlebot", "aws", "bingbot", None,
     ]
+
+
+def test_publication_time_is_read_from_provider_files_and_kept(tmp_path: Path) -> None:
+    """A list is evidence about traffic of about its own time: the operators' own stamp is kept."""
+    from datetime import UTC, datetime
+
+    from botguard.ranges import parse_ranges
+
+    google = b'{"creationTime": "2015-05-01T05:47:00.000000", "prefixes": [{"ipv4Prefix": "66.249.64.0/27"}]}'
+    aws = b'{"syncToken": "1", "createDate": "2024-01-09-21-13-06", "prefixes": [{"ip_prefix": "3.5.140.0/22"}]}'
+    assert parse_ranges(google).published == datetime(2015, 5, 1, 5, 47, tzinfo=UTC)
+    assert parse_ranges(aws).published == datetime(2024, 1, 9, 21, 13, 6, tzinfo=UTC)
+    assert parse_ranges(b"66.249.64.0/27\n").published is None
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "googlebot.json").write_bytes(google)
+    cfg = load_config()
+    update_ranges(cfg, from_dir=src, data_dir=tmp_path / "data")
+    loaded = load_ranges(cfg, tmp_path / "data")
+    assert loaded.published_at["googlebot"] == datetime(2015, 5, 1, 5, 47, tzinfo=UTC)
+    assert "googlebot" in loaded.fetched_at

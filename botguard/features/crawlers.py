@@ -282,11 +282,15 @@ STALE_RANGES = timedelta(days=180)
 
 
 def ranges_after_traffic(frame: pl.DataFrame, cfg: Config, ranges: RangeSet) -> pl.Series:
-    """Per row: the claim's range lists were fetched long (``STALE_RANGES``) after the row's
-    ``last_seen``, e.g. a 2015 log checked against this year's lists."""
+    """Per row: the claim's range lists were published (or, when the file does not say,
+    fetched) long (``STALE_RANGES``) after the row's ``last_seen``, e.g. a 2015 log checked
+    against this year's lists."""
     fetched: dict[str, datetime] = {}
     for spec in cfg.crawlers.verify:
-        stamps = [ranges.fetched_at[n] for n in spec.ranges if ranges.loaded(n) and n in ranges.fetched_at]
+        stamps = [
+            ranges.published_at.get(n) or ranges.fetched_at[n]
+            for n in spec.ranges if ranges.loaded(n) and (n in ranges.published_at or n in ranges.fetched_at)
+        ]
         if stamps:
             fetched[spec.name] = min(stamps)
     if not fetched or "last_seen" not in frame.columns:
