@@ -40,8 +40,14 @@ def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | sketches.
         & pl.col("user_agent").is_not_null()
         & (pl.col("crawler_status").fill_null("") != "verified")
     ).select("client", "user_agent", "distinct_products")
-    groups = cand.group_by("user_agent").agg(pl.col("client"), pl.col("distinct_products").sum().alias("_sum")).filter(
-        pl.col("client").list.len() >= cc.min_members
+    # A swarm's agent string is its own: when most clients with the same agent browse like
+    # people, the candidates are a few of the many shoppers on a popular browser, not a swarm.
+    users = clients.filter(pl.col("user_agent").is_not_null()).group_by("user_agent").agg(pl.len().alias("_users"))
+    groups = (
+        cand.group_by("user_agent").agg(pl.col("client"), pl.col("distinct_products").sum().alias("_sum"))
+        .join(users, on="user_agent", how="left")
+        .filter((pl.col("client").list.len() >= cc.min_members) & (pl.col("client").list.len() * 2 >= pl.col("_users")))
+        .drop("_users")
     )
     if groups.is_empty():
         return empty

@@ -397,3 +397,43 @@ def test_rule_that_compares_a_number_with_a_string_fails_config_check(tmp_path: 
         load_config(f)
     msg = "\n".join(exc.value.problems)
     assert "rules[" in msg and "does not type-check" in msg and "cannot compare string with numeric" in msg
+
+
+def test_campaigns_are_not_made_of_a_popular_browsers_shoppers() -> None:
+    """Six asset-less addresses each seeing two other products are a campaign when their agent
+    is theirs alone, not when forty other shoppers use the same browser string."""
+    from datetime import UTC, datetime, timedelta
+
+    from botguard.features import build_features
+    from botguard.policy import find_campaigns
+    from botguard.ranges import RangeSet
+    from botguard.schema import HITS_SCHEMA
+
+    cfg = load_config()
+    ua = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1.2 Mobile/15E148 Safari/604.1"
+    t0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    rows = []
+    for i in range(6):  # the slices: two products each, no assets, no referers
+        for k in range(2):
+            rows.append((f"198.51.100.{i + 1}", t0 + timedelta(minutes=i, seconds=k), f"/p/{100 + 2 * i + k}", None))
+    shoppers = []
+    for i in range(40):
+        for k in range(3):
+            ts = t0 + timedelta(minutes=i, seconds=30 * k)
+            shoppers.append((f"203.0.113.{i + 1}", ts, f"/p/{k}", "https://shop.example/"))
+            shoppers.append((f"203.0.113.{i + 1}", ts + timedelta(seconds=1), f"/static/{k}.css", "https://shop.example/p"))
+
+    def frame(data: list[tuple[str, datetime, str, str | None]]) -> pl.DataFrame:
+        df = pl.DataFrame({
+            "ts": [r[1] for r in data], "client_ip": [r[0] for r in data], "method": "GET", "path": [r[2] for r in data],
+            "protocol": "HTTP/1.1", "status": 200, "bytes": 100, "referer": [r[3] for r in data], "user_agent": ua,
+            "source": "t", "line_no": list(range(1, len(data) + 1)),
+        })
+        return df.select([(pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in HITS_SCHEMA.items()])
+
+    def campaigns(data: list[tuple[str, datetime, str, str | None]]) -> set[str]:
+        res = build_features([frame(sorted(data, key=lambda r: r[1]))], cfg, ranges=RangeSet({}))
+        return set(find_campaigns(res.clients, res.product_regs, cfg)["client"].to_list())
+
+    assert campaigns(rows) == {f"198.51.100.{i + 1}" for i in range(6)}
+    assert campaigns(rows + shoppers) == set()

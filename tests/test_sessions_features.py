@@ -374,3 +374,11 @@ def test_one_private_address_with_most_traffic_is_named_as_a_likely_proxy(cfg) -
     assert any(w.startswith("10.0.0.5 sent 88% of all requests") and "trusted_proxies" in w for w in warnings)
     public = [("198.51.100.5", float(i), f"/p/{i}") for i in range(150)] + [("198.51.100.4", float(i), "/") for i in range(20)]
     assert not any("trusted_proxies" in w for w in build_features([hits_frame(public)], cfg, ranges=_no_ranges(cfg)).warnings)
+
+
+def test_logs_without_agents_say_what_cannot_be_seen(cfg) -> None:  # type: ignore[no-untyped-def]
+    rows = [("198.51.100.5", float(i), f"/p/{i}") for i in range(30)]
+    bare = hits_frame(rows).with_columns(pl.lit(None, pl.String).alias("user_agent"))
+    warnings = build_features([bare], cfg, ranges=_no_ranges(cfg)).warnings
+    assert any(w.startswith("100% of hits have no user agent") for w in warnings)
+    assert not any("no user agent" in w for w in build_features([hits_frame(rows)], cfg, ranges=_no_ranges(cfg)).warnings)

@@ -109,6 +109,15 @@ def build_features(
         proxy = _proxy_hint(clients)
         if proxy:
             warnings.append(proxy)
+        if acc.ua_counts is not None:
+            total = int(acc.ua_counts["n"].sum())
+            agentless = int(acc.ua_counts.filter(pl.col("user_agent").is_null())["n"].sum())
+            if total and agentless * 10 >= total * 9:
+                warnings.append(
+                    f"{agentless / total:.0%} of hits have no user agent (a format such as 'common' does not log it): "
+                    "crawler claims, HTTP libraries, headless browsers and agent rotation cannot be seen; "
+                    "log $http_user_agent (the 'combined' format) for them"
+                )
     if sess.late_hits:
         warnings.append(
             f"{sess.late_hits} lines arrived later than session.out_of_order_tolerance "
