@@ -194,7 +194,6 @@ def _private_mask(df: pl.DataFrame, cfg: Config) -> pl.Series:
     return mask
 
 
-
 def _allowlist_reason(df: pl.DataFrame, cfg: Config) -> pl.Expr:
     al = cfg.policy.allowlist
     conds: list[tuple[pl.Expr, str]] = []

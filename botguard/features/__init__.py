@@ -106,18 +106,7 @@ def build_features(
                 + ". Check that the format captures the client address, or set "
                 "session.key (e.g. field:session_id for a session cookie)"
             )
-        proxy = _proxy_hint(clients)
-        if proxy:
-            warnings.append(proxy)
-        if acc.ua_counts is not None:
-            total = int(acc.ua_counts["n"].sum())
-            agentless = int(acc.ua_counts.filter(pl.col("user_agent").is_null())["n"].sum())
-            if total and agentless * 10 >= total * 9:
-                warnings.append(
-                    f"{agentless / total:.0%} of hits have no user agent (a format such as 'common' does not log it): "
-                    "crawler claims, HTTP libraries, headless browsers and agent rotation cannot be seen; "
-                    "log $http_user_agent (the 'combined' format) for them"
-                )
+        warnings.extend(w for w in (_proxy_hint(clients), _agentless_hint(acc.ua_counts)) if w)
     if sess.late_hits:
         warnings.append(
             f"{sess.late_hits} lines arrived later than session.out_of_order_tolerance "
@@ -214,6 +203,21 @@ def _proxy_hint(clients: pl.DataFrame) -> str | None:
         f"{top['ip'][0]} sent {int(top['requests'][0]) / total:.0%} of all requests from a private address: "
         "it looks like a load balancer or proxy in front of the site. List it in ingest.trusted_proxies "
         "(and log X-Forwarded-For) so each visitor's own address is used"
+    )
+
+
+def _agentless_hint(ua_counts: pl.DataFrame | None) -> str | None:
+    """Most hits without an agent: the agent checks have nothing to read."""
+    if ua_counts is None:
+        return None
+    total = int(ua_counts["n"].sum())
+    agentless = int(ua_counts.filter(pl.col("user_agent").is_null())["n"].sum())
+    if not total or agentless * 10 < total * 9:
+        return None
+    return (
+        f"{agentless / total:.0%} of hits have no user agent (a format such as 'common' does not log it): "
+        "crawler claims, HTTP libraries, headless browsers and agent rotation cannot be seen; "
+        "log $http_user_agent (the 'combined' format) for them"
     )
 
 
