@@ -45,6 +45,7 @@ class ParseStats:
     sample_reject: str | None = None
     #: A W3C ``#Fields:`` directive was seen while reading another format (a hint for refusals).
     w3c_directive: bool = False
+    json_like: bool = False
 
     @property
     def error_ratio(self) -> float:
@@ -219,6 +220,8 @@ class Ingest:
             stats.comments += int(comment.sum())
             if not stats.w3c_directive and self.parser is not None and self.parser.name != "w3c":
                 stats.w3c_directive = bool(rejects["line"].str.starts_with("#Fields:").any())
+            if not stats.json_like:
+                stats.json_like = bool(rejects["line"].str.strip_chars_start().str.starts_with("{").any())
             rejects = rejects.filter(~blank & ~comment)
         if len(rejects):
             self._reject(rejects)
@@ -263,13 +266,26 @@ class Ingest:
         ratio = stats.error_ratio
         if ratio > self.cfg.ingest.max_error_ratio and stats.rejected:
             considered = stats.parsed + stats.rejected
+            share = f"{stats.rejected} of {considered} lines ({ratio:.0%})"
+            tried = (
+                f"no built-in format matched the log ({stats.format!r} came closest): {share} rejected"
+                if stats.format_sniffed and not stats.parsed
+                else f"{share} did not parse as {stats.format!r}{' (sniffed)' if stats.format_sniffed else ''}"
+            )
+            if stats.w3c_directive:
+                first = "the log has a W3C #Fields: directive (IIS): try --format w3c; otherwise "
+            elif stats.json_like:
+                first = (
+                    "the lines are JSON: map its keys under ingest.formats (type: json, fields: "
+                    "{ts: ..., client_ip: ..., path: ..., status: ..., user_agent: ...}) and pass --format NAME; otherwise "
+                )
+            else:
+                first = ""
             raise RefusedError(
-                f"{stats.rejected} of {considered} lines ({ratio:.0%}) did not parse as "
-                f"{stats.format!r}{' (sniffed)' if stats.format_sniffed else ''}; "
+                f"{tried}; "
                 f"max_error_ratio is {self.cfg.ingest.max_error_ratio:.0%}. "
                 f"First bad line: {stats.sample_reject}",
-                hint=("the log has a W3C #Fields: directive (IIS): try --format w3c; otherwise " if stats.w3c_directive else "")
-                + "pick the right --format (or define one under ingest.formats), or raise "
+                hint=first + "pick the right --format (or define one under ingest.formats), or raise "
                 "ingest.max_error_ratio; --rejects FILE keeps the bad lines",
             )
         return stats

@@ -303,3 +303,17 @@ def test_refusal_of_a_w3c_log_with_other_columns_suggests_w3c(tmp_path: Path) ->
     parsed = runner.invoke(app, ["parse", str(log), "--format", "w3c", "--json"])
     assert parsed.exit_code == 0, parsed.output
     assert '"parsed": 2' in parsed.stdout
+
+
+def test_refusal_of_json_no_format_knows_says_so_and_how_to_map_it(tmp_path: Path) -> None:
+    log = tmp_path / "cdn.jsonl"
+    log.write_text('{"when": "2026-03-02T10:00:00Z", "addr": "198.51.100.1", "uri": "/p/1", "code": 200}\n' * 20, encoding="utf-8")
+    refused = runner.invoke(app, ["parse", str(log)])
+    assert refused.exit_code == 1
+    assert "no built-in format matched the log" in refused.stderr and "20 of 20 lines (100%) rejected" in refused.stderr
+    assert "the lines are JSON: map its keys under ingest.formats" in refused.stderr
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ingest:\n  formats:\n    mine:\n      type: json\n      fields: {ts: when, client_ip: addr, path: uri, status: code}\n")
+    parsed = runner.invoke(app, ["parse", str(log), "-c", str(cfg), "--format", "mine", "--json"])
+    assert parsed.exit_code == 0, parsed.output
+    assert '"parsed": 20' in parsed.stdout
