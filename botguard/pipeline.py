@@ -401,7 +401,9 @@ def export_entries(
     r = write_export(entries, fmt, output, generated_at=when, max_entries=max_entries, config_hash=chash)
     if getattr(r, "dropped_over_cap", 0):
         note = f"; dropped {r.dropped_over_cap} lower-priority entries over --max-entries {max_entries}"
-    return ExportResult(f"wrote {r.written} entries to {output} ({fmt}){note}")
+    # Formats with one file per address family (aws-waf) write beside ``output``, not to it.
+    where = ", ".join(str(p) for p in r.paths) if r.paths else str(output)
+    return ExportResult(f"wrote {r.written} entries to {where} ({fmt}){note}")
 
 
 def manual_entry(kind: str, op: str, value: str | None, state_path: Path, *, ttl: str | None = None,

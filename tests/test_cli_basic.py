@@ -317,3 +317,16 @@ def test_refusal_of_json_no_format_knows_says_so_and_how_to_map_it(tmp_path: Pat
     parsed = runner.invoke(app, ["parse", str(log), "-c", str(cfg), "--format", "mine", "--json"])
     assert parsed.exit_code == 0, parsed.output
     assert '"parsed": 20' in parsed.stdout
+
+
+def test_export_names_the_files_it_wrote(tmp_path: Path, fixtures_dir: Path) -> None:
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["analyze", str(fixtures_dir / "shop" / "access.log"), "--out", str(out), "--quiet", "--force"],
+                        env={"BOTGUARD_DATA": str(tmp_path / "ranges")})
+    assert res.exit_code == 0, res.output
+    target = tmp_path / "waf.json"
+    res = runner.invoke(app, ["export", "--from", str(out), "--format", "aws-waf", "--output", str(target)])
+    assert res.exit_code == 0, res.output
+    written = sorted(p.name for p in tmp_path.glob("waf*.json"))
+    assert written == ["waf.ipv4.json", "waf.ipv6.json"]
+    assert all(str(tmp_path / name) in res.stderr + res.stdout for name in written)
