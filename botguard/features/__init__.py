@@ -164,26 +164,27 @@ def agent_table(distinct_agents: pl.Series, cfg: Config) -> pl.DataFrame:
 def _join_agents(clients: pl.DataFrame, ua_counts: pl.DataFrame | None, agents: pl.DataFrame) -> pl.DataFrame:
     """Per-client shares of agent kinds (weighted by requests) and the top agent's columns."""
     assert ua_counts is not None
-    # Each client's agents with the most requests first; ties go to the earliest seen, then the
-    # agent's hash (the rows' order otherwise depends on how the batches folded). ``first`` in
-    # the group-by below then picks by that order.
-    weighted = ua_counts.join(agents, on="user_agent", how="left", nulls_equal=True).sort(
-        ["n", "first_ts", "_uk"], descending=[True, False, False], nulls_last=True
-    )
+    weighted = ua_counts.join(agents, on="user_agent", how="left", nulls_equal=True)
     shares = weighted.group_by("client").agg(
         *[
             (pl.col("n") * pl.col(flag).fill_null(False).cast(pl.Int64)).sum().truediv(pl.col("n").sum()).alias(name)
             for flag, name in AGENT_SHARES.items()
         ],
         (pl.col("n") * pl.col("claimed_crawler").is_not_null().cast(pl.Int64)).sum().truediv(pl.col("n").sum()).alias("crawler_claim_share"),
-        # A claim made by any of the client's agents is checked, not only the most frequent one:
-        # rotating clients slip a crawler agent in among browser ones.
-        pl.col("claimed_crawler").drop_nulls().first().alias("claimed_crawler"),
-        *[
-            pl.col("user_agent").filter(pl.col(flag).fill_null(False)).first().alias(name)
-            for flag, name in AGENT_EXAMPLES.items()
-        ],
     )
+    # The agent that makes a claim or carries a flag: the one with the most requests, ties to the
+    # earliest seen, then the agent's hash (the rows' order otherwise depends on how the batches
+    # folded). Only the rows that have one are sorted. A claim made by any of the client's
+    # agents is checked, not only the most frequent one: rotating clients slip a crawler agent
+    # in among browser ones.
+    flagged = weighted.filter(
+        pl.any_horizontal(pl.col("claimed_crawler").is_not_null(), *[pl.col(f).fill_null(False) for f in AGENT_EXAMPLES])
+    ).sort(["n", "first_ts", "_uk"], descending=[True, False, False], nulls_last=True)
+    picks = flagged.group_by("client").agg(
+        pl.col("claimed_crawler").drop_nulls().first(),
+        *[pl.col("user_agent").filter(pl.col(flag).fill_null(False)).first().alias(name) for flag, name in AGENT_EXAMPLES.items()],
+    )
+    shares = add_columns(shares, picks, "client")
     top = agents.select("user_agent", *[c for c in TOP_AGENT_COLS if c in agents.columns])
     return add_columns(add_columns(clients, shares, "client"), top, "user_agent", nulls_equal=True)
 
@@ -194,8 +195,10 @@ def _proxy_hint(clients: pl.DataFrame) -> str | None:
     from botguard.iputil import NON_PUBLIC_NETWORKS, in_networks
 
     total = int(clients["requests"].sum())
-    top = clients.sort("requests", descending=True, maintain_order=True).head(1)
-    if total < 100 or top.is_empty() or int(top["requests"][0]) * 2 < total or top["ip"][0] is None:
+    if total < 100:
+        return None
+    top = clients[int(clients["requests"].arg_max() or 0)]
+    if int(top["requests"][0]) * 2 < total or top["ip"][0] is None:
         return None
     if not in_networks(top["ip"], NON_PUBLIC_NETWORKS).fill_null(False)[0]:
         return None
