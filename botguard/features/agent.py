@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 import polars as pl
-from ua_parser import load_builtins
 from ua_parser.core import OS, Device, Matcher, Matchers, UserAgent
+from ua_parser.loaders import load_lazy_builtins
 
 if TYPE_CHECKING:
     from botguard.config import Config
@@ -53,8 +53,8 @@ class _DeferredModule(types.ModuleType):
 
     user-agents imports ua-parser's legacy ``user_agent_parser``, which builds its own
     thousand parsers at import (90 ms, a tenth of a cron run); botguard resolves agents with
-    ``load_builtins`` and uses user-agents only for its rules, so that module is never used
-    by botguard. (importlib's ``LazyLoader`` does the same, but not thread-safely on 3.11.)
+    ua-parser's builtin matchers and uses user-agents only for its rules, so that module is
+    never used by botguard. (importlib's ``LazyLoader`` does the same, but not thread-safely on 3.11.)
     """
 
     def __init__(self, name: str) -> None:
@@ -172,9 +172,11 @@ MAX_PLAUSIBLE_MAJOR = {
 SAFARI_YEAR_JUMP = (26, 7)
 
 PARSE_CACHE_SIZE = 100_000
-#: Polars compiles ~1,300 regexes per call (~0.55 s) and then costs ~60 µs per agent; the
-#: Python scan costs ~0.7 ms per agent. Below this many new ASCII agents Python is cheaper.
-VECTOR_MIN_AGENTS = 800
+#: Polars compiles ~1,300 regexes per call and then costs ~60 µs per agent; the Python scan
+#: costs ~0.5 ms per agent and compiles (lazily) every regex it passes, where after the Polars
+#: pre-scan Python compiles only the few that match. Measured crossover: ~300 new ASCII agents
+#: (558 agents of a real log: 0.30 s against 0.44 s).
+VECTOR_MIN_AGENTS = 300
 #: Agents left to the Python scan (non-ASCII or control characters, or a small batch) are split
 #: across two processes above this many; below it, starting a process costs more than it saves.
 PARALLEL_MIN_PYTHON_AGENTS = 2_000
@@ -535,7 +537,9 @@ def parse_agents(texts: Sequence[str]) -> list[ParsedAgent]:
 @cache
 def _matchers() -> tuple[Matchers, tuple[list[str], list[str], list[str]]]:
     """ua-parser's matchers, and their regexes rewritten for Rust on ASCII input."""
-    matchers = load_builtins()
+    # Lazy matchers compile a regex on first use: the scans below start at the match the
+    # Polars pre-scan found, so most of the 1,300 are never compiled in Python.
+    matchers = load_lazy_builtins()
     ua, os_, device = matchers
     rust = (
         [_asciify(m.regex) for m in ua],

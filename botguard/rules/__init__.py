@@ -8,6 +8,7 @@ node (never ``eval``): column names, numbers, strings, true/false, comparisons, 
 from __future__ import annotations
 
 import ast
+import functools
 import operator
 import re
 from dataclasses import dataclass
@@ -191,7 +192,9 @@ def evaluate(clients: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     )
 
 
+@functools.cache
 def _empty_clients() -> pl.DataFrame:
+    """The client frame's schema, no rows: rule conditions are type-checked against it."""
     from botguard.schema import CLIENT_FEATURES_SCHEMA
 
     return pl.DataFrame(schema=CLIENT_FEATURES_SCHEMA)
