@@ -129,10 +129,18 @@ def decide(
     checkable = [spec.name for spec in cfg.crawlers.verify]
     unchecked = (pl.col("crawler_status") == "unverified") & pl.col("claimed_crawler").is_in(checkable)
     private = _private_mask(df, cfg)
+    # A declared monitor, health check or webhook that stays on a few paths.
+    service = (
+        (pl.col("service_ua_share") >= 0.9) & (pl.col("distinct_paths") <= 5)
+        & (pl.col("probe_hits") == 0) & (pl.col("attack_hits") == 0)
+    ).fill_null(False)
     blocked = pl.col("action") == "block"
     flagged = pl.col("action").is_in(["block", "challenge"])
     caps: list[tuple[pl.Expr, str, pl.Expr]] = [
         (flagged & pl.lit(private), "monitor", pl.lit("not blocked: private or reserved address (load balancer, health check, internal service?)")),
+        (flagged & service, "monitor", pl.format(
+            "not blocked: declared monitoring/health-check/webhook agent on {} paths (allowlist it: policy.allowlist.agents)",
+            pl.col("distinct_paths").cast(pl.Int64))),
         (blocked & unchecked.fill_null(False), "challenge", pl.format(
             "capped at challenge: claims to be {} and its ranges are not loaded (`botguard ranges update`)", pl.col("claimed_crawler"))),
         (blocked & shared, "challenge", pl.format(

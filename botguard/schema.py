@@ -58,6 +58,7 @@ AGENT_FEATURES_SCHEMA: dict[str, pl.DataType] = {
     "is_search_engine": pl.Boolean(),
     "is_seo_crawler": pl.Boolean(),
     "is_monitor": pl.Boolean(),
+    "is_service": pl.Boolean(),
     "is_library": pl.Boolean(),
     "is_scanner": pl.Boolean(),
     "is_headless": pl.Boolean(),
@@ -310,6 +311,7 @@ CLIENT_FEATURES_SCHEMA: dict[str, pl.DataType] = {
     "empty_ua_share": pl.Float64(),
     "malformed_ua_share": pl.Float64(),
     "stale_ua_share": pl.Float64(),
+    "service_ua_share": pl.Float64(),
     "crawler_claim_share": pl.Float64(),
     # The client's most frequent agent of each kind, quoted by the reasons.
     "library_agent": pl.String(),

@@ -437,3 +437,28 @@ def test_campaigns_are_not_made_of_a_popular_browsers_shoppers() -> None:
 
     assert campaigns(rows) == {f"198.51.100.{i + 1}" for i in range(6)}
     assert campaigns(rows + shoppers) == set()
+
+
+def test_declared_monitors_and_webhooks_on_a_few_paths_are_not_blocked() -> None:
+    monitor = {"service_ua_share": 1.0, "distinct_paths": 1.0}
+    got = _decide([
+        {"client": "198.51.100.1", "ip": "198.51.100.1", **monitor},
+        # Borrowing the name to walk the catalogue, or to probe: judged like anyone else.
+        {"client": "198.51.100.2", "ip": "198.51.100.2", **monitor, "distinct_paths": 400.0},
+        {"client": "198.51.100.3", "ip": "198.51.100.3", **monitor, "probe_hits": 2},
+    ])
+    assert got["198.51.100.1"]["action"] == "monitor"
+    assert any("declared monitoring/health-check/webhook agent on 1 paths" in r for r in got["198.51.100.1"]["reasons"])
+    assert got["198.51.100.2"]["action"] == "block" and got["198.51.100.3"]["action"] == "block"
+
+
+def test_service_agents_are_recognised() -> None:
+    from botguard.features import agent_table
+
+    agents = ["Datadog/Synthetics", "ELB-HealthChecker/2.0", "Mozilla/5.0 (compatible; Stripe/1.0; +https://stripe.com/docs/webhooks)",
+              "Mozilla/5.0+(compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)", "python-requests/2.31.0",
+              "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"]
+    table = agent_table(pl.Series("user_agent", agents), load_config())
+    service = dict(zip(table["user_agent"].to_list(), table["is_service"].to_list(), strict=True))
+    assert [service[a] for a in agents] == [True, True, True, True, False, False]
+    assert not table.filter(pl.col("is_service"))["is_malformed"].any()

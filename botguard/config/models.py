@@ -109,6 +109,7 @@ class AgentConfig(Strict):
     tool_patterns: list[Regex]
     headless_patterns: list[Regex]
     extra_crawler_patterns: list[Regex]
+    service_patterns: list[Regex] = Field(default_factory=list)
 
 
 class NetworkConfig(Strict):

@@ -40,6 +40,7 @@ AGENT_SHARES = {
     "is_empty": "empty_ua_share",
     "is_malformed": "malformed_ua_share",
     "ua_stale": "stale_ua_share",
+    "is_service": "service_ua_share",
 }
 
 

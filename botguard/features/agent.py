@@ -240,6 +240,7 @@ def agent_features(agents: pl.Series, cfg: Config) -> pl.DataFrame:
         _any_match(texts, cfg.agent.library_patterns).alias("_library"),
         _any_match(texts, cfg.agent.tool_patterns).alias("_tool"),
         _any_match(texts, cfg.agent.headless_patterns).alias("_headless"),
+        _any_match(texts, cfg.agent.service_patterns).alias("_service"),
     )
     return frame.pipe(_flags).select(
         pl.col(name).cast(dtype) for name, dtype in AGENT_FEATURES_SCHEMA.items()
@@ -256,6 +257,7 @@ def _flags(frame: pl.DataFrame) -> pl.DataFrame:
         | pl.col("is_library")
         | pl.col("is_scanner")
         | pl.col("is_headless")
+        | pl.col("is_service")
     )
     frame = frame.with_columns(
         ua_device=pl.when(empty)
@@ -267,6 +269,7 @@ def _flags(frame: pl.DataFrame) -> pl.DataFrame:
         is_search_engine=tags.list.contains("search-engine"),
         is_seo_crawler=tags.list.contains("seo"),
         is_monitor=tags.list.contains("monitoring"),
+        is_service=pl.col("_service") | tags.list.contains("monitoring"),
         # The crawler list also tags libraries, scanners and automation; either source counts.
         is_library=pl.col("_library") | tags.list.contains("library"),
         is_scanner=pl.col("_tool") | tags.list.contains("scanner"),
