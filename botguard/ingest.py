@@ -26,6 +26,12 @@ from botguard.sources.files import Chunk, SourceProblem, expand_inputs, read_chu
 REPLACEMENT = "\ufffd"
 
 
+#: Columns whose absence from a whole log is worth a warning: the checks built on them (malformed
+#: requests, error shares, referer-less pages, sizes) read nothing. The agent is warned about by
+#: the features stage, with what it cannot see.
+WATCHED_COLUMNS = ("method", "status", "referer", "bytes")
+
+
 @dataclass
 class ParseStats:
     format: str = ""
@@ -46,6 +52,14 @@ class ParseStats:
     #: A W3C ``#Fields:`` directive was seen while reading another format (a hint for refusals).
     w3c_directive: bool = False
     json_like: bool = False
+    #: Watched columns (``WATCHED_COLUMNS``) with a value on at least one parsed line.
+    columns_seen: set[str] = field(default_factory=set)
+
+    @property
+    def never_logged(self) -> list[str]:
+        """Watched columns empty on every parsed line: the format does not capture them (or a
+        typo in a log_format variable or a JSON key hides them); their checks cannot run."""
+        return [c for c in WATCHED_COLUMNS if c not in self.columns_seen] if self.parsed else []
 
     @property
     def error_ratio(self) -> float:
@@ -69,6 +83,7 @@ class ParseStats:
             "last_ts": self.last_ts.isoformat() if self.last_ts else None,
             "sources": self.sources,
             "problems": [f"{p.source}: {p.message}" for p in self.problems],
+            "never_logged": self.never_logged,
         }
 
 
@@ -91,8 +106,10 @@ def _lines_frame(chunk: Chunk, stats: ParseStats) -> pl.DataFrame:
 
 
 def sniff(lines: pl.DataFrame, cfg: Config) -> LogParser:
-    """The candidate that parses most of ``lines`` (and fills the most fields on a tie)."""
-    best: tuple[float, float, int] | None = None
+    """The candidate that parses most of ``lines``; on a tie the one that fills the most fields,
+    then the one that declares the fewest (a common log is 'common', not a 'combined' whose
+    referer and agent are always empty)."""
+    best: tuple[float, float, int, int] | None = None
     chosen: LogParser | None = None
     for order, parser in enumerate(sniff_candidates(cfg)):
         try:
@@ -104,7 +121,7 @@ def sniff(lines: pl.DataFrame, cfg: Config) -> LogParser:
         filled = (
             sum(hits.select(pl.all().is_not_null().sum()).row(0)) / n if len(hits) else 0.0
         )
-        key = (ratio, round(filled, 1), -order)
+        key = (ratio, round(filled, 1), -len(parser.fields), -order)
         if best is None or key > best:
             best, chosen = key, parser
     assert chosen is not None
@@ -229,6 +246,10 @@ class Ingest:
             hits = apply_trusted_proxies(hits, list(cfg.ingest.trusted_proxies))
         stats.parsed += len(hits)
         if len(hits):
+            unseen = [c for c in WATCHED_COLUMNS if c not in stats.columns_seen]
+            if unseen:
+                present = hits.select(pl.col(c).is_not_null().any() for c in unseen).row(0)
+                stats.columns_seen.update(c for c, p in zip(unseen, present, strict=True) if p)
             lo, hi = hits.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).row(0)
             stats.first_ts = lo if stats.first_ts is None else min(stats.first_ts, lo)
             stats.last_ts = hi if stats.last_ts is None else max(stats.last_ts, hi)

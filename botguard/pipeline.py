@@ -191,6 +191,13 @@ def analyze(
     t_feat = time.perf_counter()
     clients = feats.clients
     warnings = list(feats.warnings)
+    if stats.never_logged:
+        one = len(stats.never_logged) == 1
+        warnings.append(
+            f"{', '.join(stats.never_logged)} {'is' if one else 'are'} empty on every line: the format "
+            f"({stats.format}) does not log {'it' if one else 'them'}, or a log_format variable or JSON key "
+            "is misspelt; the checks that read them see nothing"
+        )
     if clients.is_empty():
         from botguard.schema import BLOCK_ENTRIES_SCHEMA, DECISIONS_SCHEMA
 

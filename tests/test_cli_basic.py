@@ -330,3 +330,29 @@ def test_export_names_the_files_it_wrote(tmp_path: Path, fixtures_dir: Path) -> 
     written = sorted(p.name for p in tmp_path.glob("waf*.json"))
     assert written == ["waf.ipv4.json", "waf.ipv6.json"]
     assert all(str(tmp_path / name) in res.stderr + res.stdout for name in written)
+
+
+def test_a_column_empty_on_every_line_is_named(tmp_path: Path) -> None:
+    """A misspelt JSON key leaves its column empty without a single reject: say so."""
+    log = tmp_path / "app.jsonl"
+    log.write_text("".join(
+        f'{{"t": {1700000000 + i}, "ip": "198.51.100.{i % 7 + 1}", "m": "GET", "u": "/p/{i}", "code": 200, "ua": "Mozilla/5.0"}}\n'
+        for i in range(50)
+    ), encoding="utf-8")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("ingest:\n  formats:\n    app:\n      type: json\n"
+                   "      fields: {ts: t, client_ip: ip, method: m, path: u, status: stauts, user_agent: ua}\n")
+    res = runner.invoke(app, ["parse", str(log), "-c", str(cfg), "--format", "app", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["parse"]["never_logged"] == ["status", "referer", "bytes"]
+    out = tmp_path / "o"
+    res = runner.invoke(app, ["analyze", str(log), "-c", str(cfg), "--format", "app", "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    warnings = json.loads((out / "summary.json").read_text())["warnings"]
+    assert any(w.startswith("status, referer, bytes are empty on every line: the format (app)") for w in warnings)
+
+
+def test_a_common_log_is_sniffed_as_common(fixtures_dir: Path) -> None:
+    res = runner.invoke(app, ["parse", str(fixtures_dir / "logs" / "common.log"), "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["parse"]["format"] == "common"

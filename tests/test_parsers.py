@@ -874,3 +874,44 @@ def test_bytes_path_declines_what_it_cannot_read(cfg: Config, tmp_path: Path) ->
     glued = _cfg_with_formats(tmp_path, 'ingest:\n  formats:\n    v:\n      type: nginx\n'
                               '      log_format: \'$host:$server_port $remote_addr [$time_local] "$request" $status\'\n')
     assert get_parser("v", glued).parse_bytes(_chunk(["x"]), "UTC") is None  # type: ignore[attr-defined]
+
+
+def test_json_request_line_and_query_logged_apart(tmp_path: Path) -> None:
+    """nginx escape=json logs "$request" whole; CDNs log the path and the query apart."""
+    cfg = _cfg_with_formats(tmp_path, (
+        "ingest:\n"
+        "  formats:\n"
+        "    whole:\n"
+        "      type: json\n"
+        "      fields: {ts: t, client_ip: ip, request: request, status: s}\n"
+        "    apart:\n"
+        "      type: json\n"
+        "      fields: {ts: t, client_ip: ip, method: m, path: p, query: q, status: s}\n"
+    ))
+    hits, rejects = parse("whole", [
+        '{"t": 1700000000, "ip": "192.0.2.1", "request": "GET /p/1?sku=9 HTTP/1.1", "s": 200}',
+        '{"t": 1700000001, "ip": "192.0.2.1", "request": "\\u0016\\u0003\\u0001", "s": 400}',
+    ], cfg)
+    assert hits.select("method", "path", "query", "protocol").rows() == [
+        ("GET", "/p/1", "sku=9", "HTTP/1.1"), (None, "\x16\x03\x01", None, None),
+    ]
+    assert rejects.is_empty()
+    hits, _ = parse("apart", [
+        '{"t": 1700000000, "ip": "192.0.2.1", "m": "GET", "p": "/search", "q": "page=2&sort=price", "s": 200}',
+        '{"t": 1700000001, "ip": "192.0.2.1", "m": "GET", "p": "/a?x=1", "q": "x=1", "s": 200}',
+        '{"t": 1700000002, "ip": "192.0.2.1", "m": "GET", "p": "/b", "q": "", "s": 200}',
+    ], cfg)
+    assert hits.select("path", "query").rows() == [("/search", "page=2&sort=price"), ("/a", "x=1"), ("/b", None)]
+
+
+def test_json_field_map_with_an_unknown_column_is_a_config_error(tmp_path: Path) -> None:
+    from botguard.config.models import JSON_FIELD_KEYS
+    from botguard.parsers.jsonlines import _JSON_TO_CAPTURE
+
+    assert set(JSON_FIELD_KEYS) == {"ts", *_JSON_TO_CAPTURE}
+    f = tmp_path / "c.yaml"
+    f.write_text("ingest:\n  formats:\n    app:\n      type: json\n      fields: {ts: t, client_ip: ip, useragent: ua}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(f)
+    msg = "\n".join(exc.value.problems)
+    assert "ingest.formats.app" in msg and "unknown column 'useragent'" in msg and "user_agent" in msg

@@ -382,3 +382,16 @@ def test_logs_without_agents_say_what_cannot_be_seen(cfg) -> None:  # type: igno
     warnings = build_features([bare], cfg, ranges=_no_ranges(cfg)).warnings
     assert any(w.startswith("100% of hits have no user agent") for w in warnings)
     assert not any("no user agent" in w for w in build_features([hits_frame(rows)], cfg, ranges=_no_ranges(cfg)).warnings)
+
+
+def test_a_format_without_the_method_still_has_pages_and_no_bad_requests(cfg) -> None:  # type: ignore[no-untyped-def]
+    """Only $request_uri logged (or a JSON map without the method): the targets are pages, not
+    malformed requests; a binary probe's target is still a bad request."""
+    df = hits_frame([("198.51.100.1", 0.0, "/p/1"), ("198.51.100.1", 1.0, "/x.css"), ("198.51.100.1", 30.0, "/p/2"),
+                     ("198.51.100.2", 0.0, "/")])
+    df = df.with_columns(
+        pl.lit(None, pl.String).alias("method"),
+        pl.when(pl.col("client_ip") == "198.51.100.2").then(pl.lit("\x16\x03\x01\x02")).otherwise(pl.col("path")).alias("path"),
+    )
+    flagged = flag_hits(df, cfg).collect()
+    assert flagged.select("is_page", "is_bad_request").rows() == [(True, False), (False, False), (True, False), (False, True)]

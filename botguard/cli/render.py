@@ -70,6 +70,8 @@ def parse_summary(stats: dict[str, Any], extra: dict[str, Any]) -> None:
     if stats.get("invalid_utf8_lines"):
         t.add_row("invalid UTF-8 lines", f"{stats['invalid_utf8_lines']:,} (decoded with replacement)")
     t.add_row("time range", f"{stats['first_ts']} → {stats['last_ts']}")
+    if stats.get("never_logged"):
+        t.add_row("[yellow]never logged[/]", ", ".join(stats["never_logged"]) + " (empty on every line: not in the format?)")
     for k, v in extra.items():
         if k != "top_user_agents":
             t.add_row(k.replace("_", " "), f"{v:,}" if isinstance(v, int) else str(v))

@@ -24,6 +24,14 @@ FormatType = Literal[
 ]
 
 
+#: Hits columns a JSON field map may fill; ``request`` takes a whole request line
+#: ("GET /p?q=1 HTTP/1.1", as nginx's ``$request`` under ``escape=json``).
+JSON_FIELD_KEYS = (
+    "ts", "client_ip", "method", "path", "query", "request", "protocol", "host", "status", "bytes",
+    "referer", "user_agent", "request_time_s", "x_forwarded_for", "session_id", "tls_fingerprint",
+)
+
+
 class FormatSpec(Strict):
     """A named log format: a built-in type, or an nginx ``log_format`` string, or a JSON map."""
 
@@ -37,6 +45,9 @@ class FormatSpec(Strict):
             raise ValueError("type 'nginx' needs log_format: an nginx log_format string")
         if self.type == "json" and not self.fields:
             raise ValueError("type 'json' needs fields: a map of hits column -> JSON key")
+        unknown = sorted(set(self.fields) - set(JSON_FIELD_KEYS))
+        if self.type == "json" and unknown:
+            raise ValueError(f"fields: unknown column {', '.join(map(repr, unknown))}; allowed: {', '.join(JSON_FIELD_KEYS)}")
         return self
 
 

@@ -174,7 +174,12 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
             (pl.col("method") == "HEAD").fill_null(False).alias("is_head"),
             (pl.col("method") == "POST").fill_null(False).alias("is_post"),
             # Not HTTP, an HTTP version that does not exist, or a proxy CONNECT: tools, not shoppers.
-            (pl.col("method").is_null() | ~ok_protocol | (pl.col("method") == "CONNECT")).fill_null(True).alias("is_bad_request"),
+            # A missing method with a proper target is a format that does not log the method
+            # (only $request_uri, a JSON map without it), not a malformed request.
+            (
+                (pl.col("method").is_null() & ~pl.col("path").str.starts_with("/").fill_null(False))
+                | ~ok_protocol | (pl.col("method") == "CONNECT").fill_null(False)
+            ).fill_null(True).alias("is_bad_request"),
             pl.col("referer").is_null().alias("no_referer"),
             status.is_between(400, 499).fill_null(False).alias("is_4xx"),
             (status == 404).fill_null(False).alias("is_404"),
@@ -192,7 +197,8 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
         # tab's heartbeat every second is not a visitor reading a page a second.
         .with_columns(
             (
-                ~pl.col("is_asset") & ~pl.col("is_background") & pl.col("method").is_in(["GET", "HEAD"]).fill_null(False)
+                ~pl.col("is_asset") & ~pl.col("is_background")
+                & pl.col("method").is_in(["GET", "HEAD"]).fill_null(pl.col("path").str.starts_with("/").fill_null(False))
             ).alias("is_page"),
         )
         .with_columns(

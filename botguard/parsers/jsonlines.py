@@ -34,6 +34,7 @@ _JSON_TO_CAPTURE = {
     "method": "request_method",
     "path": "request_uri",
     "query": "args",
+    "request": "request",
     "protocol": "server_protocol",
     "host": "host",
     "status": "status",

@@ -206,6 +206,11 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
         method = pl.col("request_method") if "request_method" in cols else pl.lit(None, pl.String)
         if "request_uri" in cols:
             target = pl.col("request_uri")
+            if "args" in cols:
+                # A path and its query logged apart (CDN JSON): joined unless the path has one.
+                has_args = pl.col("args").is_not_null() & ~pl.col("args").is_in(_MISSING)
+                joined = has_args & ~target.str.contains("?", literal=True).fill_null(True)
+                target = pl.when(joined).then(target + "?" + pl.col("args")).otherwise(target)
         elif "uri" in cols:
             target = pl.col("uri")
             if "args" in cols:
