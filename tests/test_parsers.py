@@ -915,3 +915,15 @@ def test_json_field_map_with_an_unknown_column_is_a_config_error(tmp_path: Path)
         load_config(f)
     msg = "\n".join(exc.value.problems)
     assert "ingest.formats.app" in msg and "unknown column 'useragent'" in msg and "user_agent" in msg
+
+
+def test_json_timestamps_in_nginx_local_form(tmp_path: Path) -> None:
+    cfg = _cfg_with_formats(tmp_path, (
+        "ingest:\n  formats:\n    app:\n      type: json\n      fields: {ts: t, client_ip: ip, path: p, status: s}\n"
+    ))
+    hits, rejects = parse("app", [
+        '{"t": "14/Nov/2023:23:13:20 +0100", "ip": "192.0.2.1", "p": "/a", "s": 200}',
+        '{"t": "2023-11-14T22:13:21Z", "ip": "192.0.2.1", "p": "/b", "s": 200}',
+    ], cfg)
+    assert rejects.is_empty()
+    assert hits["ts"].to_list() == [ts(2023, 11, 14, 22, 13, 20), ts(2023, 11, 14, 22, 13, 21)]

@@ -274,3 +274,46 @@ def test_line_numbers_restart_per_source(tmp_path: Path, cfg: Config) -> None:
     assert hits["source"][0] == str(tmp_path / "access.log.1")
     assert stats.sources == [str(tmp_path / "access.log.1"), str(tmp_path / "access.log")]
     assert stats.bytes_read == sum(os.path.getsize(p) for p in stats.sources)
+
+
+@pytest.mark.parametrize("kind", ["bz2", "xz"])
+def test_bzip2_and_xz_are_read_and_truncation_keeps_what_came_before(tmp_path: Path, cfg: Config, kind: str) -> None:
+    import bz2
+    import lzma
+
+    pack = bz2.compress if kind == "bz2" else lzma.compress
+    plain = tmp_path / "access.log"
+    plain.write_bytes(LOG_BYTES)
+    expected, _ = read_hits([str(plain)], cfg)
+    packed = tmp_path / f"access.log.1.{kind}"
+    packed.write_bytes(pack(LOG_BYTES[:5000]) + pack(LOG_BYTES[5000:]))  # two streams, as appended rotations
+    small = _cfg(tmp_path, "ingest: {batch_bytes: 4096}\n")
+    got, stats = read_hits([str(packed)], small)
+    assert stats.problems == [] and got.drop("source").equals(expected.drop("source"))
+    cut = tmp_path / f"cut.{kind}"
+    cut.write_bytes(pack(LOG_BYTES)[:-40])
+    got, stats = read_hits([str(cut)], cfg)
+    assert len(stats.problems) == 1 and f"truncated {kind}" in stats.problems[0].message
+    # What came before the damage is kept: with xz, most of it; bzip2 decodes whole 900 kB
+    # blocks, so a log shorter than one block keeps nothing, but the run still says why.
+    assert got["path"].to_list() == expected["path"].head(len(got)).to_list()
+    if kind == "xz":
+        assert len(got) > 100
+
+
+def test_zstd_is_refused_with_the_way_round_it(tmp_path: Path, cfg: Config) -> None:
+    path = tmp_path / "access.log.zst"
+    path.write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 64)
+    with pytest.raises(InputError) as exc:
+        read_hits([str(path)], cfg)
+    assert "zstd-compressed" in str(exc.value) and "zstd -dc" in (exc.value.hint or "")
+
+
+def test_a_byte_order_mark_does_not_cost_the_first_line(tmp_path: Path, cfg: Config) -> None:
+    plain = tmp_path / "access.log"
+    plain.write_bytes(LOG_BYTES)
+    marked = tmp_path / "bom.log"
+    marked.write_bytes(b"\xef\xbb\xbf" + LOG_BYTES)
+    expected, _ = read_hits([str(plain)], cfg)
+    got, stats = read_hits([str(marked)], cfg)
+    assert stats.rejected == 0 and got.drop("source").equals(expected.drop("source"))

@@ -113,20 +113,26 @@ def _ts_exprs(cols: set[str], default_tz: str) -> list[pl.Expr]:
     """Timestamp parsers in order of preference; the first runs on every row, the others only
     on rows it left null (naive timestamps, odd ISO variants)."""
     out: list[pl.Expr] = []
-    if "time_local" in cols:
-        c = pl.col("time_local")
-        out.append(c.str.to_datetime("%d/%b/%Y:%H:%M:%S %z", strict=False, cache=True).dt.convert_time_zone("UTC"))
-        out.append(
-            c.str.to_datetime("%d/%b/%Y:%H:%M:%S", strict=False, cache=True)
-            .dt.replace_time_zone(default_tz, ambiguous="earliest", non_existent="null")
-            .dt.convert_time_zone("UTC")
-        )
     if "time_iso8601" in cols:
         c = pl.col("time_iso8601").str.replace(r"Z$", "+00:00")
         out.append(c.str.to_datetime(strict=False, cache=True, time_zone="UTC"))
         out.append(
             c.str.replace("T", " ", literal=True)
             .str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, cache=True)
+            .dt.replace_time_zone(default_tz, ambiguous="earliest", non_existent="null")
+            .dt.convert_time_zone("UTC")
+        )
+        if "time_local" not in cols:
+            # JSON logs carry whatever text the server wrote: nginx's $time_local too.
+            out.append(
+                pl.col("time_iso8601").str.to_datetime("%d/%b/%Y:%H:%M:%S %z", strict=False, cache=True)
+                .dt.convert_time_zone("UTC")
+            )
+    if "time_local" in cols:
+        c = pl.col("time_local")
+        out.append(c.str.to_datetime("%d/%b/%Y:%H:%M:%S %z", strict=False, cache=True).dt.convert_time_zone("UTC"))
+        out.append(
+            c.str.to_datetime("%d/%b/%Y:%H:%M:%S", strict=False, cache=True)
             .dt.replace_time_zone(default_tz, ambiguous="earliest", non_existent="null")
             .dt.convert_time_zone("UTC")
         )

@@ -21,8 +21,8 @@ from typing import BinaryIO
 from botguard.errors import InputError
 
 STDIN = "-"
-_ROTATED = re.compile(r"^(?P<base>.+?)(?:\.(?P<num>\d+))?(?P<gz>\.gz)?$")
-_DATED = re.compile(r"^(?P<base>.+?)[-.](?P<date>\d{8}(?:\d{2})?)(?P<gz>\.gz)?$")
+_ROTATED = re.compile(r"^(?P<base>.+?)(?:\.(?P<num>\d+))?(?P<gz>\.(?:gz|bz2|xz|zst))?$")
+_DATED = re.compile(r"^(?P<base>.+?)[-.](?P<date>\d{8}(?:\d{2})?)(?P<gz>\.(?:gz|bz2|xz|zst))?$")
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,16 @@ def _raw_blocks(path: str, block_size: int = _RAW_BLOCK) -> Iterator[bytes]:
             raise InputError(f"{path}: cannot open: {exc.strerror}") from None
     try:
         first = fh.read(block_size)
-        if not first.startswith(b"\x1f\x8b"):
+        kind = _compression(first)
+        if kind == "zstd":
+            raise InputError(
+                f"{path}: zstd-compressed input is not supported",
+                hint=f"decompress it on the way in: zstd -dc {path} | botguard ... -",
+            )
+        if kind in ("bz2", "xz"):
+            yield from _unpack_stream(fh, first, kind, block_size)
+            return
+        if kind is None:
             block = first
             while block:
                 yield block
@@ -188,10 +197,52 @@ def _raw_blocks(path: str, block_size: int = _RAW_BLOCK) -> Iterator[bytes]:
             fh.close()
 
 
+_MAGIC = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
+
+
+def _compression(head: bytes) -> str | None:
+    """The compression a file's first bytes announce (whatever its name), or None."""
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+
+
+def _unpack_stream(fh: BinaryIO, first: bytes, kind: str, block_size: int) -> Iterator[bytes]:
+    """bzip2 or xz (standard library), incrementally and with bounded output per call, across
+    concatenated streams; truncation raises ``TruncatedGzip`` after every byte before it."""
+    import bz2
+    import lzma
+
+    def fresh() -> bz2.BZ2Decompressor | lzma.LZMADecompressor:
+        return bz2.BZ2Decompressor() if kind == "bz2" else lzma.LZMADecompressor()
+
+    unpacker, fed, block = fresh(), False, first
+    while block:
+        data = block
+        while True:
+            fed = fed or bool(data)
+            try:
+                out = unpacker.decompress(data, block_size)
+            except (OSError, EOFError, lzma.LZMAError) as exc:
+                raise TruncatedGzip(f"corrupt {kind} data: {exc}") from None
+            if out:
+                yield out
+            if unpacker.eof:
+                data, unpacker, fed = unpacker.unused_data, fresh(), False
+                if not data:
+                    break
+            elif unpacker.needs_input:
+                break
+            else:
+                data = b""
+        block = fh.read(block_size)
+    if fed and not unpacker.eof:
+        raise TruncatedGzip(f"truncated {kind} (unexpected end of file)")
+
+
 def _is_gzip(path: str) -> bool:
+    """Compressed (gzip, bzip2, xz, zstd), by the magic bytes: read through ``_raw_blocks``."""
     try:
         with open(path, "rb") as fh:
-            return fh.read(2) == b"\x1f\x8b"
+            return _compression(fh.read(6)) is not None
     except OSError as exc:
         raise InputError(f"{path}: cannot open: {exc.strerror}") from None
 
@@ -247,6 +298,18 @@ def read_chunks(
     """Yield chunks of whole lines of about ``batch_bytes``. A truncated gzip is reported in
     ``problems``; the lines read before the damage are still yielded (the partial last line
     too, so the parser can count it as a reject)."""
+    for chunk in _chunks(path, batch_bytes, problems):
+        if chunk.first_line_no == 1 and chunk.raw.startswith(_BOM):
+            # A UTF-8 byte-order mark (Windows tools write one) would spoil the first line.
+            end = -1 if chunk.end < 0 else chunk.end - len(_BOM)
+            chunk = Chunk(chunk.source, 1, chunk.raw[len(_BOM):], chunk.n_lines, end)
+        yield chunk
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _chunks(path: str, batch_bytes: int, problems: list[SourceProblem] | None) -> Iterator[Chunk]:
     name = "<stdin>" if path == STDIN else path
     keep_batch_buffers()
     if path != STDIN and not _is_gzip(path):
