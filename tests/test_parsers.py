@@ -927,3 +927,26 @@ def test_json_timestamps_in_nginx_local_form(tmp_path: Path) -> None:
     ], cfg)
     assert rejects.is_empty()
     assert hits["ts"].to_list() == [ts(2023, 11, 14, 22, 13, 20), ts(2023, 11, 14, 22, 13, 21)]
+
+
+def test_ingress_nginx_default_format_takes_the_fast_path(tmp_path: Path) -> None:
+    """Kubernetes ingress-nginx's default log_format, bracketed upstream names included: the
+    CSV path reads it (and gives what the regexes give)."""
+    fmt = ('$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
+           '"$http_user_agent" $request_length $request_time [$proxy_upstream_name] [$proxy_alternative_upstream_name] '
+           '$upstream_addr $upstream_response_length $upstream_response_time $upstream_status $req_id')
+    cfg = _cfg_with_formats(tmp_path, f"ingest:\n  formats:\n    k8s:\n      type: nginx\n      log_format: '{fmt}'\n")
+    lines = [
+        '203.0.113.7 - - [02/Mar/2026:10:00:00 +0000] "GET /p/1?x=1 HTTP/1.1" 200 512 "https://shop.example/" '
+        '"Mozilla/5.0 (X11)" 420 0.012 [shop-web-80] [] 10.1.2.3:8080 512 0.011 200 4f1c9e',
+        '203.0.113.8 - - [02/Mar/2026:10:00:01 +0000] "GET / HTTP/2.0" 404 0 "-" "curl/8.4.0" 90 0.001 '
+        '[shop web] [] - - - - 77aa00',
+    ]
+    parser = get_parser("k8s", cfg)
+    assert parser.parse_bytes(_chunk(lines), "UTC") is not None  # type: ignore[attr-defined]
+    hits, rejects = parse("k8s", lines, cfg)
+    assert hits.select("client_ip", "path", "query", "status", "bytes", "user_agent", "request_time_s").rows() == [
+        ("203.0.113.7", "/p/1", "x=1", 200, 512, "Mozilla/5.0 (X11)", 0.012),
+        ("203.0.113.8", "/", None, 404, 0, "curl/8.4.0", 0.001),  # a space in brackets: the regexes read it
+    ]
+    assert rejects.is_empty()

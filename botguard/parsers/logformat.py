@@ -164,7 +164,7 @@ def _compile(fmt: str, tolerant: bool) -> tuple[str, list[str]]:
 
 @dataclass(frozen=True)
 class _CsvColumn:
-    """One space-separated field: ``kind`` is bare, quoted, time_open ("[date") or time_close
+    """One space-separated field: ``kind`` is bare, quoted, bracketed ("[value]"), time_open ("[date") or time_close
     ("+0000]"); ``target`` the capture name, or None for fields botguard does not keep."""
 
     kind: str
@@ -215,6 +215,10 @@ def _csv_plan(fmt: str) -> _CsvPlan | None:
         elif shape == ["[", "$", "]"] and var == "time_local":
             target = keep(var)
             columns += [_CsvColumn("time_open", target), _CsvColumn("time_close", None)]
+        elif shape == ["[", "$", "]"] and var != "request":
+            # ingress-nginx's [$proxy_upstream_name]: one field, brackets stripped after.
+            assert var is not None
+            columns.append(_CsvColumn("bracketed", keep(var)))
         elif field and all(p.literal is not None and '"' not in p.literal for p in field):
             columns.append(_CsvColumn("bare", None))  # a constant, e.g. "-"
         else:
@@ -283,6 +287,8 @@ def _well_formed(frame: pl.DataFrame, plan: _CsvPlan) -> pl.Series:
             checks.append(c.str.starts_with("["))
         elif col.kind == "time_close":
             checks.append(c.str.ends_with("]"))
+        elif col.kind == "bracketed":
+            checks.append(c.str.starts_with("[") & c.str.ends_with("]"))
         elif col.kind == "quoted":
             # A quote inside a quoted value was written doubled (CSV escaping); the regexes
             # read that differently, so such rows are theirs.
@@ -362,6 +368,8 @@ class RegexLogParser:
                         separator=" ",
                     ).alias(col.target)
                 )
+            elif col.kind == "bracketed":
+                exprs.append(pl.col(f"c{k}").str.slice(1, pl.col(f"c{k}").str.len_chars() - 2).alias(col.target))
             else:
                 exprs.append(pl.col(f"c{k}").alias(col.target))
         raw = good.lazy().select(
