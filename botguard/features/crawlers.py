@@ -31,6 +31,7 @@ import polars as pl
 
 from botguard.config import Config
 from botguard.config.models import CrawlerSpec
+from botguard.frames import add_columns
 from botguard.ranges import RangeSet
 
 __all__ = [
@@ -276,7 +277,7 @@ def verify_claims(
     )
 
 
-#: Range lists fetched this long after a client's last request may not hold the addresses
+#: Range lists published this long after a client's last request may not hold the addresses
 #: the crawler used then (operators move): a failed check is then weak evidence.
 STALE_RANGES = timedelta(days=180)
 
@@ -285,17 +286,17 @@ def ranges_after_traffic(frame: pl.DataFrame, cfg: Config, ranges: RangeSet) -> 
     """Per row: the claim's range lists were published (or, when the file does not say,
     fetched) long (``STALE_RANGES``) after the row's ``last_seen``, e.g. a 2015 log checked
     against this year's lists."""
-    fetched: dict[str, datetime] = {}
+    dated: dict[str, datetime] = {}
     for spec in cfg.crawlers.verify:
         stamps = [
             ranges.published_at.get(n) or ranges.fetched_at[n]
             for n in spec.ranges if ranges.loaded(n) and (n in ranges.published_at or n in ranges.fetched_at)
         ]
         if stamps:
-            fetched[spec.name] = min(stamps)
-    if not fetched or "last_seen" not in frame.columns:
+            dated[spec.name] = min(stamps)
+    if not dated or "last_seen" not in frame.columns:
         return pl.Series("crawler_ranges_after_traffic", [False] * len(frame), dtype=pl.Boolean)
-    when = pl.col("claimed_crawler").replace_strict(fetched, default=None, return_dtype=pl.Datetime("us", "UTC"))
+    when = pl.col("claimed_crawler").replace_strict(dated, default=None, return_dtype=pl.Datetime("us", "UTC"))
     return frame.select(((when - pl.col("last_seen")) > STALE_RANGES).fill_null(False)).to_series()
 
 
@@ -315,7 +316,7 @@ def verify_addresses(frame: pl.DataFrame, cfg: Config, ranges: RangeSet) -> pl.D
     found = pl.DataFrame({"ip": unclaimed, "_by_address": names}).filter(pl.col("_by_address").is_not_null())
     if found.is_empty():
         return frame
-    joined = frame.join(found, on="ip", how="left", maintain_order="left")
+    joined = add_columns(frame, found, "ip")  # the wide client frame is not copied by a join
     by_address = pl.col("claimed_crawler").is_null() & pl.col("_by_address").is_not_null()
     return joined.with_columns(
         crawler_status=pl.when(by_address).then(pl.lit("verified")).otherwise(pl.col("crawler_status")),
