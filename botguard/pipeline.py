@@ -242,6 +242,11 @@ def analyze(
         entries.write_parquet(out_dir / "entries.parquet", compression_level=1)
         atomic_write(out_dir / "blocklist.txt", _blocklist_text(entries, header))
         blocklist_info = {"written": True, "path": str(out_dir / "blocklist.txt"), "entries": len(entries)}
+        if exports and not stats.parsed and state_path is None:
+            # Nothing was read (an empty or rotated-away file): an empty run must not empty the
+            # lists a firewall loads.
+            warnings.append("no line was read: the exports were left as they were")
+            exports = []
         if exports:
             from botguard.sinks.export import prepare, write_export
 

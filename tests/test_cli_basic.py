@@ -356,3 +356,20 @@ def test_a_common_log_is_sniffed_as_common(fixtures_dir: Path) -> None:
     res = runner.invoke(app, ["parse", str(fixtures_dir / "logs" / "common.log"), "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["parse"]["format"] == "common"
+
+
+def test_an_empty_run_leaves_the_exports_as_they_were(tmp_path: Path, fixtures_dir: Path) -> None:
+    """A cron run on an empty (or rotated-away) log must not empty the list nginx loads."""
+    deny = tmp_path / "deny.conf"
+    env = {"BOTGUARD_DATA": str(tmp_path / "ranges")}
+    res = runner.invoke(app, ["analyze", str(fixtures_dir / "shop" / "access.log"), "--out", str(tmp_path / "a"),
+                              "--quiet", "--force", "--export", f"nginx-deny={deny}"], env=env)
+    assert res.exit_code == 0, res.output
+    before = deny.read_text()
+    assert "deny " in before
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    res = runner.invoke(app, ["analyze", str(empty), "--out", str(tmp_path / "b"), "--quiet", "--export", f"nginx-deny={deny}"], env=env)
+    assert res.exit_code == 0, res.output
+    assert deny.read_text() == before
+    assert "no line was read: the exports were left as they were" in json.loads((tmp_path / "b" / "summary.json").read_text())["warnings"]
