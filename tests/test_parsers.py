@@ -950,3 +950,15 @@ def test_ingress_nginx_default_format_takes_the_fast_path(tmp_path: Path) -> Non
         ("203.0.113.8", "/", None, 404, 0, "curl/8.4.0", 0.001),  # a space in brackets: the regexes read it
     ]
     assert rejects.is_empty()
+
+
+def test_url_encoded_agents_are_decoded(tmp_path: Path) -> None:
+    """Akamai DataStream logs the agent URL-encoded: decoded, it is a browser again."""
+    cfg = _cfg_with_formats(tmp_path, (
+        "ingest:\n  formats:\n    ds2:\n      type: json\n      fields: {ts: t, client_ip: ip, path: p, status: s, user_agent: ua}\n"
+    ))
+    hits, _ = parse("ds2", [
+        '{"t": 1700000000, "ip": "192.0.2.1", "p": "/", "s": 200, "ua": "Mozilla%2F5.0%20(Windows%20NT%2010.0)%20Firefox%2F121.0"}',
+        '{"t": 1700000001, "ip": "192.0.2.1", "p": "/", "s": 200, "ua": "Mozilla/5.0 (X11) 100%25 real %2F"}',
+    ], cfg)
+    assert hits["user_agent"].to_list() == ["Mozilla/5.0 (Windows NT 10.0) Firefox/121.0", "Mozilla/5.0 (X11) 100%25 real %2F"]

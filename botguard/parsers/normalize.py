@@ -143,6 +143,18 @@ def _ts_exprs(cols: set[str], default_tz: str) -> list[pl.Expr]:
     return out or [pl.lit(None, dtype=UTC_TS)]
 
 
+def _url_decoded_agents(agents: pl.Series) -> pl.Series:
+    """Agents a CDN logged URL-encoded (Akamai: ``Mozilla%2F5.0%20(Windows…``) decoded, one
+    decode per distinct value; an agent with a real space was not encoded and stays as it is."""
+    from urllib.parse import unquote
+
+    encoded = agents.filter(
+        agents.str.contains("%2", literal=True) & ~agents.str.contains(" ", literal=True)
+    ).unique()
+    mapping = {v: unquote(v) for v in encoded.to_list()}
+    return agents.replace(mapping) if mapping else agents
+
+
 def epoch_to_ts(col: pl.Expr) -> pl.Expr:
     """Epoch seconds, milliseconds or nanoseconds (told apart by magnitude) → UTC timestamp."""
     v = col.cast(pl.Float64, strict=False)
@@ -283,6 +295,10 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
                 pl.col("path").str.replace(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*", "")
             ).otherwise(pl.col("path")).alias("path")
         )
+
+    agents = df["user_agent"]
+    if agents.str.contains("%2", literal=True).any():
+        df = df.with_columns(_url_decoded_agents(agents))
 
     ip = normalize_ip_column(df["_ip_raw"], df["_v4"])
     df = df.with_columns(ip.alias("client_ip"), pl.lit(None, pl.String).alias("peer_ip"))
