@@ -293,8 +293,14 @@ class Ingest:
                 if stats.format_sniffed and not stats.parsed
                 else f"{share} did not parse as {stats.format!r}{' (sniffed)' if stats.format_sniffed else ''}"
             )
+            reasons = ", ".join(f"{k}: {v:,}" for k, v in stats.rejected_by_reason.most_common())
+            tried += f" ({reasons})"
+            top = stats.rejected_by_reason.most_common(1)[0][0] if stats.rejected_by_reason else ""
             if stats.w3c_directive:
                 first = "the log has a W3C #Fields: directive (IIS): try --format w3c; otherwise "
+            elif top in _REASON_HINTS and stats.parsed:
+                # The lines have the format's shape; one field does not read.
+                first = _REASON_HINTS[top] + "; otherwise "
             elif stats.json_like:
                 first = (
                     "the lines are JSON: map its keys under ingest.formats (type: json, fields: "
@@ -310,6 +316,21 @@ class Ingest:
                 "ingest.max_error_ratio; --rejects FILE keeps the bad lines",
             )
         return stats
+
+
+#: What to check when most rejects share one reason (the format matched the lines' shape).
+_REASON_HINTS = {
+    "bad_timestamp": (
+        "the time field does not read as a timestamp: $time_local is '10/Oct/2000:13:55:36 -0700', "
+        "$time_iso8601 ISO 8601, $msec epoch seconds (milliseconds glued on, as HAProxy writes "
+        "them, need their own variable)"
+    ),
+    "bad_client_ip": (
+        "the client field is not an address (Apache's HostnameLookups writes host names in %h; "
+        "log the address, or key clients on another field with session.key)"
+    ),
+    "bad_status": "the status field is not a 3-digit HTTP status: check its position in the log_format",
+}
 
 
 def read_hits(inputs: list[str], cfg: Config, **kw: Any) -> tuple[pl.DataFrame, ParseStats]:

@@ -373,3 +373,15 @@ def test_an_empty_run_leaves_the_exports_as_they_were(tmp_path: Path, fixtures_d
     assert res.exit_code == 0, res.output
     assert deny.read_text() == before
     assert "no line was read: the exports were left as they were" in json.loads((tmp_path / "b" / "summary.json").read_text())["warnings"]
+
+
+def test_a_refusal_names_the_reason_and_what_to_check(tmp_path: Path) -> None:
+    """Apache with HostnameLookups: the format is right, the client field is a host name."""
+    log = tmp_path / "access.log"
+    good = '203.0.113.7 - - [02/Mar/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "Mozilla/5.0"\n'
+    bad = 'host-{i}.example.net - - [02/Mar/2026:10:00:0{d} +0000] "GET /p HTTP/1.1" 200 5 "-" "Mozilla/5.0"\n'
+    log.write_text(good * 3 + "".join(bad.format(i=i, d=i % 10) for i in range(30)), encoding="utf-8")
+    res = runner.invoke(app, ["parse", str(log), "--format", "combined"])
+    assert res.exit_code == 1
+    assert "30 of 33 lines (91%) did not parse as 'combined' (bad_client_ip: 30)" in res.stderr
+    assert "HostnameLookups" in res.stderr
