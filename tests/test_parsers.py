@@ -962,3 +962,19 @@ def test_url_encoded_agents_are_decoded(tmp_path: Path) -> None:
         '{"t": 1700000001, "ip": "192.0.2.1", "p": "/", "s": 200, "ua": "Mozilla/5.0 (X11) 100%25 real %2F"}',
     ], cfg)
     assert hits["user_agent"].to_list() == ["Mozilla/5.0 (Windows NT 10.0) Firefox/121.0", "Mozilla/5.0 (X11) 100%25 real %2F"]
+
+
+def test_haproxy_httplog_through_syslog(cfg: Config) -> None:
+    lines = [
+        "Mar  9 22:00:00 lb1 haproxy[2211]: 52.24.13.22:14425 [09/Mar/2024:22:00:00.123] fe_https~ be_shop/web3 "
+        '0/0/1/869/870 200 52777 - - ---- 120/110/3/1/0 0/0 {Go-http-client/1.1|} "GET /api/v1/price?sku=121 HTTP/1.1"',
+        "Mar 10 07:15:02 lb1 haproxy[2211]: [2001:db8::7]:50112 [10/Mar/2024:07:15:02.999] fe_https~ be_shop/web1 "
+        '0/0/0/12/12 404 512 - - ---- 1/1/0/0/0 0/0 {Mozilla/5.0 (X11)|https://shop.example/} "GET /p/9 HTTP/2.0"',
+    ]
+    hits, rejects = parse("haproxy", lines, cfg)
+    assert rejects.is_empty()
+    assert hits.select("ts", "client_ip", "method", "path", "query", "status", "bytes", "referer", "user_agent").rows() == [
+        (ts(2024, 3, 9, 22, 0, 0), "52.24.13.22", "GET", "/api/v1/price", "sku=121", 200, 52777, None, "Go-http-client/1.1"),
+        (ts(2024, 3, 10, 7, 15, 2), "2001:db8::7", "GET", "/p/9", None, 404, 512, "https://shop.example/", "Mozilla/5.0 (X11)"),
+    ]
+    assert sniff(_lines(lines).collect(), cfg).name == "haproxy"

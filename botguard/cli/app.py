@@ -39,7 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 Logs = Annotated[list[str], typer.Argument(help="Log files, globs, directories, .gz, or - for stdin.")]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config overriding the defaults.")]
-FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="Log format: auto, combined, common, vcombined, alb, cloudfront, cloudflare, caddy, w3c (IIS), or a name under ingest.formats.")]
+FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="Log format: auto, combined, common, vcombined, alb, cloudfront, cloudflare, caddy, w3c (IIS), haproxy, or a name under ingest.formats.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 RejectsOpt = Annotated[Path | None, typer.Option("--rejects", help="Write lines that did not parse here (source, line, reason, line).")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first line that does not parse.")]

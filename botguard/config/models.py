@@ -20,7 +20,7 @@ class Strict(BaseModel):
 
 # --------------------------------------------------------------------------- ingest
 FormatType = Literal[
-    "combined", "common", "vcombined", "nginx", "json", "alb", "cloudfront", "cloudflare", "caddy", "w3c"
+    "combined", "common", "vcombined", "nginx", "json", "alb", "cloudfront", "cloudflare", "caddy", "w3c", "haproxy"
 ]
 
 

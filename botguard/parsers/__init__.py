@@ -43,10 +43,11 @@ _BUILD: dict[str, Callable[[str, FormatSpec], LogParser]] = {
     "cloudfront": lambda n, s: CloudFrontParser(n),
     "cloudflare": lambda n, s: JsonLinesParser(n, dict(CLOUDFLARE_FIELDS)),
     "caddy": lambda n, s: JsonLinesParser(n, dict(CADDY_FIELDS)),
+    "haproxy": lambda n, s: RegexLogParser(n, BUILTIN_FORMATS["haproxy"]),
     "w3c": lambda n, s: W3CParser(n),
 }
 
-BUILTIN_NAMES = ("combined", "common", "vcombined", "alb", "cloudfront", "cloudflare", "caddy", "w3c")
+BUILTIN_NAMES = ("combined", "common", "vcombined", "alb", "cloudfront", "cloudflare", "caddy", "w3c", "haproxy")
 
 
 def known_formats(cfg: Config) -> list[str]:
@@ -67,5 +68,5 @@ def get_parser(name: str, cfg: Config) -> LogParser:
 
 def sniff_candidates(cfg: Config) -> list[LogParser]:
     """Formats tried by --format auto, most specific first (ties go to the earlier one)."""
-    names = ["vcombined", "combined", "alb", "cloudfront", "cloudflare", "caddy", "w3c", *sorted(cfg.ingest.formats), "common"]
+    names = ["vcombined", "combined", "alb", "haproxy", "cloudfront", "cloudflare", "caddy", "w3c", *sorted(cfg.ingest.formats), "common"]
     return [get_parser(n, cfg) for n in names]

@@ -25,7 +25,8 @@ import polars as pl
 from botguard.parsers.normalize import finish, with_line_text
 from botguard.sources.files import Chunk
 
-_VAR = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+# ``$name`` or ``${name}``; a "}" after a plain ``$name`` is a literal (HAProxy's {agent|referer}).
+_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 #: nginx variable → the capture name ``normalize.finish`` understands (None = skip).
 _TARGET: dict[str, str | None] = {
@@ -79,6 +80,11 @@ BUILTIN_FORMATS: dict[str, str] = {
     "alb": '$_type $time_iso8601 $_elb $remote_addr_port $_target $_request_t $request_time $_response_t '
            '$status $_target_status $_received $bytes_sent "$request" "$http_user_agent" $_cipher '
            '$_tls $_target_group "$_trace" "$host"',
+    # HAProxy `option httplog` through syslog, with the agent and referer captured
+    # (`http-request capture req.hdr(User-Agent) len 256` then Referer): its %tr time has
+    # milliseconds and no zone (ingest.default_timezone applies).
+    "haproxy": '$_mon $_day $_clock $_host $_proc $remote_addr_port [$time_local.$_ms] $_fe $_be $_timers '
+               '$status $bytes_sent $_c1 $_c2 $_term $_conns $_queue {$http_user_agent|$http_referer} "$request"',
 }
 
 
@@ -102,7 +108,7 @@ def _tokenize(fmt: str) -> list[_Piece]:
     for m in _VAR.finditer(fmt):
         if m.start() > pos:
             pieces.append(_Piece(literal=fmt[pos : m.start()]))
-        pieces.append(_Piece(var=m.group(1)))
+        pieces.append(_Piece(var=m.group(1) or m.group(2)))
         pos = m.end()
     if pos < len(fmt):
         pieces.append(_Piece(literal=fmt[pos:]))
