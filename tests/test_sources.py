@@ -317,3 +317,9 @@ def test_a_byte_order_mark_does_not_cost_the_first_line(tmp_path: Path, cfg: Con
     expected, _ = read_hits([str(plain)], cfg)
     got, stats = read_hits([str(marked)], cfg)
     assert stats.rejected == 0 and got.drop("source").equals(expected.drop("source"))
+
+
+def test_a_directory_leaves_its_error_logs_out_unless_named(tmp_path: Path) -> None:
+    _touch(tmp_path, *ROTATED, "error.log", "error.log.1", "shop-error.log", "ssl_error_log")
+    assert _names(expand_inputs([str(tmp_path)])) == ROTATED_ORDER
+    assert _names(expand_inputs([str(tmp_path / "error.log")])) == ["error.log"]

@@ -73,6 +73,9 @@ def _rotation_key(path: str) -> tuple[str, str, int, str]:
     return (str(p.parent), m.group("base"), -num, "~" if num == 0 else "")
 
 
+_ERROR_LOG = re.compile(r"(?:^|[._-])error(?:s)?(?:[._-]|$)", re.IGNORECASE)
+
+
 def expand_inputs(inputs: list[str]) -> list[str]:
     """Files, globs and directories → ordered list of file paths ('-' kept for stdin)."""
     out: list[str] = []
@@ -88,9 +91,11 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             continue
         path = Path(item)
         if path.is_dir():
+            # A server's log directory holds its error logs too (/var/log/nginx/error.log):
+            # another format, never access lines. Name them to read them.
             files = [
                 str(f) for f in sorted(path.iterdir())
-                if f.is_file() and not f.name.startswith(".")
+                if f.is_file() and not f.name.startswith(".") and not _ERROR_LOG.search(f.name)
             ]
             if not files:
                 raise InputError(f"{item}: directory contains no log files")
