@@ -42,6 +42,8 @@ class ParseStats:
     comments: int = 0
     rejected: int = 0
     rejected_by_reason: Counter[str] = field(default_factory=Counter)
+    #: Rejects per input file: a file of another format among several shows which one it is.
+    rejected_by_source: Counter[str] = field(default_factory=Counter)
     invalid_utf8_lines: int = 0
     bytes_read: int = 0
     first_ts: datetime | None = None
@@ -76,6 +78,7 @@ class ParseStats:
             "comments": self.comments,
             "rejected": self.rejected,
             "rejected_by_reason": dict(sorted(self.rejected_by_reason.items())),
+            "rejected_by_source": dict(self.rejected_by_source.most_common()),
             "invalid_utf8_lines": self.invalid_utf8_lines,
             "error_ratio": round(self.error_ratio, 6),
             "bytes_read": self.bytes_read,
@@ -263,6 +266,8 @@ class Ingest:
         stats.rejected += len(rejects)
         for reason, n in rejects.group_by("reason").len().iter_rows():
             stats.rejected_by_reason[reason] += n
+        for source, n in rejects.group_by("source").len().iter_rows():
+            stats.rejected_by_source[source] += n
         if stats.sample_reject is None:
             r = rejects.row(0, named=True)
             stats.sample_reject = f"{r['source']}:{r['line_no']}: {r['line'][:300]}"

@@ -385,3 +385,15 @@ def test_a_refusal_names_the_reason_and_what_to_check(tmp_path: Path) -> None:
     assert res.exit_code == 1
     assert "30 of 33 lines (91%) did not parse as 'combined' (bad_client_ip: 30)" in res.stderr
     assert "HostnameLookups" in res.stderr
+
+
+def test_rejects_are_counted_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    good = '203.0.113.7 - - [02/Mar/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "Mozilla/5.0"\n'
+    Path("a.log").write_text(good * 200, encoding="utf-8")
+    Path("b.log").write_text(good * 200 + "not a log line\n" * 3, encoding="utf-8")
+    res = runner.invoke(app, ["parse", "a.log", "b.log", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["parse"]["rejected_by_source"] == {"b.log": 3}
+    res = runner.invoke(app, ["parse", "a.log", "b.log"])
+    assert "rejected by file" in res.stdout and "b.log: 3" in res.stdout

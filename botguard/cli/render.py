@@ -67,6 +67,9 @@ def parse_summary(stats: dict[str, Any], extra: dict[str, Any]) -> None:
     t.add_row("parsed", f"{stats['parsed']:,}")
     rej = ", ".join(f"{k}: {v:,}" for k, v in stats["rejected_by_reason"].items()) or "none"
     t.add_row("rejected", f"{stats['rejected']:,} ({rej})")
+    by_source = stats.get("rejected_by_source") or {}
+    if len(stats.get("sources", [])) > 1 and by_source:
+        t.add_row("rejected by file", ", ".join(f"{k}: {v:,}" for k, v in list(by_source.items())[:5]))
     if stats.get("invalid_utf8_lines"):
         t.add_row("invalid UTF-8 lines", f"{stats['invalid_utf8_lines']:,} (decoded with replacement)")
     t.add_row("time range", f"{stats['first_ts']} → {stats['last_ts']}")
