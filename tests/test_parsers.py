@@ -978,3 +978,16 @@ def test_haproxy_httplog_through_syslog(cfg: Config) -> None:
         (ts(2024, 3, 10, 7, 15, 2), "2001:db8::7", "GET", "/p/9", None, 404, 512, "https://shop.example/", "Mozilla/5.0 (X11)"),
     ]
     assert sniff(_lines(lines).collect(), cfg).name == "haproxy"
+
+
+def test_nginx_hex_escapes_are_decoded_unless_they_hide_control_bytes(cfg: Config) -> None:
+    lines = [
+        r'203.0.113.7 - - [02/Mar/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "https://shop.example/?q=\xC3\xA9t\xC3\xA9" "Mozilla/5.0 \x22quoted\x22"',
+        r'203.0.113.8 - - [02/Mar/2026:10:00:01 +0000] "GET / HTTP/1.1" 200 5 "-" "evil\x1B[31m"',
+    ]
+    hits, rejects = parse("combined", lines, cfg)
+    assert rejects.is_empty()
+    assert hits.select("referer", "user_agent").rows() == [
+        ("https://shop.example/?q=été", 'Mozilla/5.0 "quoted"'),
+        (None, r"evil\x1B[31m"),
+    ]

@@ -8,6 +8,7 @@ addresses and timestamps, and decides which lines are rejected and why.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
@@ -155,6 +156,29 @@ def _url_decoded_agents(agents: pl.Series) -> pl.Series:
     return agents.replace(mapping) if mapping else agents
 
 
+_HEX_ESCAPE = re.compile(r"\\x([0-9A-Fa-f]{2})")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _hex_unescaped(values: pl.Series) -> pl.Series:
+    """nginx writes a quote, a backslash and every non-ASCII byte as ``\\xHH``: decoded, once
+    per distinct value, as UTF-8. A value that would decode to control characters keeps its
+    escapes: they must not reach a terminal or a report as raw bytes."""
+
+    def decode(text: str) -> str:
+        parts: list[bytes] = []
+        pos = 0
+        for m in _HEX_ESCAPE.finditer(text):
+            parts += [text[pos : m.start()].encode("utf-8"), bytes([int(m.group(1), 16)])]
+            pos = m.end()
+        out = b"".join([*parts, text[pos:].encode("utf-8")]).decode("utf-8", "replace")
+        return text if _CONTROL.search(out) else out
+
+    escaped = values.filter(values.str.contains("\\x", literal=True)).unique()
+    mapping = {v: decode(v) for v in escaped.to_list()}
+    return values.replace(mapping)
+
+
 def epoch_to_ts(col: pl.Expr) -> pl.Expr:
     """Epoch seconds, milliseconds or nanoseconds (told apart by magnitude) → UTC timestamp."""
     v = col.cast(pl.Float64, strict=False)
@@ -299,6 +323,9 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
     agents = df["user_agent"]
     if agents.str.contains("%2", literal=True).any():
         df = df.with_columns(_url_decoded_agents(agents))
+    for name in ("user_agent", "referer"):
+        if df[name].str.contains("\\x", literal=True).any():
+            df = df.with_columns(_hex_unescaped(df[name]))
 
     ip = normalize_ip_column(df["_ip_raw"], df["_v4"])
     df = df.with_columns(ip.alias("client_ip"), pl.lit(None, pl.String).alias("peer_ip"))
