@@ -164,6 +164,8 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
         ["HTTP/0.9", "HTTP/1.0", "HTTP/1.1", "HTTP/2", "HTTP/2.0", "HTTP/3", "HTTP/3.0"]
     )
     has_path_product = pl.col("_product_path").is_not_null()
+    # A target such as "/p/1": a request, whatever the format says of its method.
+    has_target = pl.col("path").str.starts_with("/").fill_null(False)
     return (
         lf.with_columns(
             *[_bit("_path_mask", _PATH_BITS, b) for b in _PATH_BITS if not b.startswith("_")],
@@ -177,7 +179,7 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
             # A missing method with a proper target is a format that does not log the method
             # (only $request_uri, a JSON map without it), not a malformed request.
             (
-                (pl.col("method").is_null() & ~pl.col("path").str.starts_with("/").fill_null(False))
+                (pl.col("method").is_null() & ~has_target)
                 | ~ok_protocol | (pl.col("method") == "CONNECT").fill_null(False)
             ).fill_null(True).alias("is_bad_request"),
             pl.col("referer").is_null().alias("no_referer"),
@@ -198,7 +200,7 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
         .with_columns(
             (
                 ~pl.col("is_asset") & ~pl.col("is_background")
-                & pl.col("method").is_in(["GET", "HEAD"]).fill_null(pl.col("path").str.starts_with("/").fill_null(False))
+                & pl.col("method").is_in(["GET", "HEAD"]).fill_null(has_target)
             ).alias("is_page"),
         )
         .with_columns(

@@ -144,16 +144,20 @@ def _ts_exprs(cols: set[str], default_tz: str) -> list[pl.Expr]:
     return out or [pl.lit(None, dtype=UTC_TS)]
 
 
+def _per_distinct(values: pl.Series, which: pl.Series, decode: Callable[[str], str]) -> pl.Series:
+    """``values`` with ``decode`` applied to the rows ``which`` marks: once per distinct value,
+    in Python (these are the rare rows), and nothing copied when no row is marked."""
+    todo = values.filter(which.fill_null(False)).unique()
+    return values.replace({v: decode(v) for v in todo.to_list()}) if len(todo) else values
+
+
 def _url_decoded_agents(agents: pl.Series) -> pl.Series:
-    """Agents a CDN logged URL-encoded (Akamai: ``Mozilla%2F5.0%20(Windows…``) decoded, one
-    decode per distinct value; an agent with a real space was not encoded and stays as it is."""
+    """Agents a CDN logged URL-encoded (Akamai: ``Mozilla%2F5.0%20(Windows…``) decoded; an
+    agent with a real space was not encoded and stays as it is."""
     from urllib.parse import unquote
 
-    encoded = agents.filter(
-        agents.str.contains("%2", literal=True) & ~agents.str.contains(" ", literal=True)
-    ).unique()
-    mapping = {v: unquote(v) for v in encoded.to_list()}
-    return agents.replace(mapping) if mapping else agents
+    encoded = agents.str.contains("%2", literal=True) & ~agents.str.contains(" ", literal=True)
+    return _per_distinct(agents, encoded, unquote)
 
 
 _HEX_ESCAPE = re.compile(r"\\x([0-9A-Fa-f]{2})")
@@ -161,9 +165,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _hex_unescaped(values: pl.Series) -> pl.Series:
-    """nginx writes a quote, a backslash and every non-ASCII byte as ``\\xHH``: decoded, once
-    per distinct value, as UTF-8. A value that would decode to control characters keeps its
-    escapes: they must not reach a terminal or a report as raw bytes."""
+    """nginx writes a quote, a backslash and every non-ASCII byte as ``\\xHH``: decoded as UTF-8.
+    A value that would decode to control characters keeps its escapes: they must not reach a
+    terminal or a report as raw bytes."""
 
     def decode(text: str) -> str:
         parts: list[bytes] = []
@@ -174,9 +178,7 @@ def _hex_unescaped(values: pl.Series) -> pl.Series:
         out = b"".join([*parts, text[pos:].encode("utf-8")]).decode("utf-8", "replace")
         return text if _CONTROL.search(out) else out
 
-    escaped = values.filter(values.str.contains("\\x", literal=True)).unique()
-    mapping = {v: decode(v) for v in escaped.to_list()}
-    return values.replace(mapping)
+    return _per_distinct(values, values.str.contains("\\x", literal=True), decode)
 
 
 def epoch_to_ts(col: pl.Expr) -> pl.Expr:
@@ -246,20 +248,15 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
         protocol: pl.Expr = pl.when(pl.col("_wf")).then(pl.col("_rq2"))
     else:
         method = pl.col("request_method") if "request_method" in cols else pl.lit(None, pl.String)
-        if "request_uri" in cols:
-            target = pl.col("request_uri")
-            if "args" in cols:
-                # A path and its query logged apart (CDN JSON): joined unless the path has one.
-                has_args = pl.col("args").is_not_null() & ~pl.col("args").is_in(_MISSING)
-                joined = has_args & ~target.str.contains("?", literal=True).fill_null(True)
-                target = pl.when(joined).then(target + "?" + pl.col("args")).otherwise(target)
-        elif "uri" in cols:
-            target = pl.col("uri")
-            if "args" in cols:
-                has_args = pl.col("args").is_not_null() & ~pl.col("args").is_in(_MISSING)
-                target = target + pl.when(has_args).then("?" + pl.col("args")).otherwise(pl.lit(""))
-        else:
-            target = pl.lit(None, pl.String)
+        path_col = next((c for c in ("request_uri", "uri") if c in cols), None)
+        target = pl.col(path_col) if path_col else pl.lit(None, pl.String)
+        if path_col and "args" in cols:
+            # $uri and $args, or a path and its query logged apart (CDN JSON), joined; a full
+            # $request_uri that already carries a query keeps it.
+            joined = _present(pl.col("args")).is_not_null()
+            if path_col == "request_uri":
+                joined = joined & ~target.str.contains("?", literal=True).fill_null(True)
+            target = pl.when(joined).then(target + "?" + pl.col("args")).otherwise(target)
         protocol = pl.col("server_protocol") if "server_protocol" in cols else pl.lit(None, pl.String)
     raw = raw.with_columns(target.alias("_target"))
     target = pl.col("_target")
@@ -320,12 +317,8 @@ def finish(raw: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFra
             ).otherwise(pl.col("path")).alias("path")
         )
 
-    agents = df["user_agent"]
-    if agents.str.contains("%2", literal=True).any():
-        df = df.with_columns(_url_decoded_agents(agents))
-    for name in ("user_agent", "referer"):
-        if df[name].str.contains("\\x", literal=True).any():
-            df = df.with_columns(_hex_unescaped(df[name]))
+    df = df.with_columns(_url_decoded_agents(df["user_agent"]))
+    df = df.with_columns(_hex_unescaped(df["user_agent"]), _hex_unescaped(df["referer"]))
 
     ip = normalize_ip_column(df["_ip_raw"], df["_v4"])
     df = df.with_columns(ip.alias("client_ip"), pl.lit(None, pl.String).alias("peer_ip"))

@@ -243,7 +243,7 @@ def _unpack_stream(fh: BinaryIO, first: bytes, kind: str, block_size: int) -> It
         raise TruncatedGzip(f"truncated {kind} (unexpected end of file)")
 
 
-def _is_gzip(path: str) -> bool:
+def _is_compressed(path: str) -> bool:
     """Compressed (gzip, bzip2, xz, zstd), by the magic bytes: read through ``_raw_blocks``."""
     try:
         with open(path, "rb") as fh:
@@ -317,7 +317,7 @@ _BOM = b"\xef\xbb\xbf"
 def _chunks(path: str, batch_bytes: int, problems: list[SourceProblem] | None) -> Iterator[Chunk]:
     name = "<stdin>" if path == STDIN else path
     keep_batch_buffers()
-    if path != STDIN and not _is_gzip(path):
+    if path != STDIN and not _is_compressed(path):
         yield from _plain_chunks(path, name, batch_bytes)
         return
     line_no = 1
