@@ -343,6 +343,9 @@ def explain_client(out_dir: Path, client: str) -> tuple[dict[str, Any], dict[str
         raise InputError(f"{path}: not found", hint="run `botguard analyze … --out DIR` first")
     decisions = pl.read_parquet(path)
     row = decisions.filter(pl.col("client") == client)
+    if row.is_empty() and (network := _enclosing_client(decisions["client"], client)) is not None:
+        client = network  # an IPv6 address: its client is its /64
+        row = decisions.filter(pl.col("client") == client)
     if row.is_empty():
         close = decisions.filter(pl.col("client").str.contains(client, literal=True)).head(5)["client"].to_list()
         raise InputError(f"client {client!r} is not in {path}", hint=f"similar: {', '.join(close)}" if close else None)
@@ -361,6 +364,23 @@ def explain_client(out_dir: Path, client: str) -> tuple[dict[str, Any], dict[str
             q = f"?{r['query']}" if r["query"] else ""
             samples.append(f"{r['source']}:{r['line_no']} {r['ts']:%Y-%m-%d %H:%M:%S} {r['method']} {r['path']}{q} {r['status']} \"{r['user_agent']}\"")
     return decision, feats, samples
+
+
+def _enclosing_client(clients: pl.Series, text: str) -> str | None:
+    """The client that is a network containing the address ``text`` (IPv6 clients are /64s)."""
+    import ipaddress
+
+    try:
+        addr = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    for net in clients.filter(clients.str.contains("/", literal=True)).to_list():
+        try:
+            if addr in ipaddress.ip_network(net):
+                return str(net)
+        except ValueError:
+            continue
+    return None
 
 
 # --------------------------------------------------------------------------- export / state

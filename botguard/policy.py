@@ -231,9 +231,9 @@ def _entries(decisions: pl.DataFrame, clients: pl.DataFrame, cfg: Config) -> tup
     if len(mixed) and blocked["ip"].is_in(mixed.implode()).any():
         notes.append(f"{int(blocked['ip'].is_in(mixed.implode()).sum())} blocked clients share an address with allowed clients: not listed")
     blocked = blocked.filter(~pl.col("ip").is_in(mixed.implode()))
-    if cfg.session.key == "ipv6_64":
-        # The client is the whole /64 (an IPv6 subscriber's prefix): list the network, not the
-        # one address of it that came first.
+    if cfg.session.key in ("ip", "ipv6_64"):
+        # An IPv6 client is its whole /64 (session.ipv6_prefix, a subscriber's prefix): list the
+        # network, not the one address of it that came first.
         blocked = blocked.with_columns(
             pl.when(pl.col("client").str.contains("/", literal=True)).then(pl.col("client")).otherwise(pl.col("ip")).alias("ip")
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import polars as pl
@@ -79,7 +80,10 @@ def test_an_error_kills_the_process_at_once() -> None:
         workers = list(pool._processes.values())  # type: ignore[attr-defined]
         raise KeyError("the run failed")
     for worker in workers:
-        worker.join(timeout=10)
+        # The pool's own thread reaps the worker too: poll until one of the two has the status.
+        deadline = time.monotonic() + 10
+        while worker.exitcode is None and time.monotonic() < deadline:
+            worker.join(timeout=0.1)
         assert worker.exitcode is not None and worker.exitcode < 0  # terminated, not finished
 
 

@@ -225,7 +225,7 @@ def test_config_check_lists_every_error(tmp_path: Path) -> None:
     err = result.stderr
     for expected in (
         f"{bad}:2: session.gap: expected a duration like '30m', got 'soon'",
-        f"{bad}:3: session.colour: unknown key (allowed: gap, key, out_of_order_tolerance)",
+        f"{bad}:3: session.colour: unknown key (allowed: gap, ipv6_prefix, key, out_of_order_tolerance)",
         f"{bad}:5: catalogue.product_patterns[0]: invalid regular expression '(unclosed'",
         f"{bad}:7: ingest.trusted_proxies[0]: expected an IP address or CIDR, got '10.0.0.0/33'",
         f"{bad}:9: policy.thresholds: expected block >= challenge >= monitor",

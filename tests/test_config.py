@@ -145,7 +145,7 @@ def test_bad_duration_is_located(tmp_path: Path) -> None:
 def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
     path = _write(tmp_path, "session:\n  gap: 10m\n  colour: red\n")
     assert _problems(path) == [
-        f"{path}:3: session.colour: unknown key (allowed: gap, key, out_of_order_tolerance)"
+        f"{path}:3: session.colour: unknown key (allowed: gap, ipv6_prefix, key, out_of_order_tolerance)"
     ]
 
 

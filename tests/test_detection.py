@@ -171,6 +171,38 @@ def test_explain_shows_reasons_and_samples(sim_run: dict[str, object]) -> None:
     assert code == 2 and "192.0.2.254" in text
 
 
+def test_ipv6_scraper_rotating_inside_its_64_is_one_client(sim_run: dict[str, object], tmp_path: Path) -> None:
+    """A rented server has a whole /64: a scraper that takes a new address for every request is
+    still one client, blocked as its /64, and ``explain`` finds it by any of its addresses."""
+    from datetime import datetime, timedelta
+
+    sim = sim_run["sim"]
+    log = Path(str(sim.log_path))  # type: ignore[attr-defined]
+    with log.open() as f:
+        first = f.readline()
+    t0 = datetime.strptime(first.split("[", 1)[1].split("]", 1)[0], "%d/%b/%Y:%H:%M:%S %z")
+    lines = [
+        f'2a01:4f8:c0c:1234::{i + 1:x} - - [{(t0 + timedelta(seconds=20 * i)):%d/%b/%Y:%H:%M:%S %z}] '
+        f'"GET /products/item-{i} HTTP/1.1" 200 5120 "-" "python-requests/2.31.0"'
+        for i in range(150)
+    ]
+    mixed = tmp_path / "access.log"
+    mixed.write_text(log.read_text() + "\n".join(lines) + "\n")
+    data = Path(str(sim_run["data"]))
+    out = tmp_path / "out"
+    code, text = _analyze(["analyze", str(mixed), "--out", str(out), "--quiet"], data)
+    assert code == 0, text
+    assert "2a01:4f8:c0c:1234::/64" in (out / "blocklist.txt").read_text().split()
+    code, text = _analyze(["explain", "2a01:4f8:c0c:1234::5a", "--from", str(out), "--json"], data)
+    assert code == 0 and json.loads(text)["decision"]["client"] == "2a01:4f8:c0c:1234::/64"
+    # One address per client: 150 clients of one request each, none enough to block.
+    per_address = tmp_path / "a.yaml"
+    per_address.write_text("session:\n  ipv6_prefix: 128\n")
+    code, text = _analyze(["analyze", str(mixed), "-c", str(per_address), "--out", str(tmp_path / "o2"), "--quiet"], data)
+    assert code == 0, text
+    assert "2a01:4f8:c0c:1234" not in (tmp_path / "o2" / "blocklist.txt").read_text()
+
+
 def test_blast_radius_refuses_and_exits_1(sim_run: dict[str, object], tmp_path: Path) -> None:
     sim = sim_run["sim"]
     cfg = tmp_path / "tight.yaml"
@@ -385,9 +417,13 @@ def test_shared_address_cap_takes_referers_when_the_log_has_no_assets() -> None:
 
 def test_ipv6_64_clients_are_listed_as_their_network(tmp_path: Path) -> None:
     rows = [{"client": "2001:db8:7:1::/64", "ip": "2001:db8:7:1::a"}, {"client": "198.51.100.1", "ip": "198.51.100.1"}]
-    got = _decide(rows, "session:\n  key: ipv6_64\n", tmp_path)
-    assert sorted(got["_entries"]["ips"]) == ["198.51.100.1", "2001:db8:7:1::/64"]
-    assert sorted(_decide(rows)["_entries"]["ips"]) == ["198.51.100.1", "2001:db8:7:1::a"]
+    for extra in ("", "session:\n  key: ipv6_64\n"):
+        got = _decide(rows, extra, tmp_path)
+        assert sorted(got["_entries"]["ips"]) == ["198.51.100.1", "2001:db8:7:1::/64"]
+    # Each address its own client: the address is listed.
+    rows[0]["client"] = "2001:db8:7:1::a"
+    got = _decide(rows, "session:\n  ipv6_prefix: 128\n", tmp_path)
+    assert sorted(got["_entries"]["ips"]) == ["198.51.100.1", "2001:db8:7:1::a"]
 
 
 def test_rule_that_compares_a_number_with_a_string_fails_config_check(tmp_path: Path) -> None:

@@ -173,7 +173,7 @@ def test_network_features_from_fixture_databases(mmdb_cfg: Config) -> None:
     # In AWS's published ranges; the country comes from registered_country.
     assert rows["203.0.113.9"]["datacenter_source"] == "aws"
     assert rows["203.0.113.9"]["country"] == "FR"
-    assert rows["2001:db8:1::5"]["prefix"] == "2001:db8:1::/64"
+    assert rows["2001:db8:1::5"]["prefix"] == "2001:db8:1::/48"  # its /48: network.prefix_v6
     assert (rows["2001:db8:1::5"]["ip_version"], rows["2001:db8:1::5"]["country"]) == (6, "NL")
     assert rows["10.0.0.1"]["asn"] is None and rows["10.0.0.1"]["is_datacenter"] is False
 

@@ -184,9 +184,14 @@ def test_night_share_uses_site_timezone(tmp_path: Path) -> None:
 
 def test_client_key_options(tmp_path: Path) -> None:
     df = hits_frame([("2001:db8:1:2::5", 0, "/"), ("2001:db8:1:2::9", 5, "/"), ("1.2.3.4", 9, "/")])
-    (tmp_path / "k.yaml").write_text("session:\n  key: ipv6_64\n")
-    keys = flag_hits(df, load_config(tmp_path / "k.yaml")).collect()["client"].to_list()
-    assert keys == ["2001:db8:1:2::/64", "2001:db8:1:2::/64", "1.2.3.4"]
+    # IPv6 privacy addresses (or a scraper rotating) inside one /64 are one client by default.
+    for text in ("", "session:\n  key: ipv6_64\n"):
+        (tmp_path / "k.yaml").write_text(text)
+        keys = flag_hits(df, load_config(tmp_path / "k.yaml")).collect()["client"].to_list()
+        assert keys == ["2001:db8:1:2::/64", "2001:db8:1:2::/64", "1.2.3.4"]
+    (tmp_path / "a.yaml").write_text("session:\n  ipv6_prefix: 128\n")
+    keys = flag_hits(df, load_config(tmp_path / "a.yaml")).collect()["client"].to_list()
+    assert keys == ["2001:db8:1:2::5", "2001:db8:1:2::9", "1.2.3.4"]
     (tmp_path / "u.yaml").write_text("session:\n  key: ip+user_agent\n")
     keys = flag_hits(df, load_config(tmp_path / "u.yaml")).collect()["client"].to_list()
     assert keys[2].startswith("1.2.3.4 | Mozilla")

@@ -65,6 +65,7 @@ class IngestConfig(Strict):
 # --------------------------------------------------------------------------- sessions
 class SessionConfig(Strict):
     key: str
+    ipv6_prefix: int = Field(ge=32, le=128)
     gap: Duration
     out_of_order_tolerance: Duration
 

@@ -31,27 +31,29 @@ def client_key_expr(cfg: Config) -> pl.Expr:
     """The configured client key as a string expression."""
     key = cfg.session.key
     ip = pl.col("client_ip")
-    if key == "ip":
+    if key in ("ip", "ipv6_64"):
+        bits = 64 if key == "ipv6_64" else cfg.session.ipv6_prefix
+        if bits < 128:
+            ip = ip.map_batches(lambda ips: v6_networks(ips, bits), return_dtype=pl.String)
         return pl.coalesce(ip, pl.lit("-"))
     if key == "ip+user_agent":
         return pl.concat_str([pl.coalesce(ip, pl.lit("-")), pl.coalesce(pl.col("user_agent"), pl.lit(""))], separator=" | ")
-    if key == "ipv6_64":
-        # IPv6 clients grouped by /64 (one subscriber's prefix); IPv4 stays per address.
-        return pl.coalesce(ip.map_batches(_v6_prefix64, return_dtype=pl.String), pl.lit("-"))
     field = key.split(":", 1)[1]
     return pl.coalesce(pl.col(field), pl.lit("-"))
 
 
-def _v6_prefix64(ips: pl.Series) -> pl.Series:
-    """Per distinct address (not per row): IPv6 → canonical /64 text, IPv4 unchanged."""
+def v6_networks(ips: pl.Series, bits: int) -> pl.Series:
+    """IPv6 addresses → their enclosing /``bits`` network ('2001:db8:1:2::/64'); IPv4 and
+    nulls unchanged. Once per distinct IPv6 address, and nothing at all in an IPv4-only batch."""
     import ipaddress
 
-    uniq = ips.drop_nulls().unique()
-    mapping = {
-        v: str(ipaddress.ip_network(v + "/64", strict=False)) for v in uniq.to_list() if ":" in v
-    }
-    if not mapping:
+    v6 = ips.str.contains(":", literal=True).fill_null(False)
+    if not v6.any():
         return ips
+    mapping = {
+        v: str(ipaddress.ip_network(f"{v}/{bits}", strict=False))
+        for v in ips.filter(v6).unique().to_list()
+    }
     return ips.replace(mapping)
 
 
