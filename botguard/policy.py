@@ -39,16 +39,21 @@ def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | sketches.
         & (pl.col("product_pages") >= 2)
         & pl.col("user_agent").is_not_null()
         & (pl.col("crawler_status").fill_null("") != "verified")
+        # A declared bot says what it is: Slackbot or WhatsApp fetching previews from many
+        # addresses is not a swarm hiding among shoppers.
+        & ~pl.col("known_crawler").fill_null(False)
+        & (pl.col("crawler_ua_share").fill_null(0.0) < 0.5)
     ).select("client", "user_agent", "distinct_products")
-    # A swarm's agent string is its own: when most clients with the same agent browse like
-    # people, the candidates are a few of the many shoppers on a popular browser, not a swarm.
-    users = clients.filter(pl.col("user_agent").is_not_null()).group_by("user_agent").agg(pl.len().alias("_users"))
-    groups = (
-        cand.group_by("user_agent").agg(pl.col("client"), pl.col("distinct_products").sum().alias("_sum"))
-        .join(users, on="user_agent", how="left")
-        .filter((pl.col("client").list.len() >= cc.min_members) & (pl.col("client").list.len() * 2 >= pl.col("_users")))
-        .drop("_users")
-    )
+    members = pl.col("client").list.len()
+    groups = cand.group_by("user_agent").agg(pl.col("client"), pl.col("distinct_products").sum().alias("_sum"))
+    if not _assets_logged(clients):
+        # Every visitor is asset-less here: a swarm's agent string must also be mostly its own,
+        # or the candidates are a few of the many shoppers on a popular browser.
+        users = clients.filter(pl.col("user_agent").is_not_null()).group_by("user_agent").agg(pl.len().alias("_users"))
+        groups = groups.join(users, on="user_agent", how="left").filter(
+            members >= cc.min_agent_share * pl.col("_users")
+        ).drop("_users")
+    groups = groups.filter(members >= cc.min_members)
     if groups.is_empty():
         return empty
     p = cfg.sketches.precision
@@ -77,6 +82,13 @@ def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | sketches.
     if not rows:
         return empty
     return pl.DataFrame(rows, schema=empty.schema, orient="row")
+
+
+def _assets_logged(clients: pl.DataFrame) -> bool:
+    """Whether the log holds static assets: most browsers that read several pages fetched
+    some. Behind a CDN the origin's log has none, and an asset-less visitor is no evidence."""
+    readers = clients.filter((pl.col("browser_ua_share") >= 0.9) & (pl.col("pages") >= 3))
+    return len(readers) > 0 and float((readers["assets"] > 0).mean() or 0.0) >= 0.3  # type: ignore[arg-type]
 
 
 def decide(

@@ -436,8 +436,11 @@ def test_rule_that_compares_a_number_with_a_string_fails_config_check(tmp_path: 
 
 
 def test_campaigns_are_not_made_of_a_popular_browsers_shoppers() -> None:
-    """Six asset-less addresses each seeing two other products are a campaign when their agent
-    is theirs alone, not when forty other shoppers use the same browser string."""
+    """Six asset-less, referer-less addresses each seeing two other products: a campaign when
+    the log shows the other shoppers' assets, whoever shares their agent. In a log without
+    assets (a CDN serves them), only when the agent is mostly theirs: then forty referer-rich
+    shoppers on the same browser string make them a few more shoppers. A declared bot's
+    previews from six addresses are never a campaign."""
     from datetime import UTC, datetime, timedelta
 
     from botguard.features import build_features
@@ -459,20 +462,24 @@ def test_campaigns_are_not_made_of_a_popular_browsers_shoppers() -> None:
             shoppers.append((f"203.0.113.{i + 1}", ts, f"/p/{k}", "https://shop.example/"))
             shoppers.append((f"203.0.113.{i + 1}", ts + timedelta(seconds=1), f"/static/{k}.css", "https://shop.example/p"))
 
-    def frame(data: list[tuple[str, datetime, str, str | None]]) -> pl.DataFrame:
+    def frame(data: list[tuple[str, datetime, str, str | None]], agent: str) -> pl.DataFrame:
         df = pl.DataFrame({
             "ts": [r[1] for r in data], "client_ip": [r[0] for r in data], "method": "GET", "path": [r[2] for r in data],
-            "protocol": "HTTP/1.1", "status": 200, "bytes": 100, "referer": [r[3] for r in data], "user_agent": ua,
+            "protocol": "HTTP/1.1", "status": 200, "bytes": 100, "referer": [r[3] for r in data], "user_agent": agent,
             "source": "t", "line_no": list(range(1, len(data) + 1)),
         })
         return df.select([(pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in HITS_SCHEMA.items()])
 
-    def campaigns(data: list[tuple[str, datetime, str, str | None]]) -> set[str]:
-        res = build_features([frame(sorted(data, key=lambda r: r[1]))], cfg, ranges=RangeSet({}))
+    def campaigns(data: list[tuple[str, datetime, str, str | None]], agent: str = ua) -> set[str]:
+        res = build_features([frame(sorted(data, key=lambda r: r[1]), agent)], cfg, ranges=RangeSet({}))
         return set(find_campaigns(res.clients, res.product_regs, cfg)["client"].to_list())
 
-    assert campaigns(rows) == {f"198.51.100.{i + 1}" for i in range(6)}
-    assert campaigns(rows + shoppers) == set()
+    swarm = {f"198.51.100.{i + 1}" for i in range(6)}
+    assert campaigns(rows) == swarm
+    assert campaigns(rows + shoppers) == swarm
+    behind_cdn = [r for r in shoppers if "/static/" not in r[2]]
+    assert campaigns(rows + behind_cdn) == set()
+    assert campaigns(rows, "WhatsApp/2.23.20.0") == set()
 
 
 def test_declared_monitors_and_webhooks_on_a_few_paths_are_not_blocked() -> None:

@@ -385,3 +385,24 @@ def test_compact_scoring_never_imports_sklearn(models: tuple[Any, Any], tmp_path
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_training_does_not_depend_on_row_order(tmp_path: Path) -> None:
+    """``make model`` is reproducible: the same clients in another order give the same model
+    (the isolation forest samples rows by position)."""
+    from botguard.config import load_config
+    from botguard.features import build_features
+    from botguard.ingest import read_hits
+    from botguard.model.training import fit, read_labels
+    from botguard.simulate import simulate
+
+    sim = simulate(tmp_path / "sim", seed=5, hours=2, clients=200)
+    cfg = load_config()
+    hits, _ = read_hits([str(sim.log_path)], cfg)
+    clients = build_features([hits], cfg).clients
+    labels = read_labels(sim.labels_path)
+    a, _ = fit(clients, labels)
+    b, _ = fit(clients.reverse(), labels.reverse())
+    X = np.random.default_rng(3).random((50, a.classifier.n_features_in_))
+    assert (a.anomaly.decision_function(X) == b.anomaly.decision_function(X)).all()
+    assert (a.classifier.predict_proba(X) == b.classifier.predict_proba(X)).all()

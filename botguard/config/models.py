@@ -218,6 +218,7 @@ class CampaignConfig(Strict):
     max_requests_per_member: int = Field(ge=1)
     max_asset_share: float = Field(ge=0, le=1)
     max_overlap: float = Field(ge=0, le=1)
+    min_agent_share: float = Field(ge=0, le=1)
 
 
 class AggregateConfig(Strict):

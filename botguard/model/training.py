@@ -67,10 +67,14 @@ def fit(clients: pl.DataFrame, labels: pl.DataFrame, *, seed: int = 0) -> Any:
 
     from botguard.model.artifact import BotModel, feature_matrix
 
-    data = clients.join(labels, on="client", how="inner")
+    # Sorted: a join's row order is not fixed, and the isolation forest samples rows by position.
+    data = clients.join(labels, on="client", how="inner").sort("client")
     if data.is_empty():
         raise InputError("no labelled client appears in the logs (check the client key: session.key)")
     X = feature_matrix(data)
+    # A feature nobody has (no ranges or MaxMind databases loaded: every is_datacenter unknown)
+    # makes scikit-learn's binning fail; a constant column teaches the model nothing, as it should.
+    X[:, np.isnan(X).all(axis=0)] = 0.0
     y = (data["label"] == "bad_bot").to_numpy().astype(int)
     if len(set(y)) < 2:
         raise InputError("labels need both bad_bot and non-bad clients to train")
