@@ -44,16 +44,16 @@ def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | sketches.
         & ~pl.col("known_crawler").fill_null(False)
         & (pl.col("crawler_ua_share").fill_null(0.0) < 0.5)
     ).select("client", "user_agent", "distinct_products")
-    members = pl.col("client").list.len()
+    n_members = pl.col("client").list.len()
     groups = cand.group_by("user_agent").agg(pl.col("client"), pl.col("distinct_products").sum().alias("_sum"))
     if not _assets_logged(clients):
         # Every visitor is asset-less here: a swarm's agent string must also be mostly its own,
         # or the candidates are a few of the many shoppers on a popular browser.
         users = clients.filter(pl.col("user_agent").is_not_null()).group_by("user_agent").agg(pl.len().alias("_users"))
         groups = groups.join(users, on="user_agent", how="left").filter(
-            members >= cc.min_agent_share * pl.col("_users")
+            n_members >= cc.min_agent_share * pl.col("_users")
         ).drop("_users")
-    groups = groups.filter(members >= cc.min_members)
+    groups = groups.filter(n_members >= cc.min_members)
     if groups.is_empty():
         return empty
     p = cfg.sketches.precision
