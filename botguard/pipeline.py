@@ -253,7 +253,13 @@ def analyze(
             prepared = prepare(entries)  # validate once, render every requested format
         for fmt, path in exports or []:
             r = write_export(prepared, fmt, path, generated_at=as_of, config_hash=chash)
-            blocklist_info.setdefault("exports", []).append({"format": fmt, "path": str(path), "written": r.written})
+            blocklist_info.setdefault("exports", []).append(
+                {"format": fmt, "path": str(path), "written": r.written, "dropped_over_limit": r.dropped_over_cap})
+            if r.dropped_over_cap:
+                warnings.append(
+                    f"{fmt} export {path}: {r.dropped_over_cap:,} lower-priority entries left out by the "
+                    "target's size limit (highest scores kept); the full list is in blocklist.txt"
+                )
     else:
         blocklist_info = {"written": False, "refused": refused, "entries": len(entries)}
     t_out = time.perf_counter()
@@ -432,17 +438,37 @@ def export_entries(
         return ExportResult(f"wrote {len(added)} added entries to {output} and {len(removed)} removed to {removed_path}")
     r = write_export(entries, fmt, output, generated_at=when, max_entries=max_entries, config_hash=chash)
     if getattr(r, "dropped_over_cap", 0):
-        note = f"; dropped {r.dropped_over_cap} lower-priority entries over --max-entries {max_entries}"
+        limit = f"--max-entries {max_entries}" if max_entries is not None else f"the {fmt} limit"
+        note = f"; dropped {r.dropped_over_cap} lower-priority entries over {limit}"
     # Formats with one file per address family (aws-waf) write beside ``output``, not to it.
     where = ", ".join(str(p) for p in r.paths) if r.paths else str(output)
     return ExportResult(f"wrote {r.written} entries to {where} ({fmt}){note}")
 
 
+#: The widest network ``block add`` takes without --force: a typo such as 0.0.0.0/1 would
+#: otherwise reach every firewall the exports feed.
+WIDEST_MANUAL_BLOCK = {4: 16, 6: 32}
+
+
 def manual_entry(kind: str, op: str, value: str | None, state_path: Path, *, ttl: str | None = None,
-                 note: str | None = None) -> pl.DataFrame | None:
+                 note: str | None = None, force: bool = False) -> pl.DataFrame | None:
     """allow/block add|remove|list on the state store; ``list`` returns the rows."""
+    import ipaddress
+
     from botguard.config.types import parse_duration
     from botguard.state import StateStore
+
+    if kind == "block" and op == "add" and value is not None and not force:
+        try:
+            net = ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            net = None  # the store names what is wrong with it
+        if net is not None and net.prefixlen < WIDEST_MANUAL_BLOCK[net.version]:
+            raise BotguardError(
+                f"{value}: a /{net.prefixlen} covers {net.num_addresses:,} addresses; block add takes up to "
+                f"/{WIDEST_MANUAL_BLOCK[net.version]} (IPv{net.version})",
+                hint="add --force if you mean it",
+            )
 
     store = StateStore(state_path)
     try:

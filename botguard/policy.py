@@ -154,7 +154,7 @@ def decide(
             "not blocked: declared monitoring/health-check/webhook agent on {} paths (allowlist it: policy.allowlist.agents)",
             pl.col("distinct_paths").cast(pl.Int64))),
         (blocked & unchecked.fill_null(False), "challenge", pl.format(
-            "capped at challenge: claims to be {} and its ranges are not loaded (`botguard ranges update`)", pl.col("claimed_crawler"))),
+            "capped at challenge: claims to be {} and no ranges of it are loaded (`botguard ranges list`)", pl.col("claimed_crawler"))),
         (blocked & shared, "challenge", pl.format(
             "capped at challenge: shared address ({} agents, {} sessions, browser-like)", pl.col("distinct_agents").cast(pl.Int64), pl.col("sessions"))),
         (blocked & thin, "challenge", pl.format("capped at challenge: only {} requests", pl.col("requests"))),

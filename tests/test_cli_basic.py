@@ -397,3 +397,28 @@ def test_rejects_are_counted_per_file(tmp_path: Path, monkeypatch: pytest.Monkey
     assert json.loads(res.stdout)["parse"]["rejected_by_source"] == {"b.log": 3}
     res = runner.invoke(app, ["parse", "a.log", "b.log"])
     assert "rejected by file" in res.stdout and "b.log: 3" in res.stdout
+
+
+def test_log_content_never_drives_the_terminal(tmp_path: Path) -> None:
+    """Escape sequences and markup in agents, paths and bad lines are shown as text: a log is
+    written by strangers and read in an operator's terminal."""
+    evil = "curl/8.0 \x1b]0;PWNED\x07\x1b[2J\x1b[31m[bold]EVIL[/]\x00"
+    lines = [
+        f'198.51.100.7 - - [02/Mar/2026:12:00:{i:02d} +0000] "GET /p/{i} HTTP/1.1" 200 10 "-" "{evil}"'
+        for i in range(30)
+    ]
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(lines) + "\n")
+    runner = CliRunner()
+    parsed = runner.invoke(app, ["parse", str(log), "--format", "combined"])
+    out = tmp_path / "out"
+    analyzed = runner.invoke(app, ["analyze", str(log), "--format", "combined", "--out", str(out), "--force"])
+    explained = runner.invoke(app, ["explain", "198.51.100.7", "--from", str(out)])
+    bad = tmp_path / "bad.log"
+    bad.write_text("x \x1b[2J\n" * 20)
+    refused = runner.invoke(app, ["analyze", str(bad), "--format", "combined", "--out", str(out), "--quiet"])
+    assert refused.exit_code == 1
+    for res in (parsed, analyzed, explained, refused):
+        assert "\x1b" not in res.output and "\x00" not in res.output and "\x07" not in res.output, res.output
+    assert "\\x1b]0;PWNED" in parsed.output and "[bold]EVIL[/]" in explained.output
+    assert "\\x1b[2J" in refused.output

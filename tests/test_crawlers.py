@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -142,6 +143,11 @@ def test_missing_ranges_hint(cfg: Config, fixture_ranges: RangeSet) -> None:
     assert "botguard ranges update" in hint and "--from" in hint
     assert missing_ranges_hint(cfg, RangeSet({"aws": ["203.0.113.0/24"]})) is not None
     assert missing_ranges_hint(cfg, fixture_ranges) is None
+    # Fetched two months ago: a warning to refresh them.
+    fetched = max(fixture_ranges.fetched_at.values())
+    stale = missing_ranges_hint(cfg, fixture_ranges, now=fetched + timedelta(days=60))
+    assert stale is not None and "60 days ago" in stale and "ranges update" in stale
+    assert missing_ranges_hint(cfg, fixture_ranges, now=fetched + timedelta(days=20)) is None
 
 
 # --------------------------------------------------------------------------- by rDNS

@@ -395,7 +395,7 @@ def test_crawler_claims_that_cannot_be_trusted_either_way_are_challenged() -> No
         {"client": "198.51.100.4", "ip": "198.51.100.4", "claimed_crawler": "SomeBot", "crawler_status": "unverified"},
     ])
     assert got["198.51.100.1"]["action"] == "challenge"
-    assert any("ranges are not loaded" in r for r in got["198.51.100.1"]["reasons"])
+    assert any("no ranges of it are loaded" in r for r in got["198.51.100.1"]["reasons"])
     assert got["198.51.100.2"]["action"] == "block"  # a failed check: a fake
     assert got["198.51.100.4"]["action"] == "block"  # a name botguard cannot check anyway
 
@@ -505,3 +505,27 @@ def test_service_agents_are_recognised() -> None:
     service = dict(zip(table["user_agent"].to_list(), table["is_service"].to_list(), strict=True))
     assert [service[a] for a in agents] == [True, True, True, True, False, False]
     assert not table.filter(pl.col("is_service"))["is_malformed"].any()
+
+
+def test_exports_cut_by_their_target_limit_say_so(tmp_path: Path) -> None:
+    """Cloudflare takes 10,000 items: the 10,001st blocked scanner (each in its own /24, so none
+    collapse into a network) is left out with a warning, not silently; the plain blocklist keeps
+    everyone."""
+    probes = ("/.env", "/.git/config", "/wp-login.php", "/phpmyadmin/", "/backup.sql")
+    lines = [
+        f'{45 + (i >> 16)}.{i >> 8 & 255}.{i & 255}.7 - - [02/Mar/2026:12:{k:02d}:00 +0000] '
+        f'"GET {path} HTTP/1.1" 404 10 "-" "python-requests/2.31.0"'
+        for i in range(1, 10_002) for k, path in enumerate(probes)
+    ]
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    code, text = _analyze(["analyze", str(log), "--out", str(out), "--force",
+                           "--export", f"cloudflare={tmp_path / 'cf.json'}"], tmp_path / "data")
+    assert code == 0, text
+    summary = json.loads((out / "summary.json").read_text())
+    (export,) = summary["blocklist"]["exports"]
+    assert export["written"] == 10_000 and export["dropped_over_limit"] == 1
+    assert any("cloudflare export" in w and "left out" in w for w in summary["warnings"])
+    assert "left out" in text
+    assert len([x for x in (out / "blocklist.txt").read_text().split("\n") if x and not x.startswith("#")]) == 10_001

@@ -329,3 +329,23 @@ def test_publication_time_is_read_from_provider_files_and_kept(tmp_path: Path) -
     loaded = load_ranges(cfg, tmp_path / "data")
     assert loaded.published_at["googlebot"] == datetime(2015, 5, 1, 5, 47, tzinfo=UTC)
     assert "googlebot" in loaded.fetched_at
+
+
+def test_update_cli_fails_loudly_and_is_quiet_on_success(fixtures_dir: Path, tmp_path: Path) -> None:
+    """Cron's weekly refresh: nothing printed when it worked, a reason and exit 1 when no list
+    could be updated (the previous copies stay)."""
+    from typer.testing import CliRunner
+
+    from botguard.cli.app import app
+
+    runner = CliRunner()
+    env = {"BOTGUARD_DATA": str(tmp_path / "data")}
+    ok = runner.invoke(app, ["ranges", "update", "--from", str(fixtures_dir / "ranges"), "--quiet"], env=env)
+    assert ok.exit_code == 0 and ok.output == ""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "googlebot.json").write_text("{not json")
+    bad = runner.invoke(app, ["ranges", "update", "--from", str(broken), "--quiet"], env=env)
+    assert bad.exit_code == 1
+    assert "googlebot" in bad.output and "no valid networks" in bad.output and "no range list was updated" in bad.output
+    assert load_ranges(load_config(), tmp_path / "data").loaded("googlebot")

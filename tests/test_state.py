@@ -429,3 +429,20 @@ def test_export_killed_at_random_moments_is_old_or_new(tmp_path: Path) -> None:
             assert read_plain(target).height == 60000
             complete.add(data)
     assert len(complete) <= 2
+
+
+def test_block_add_refuses_a_huge_network_without_force(tmp_path: Path) -> None:
+    """A typo such as 0.0.0.0/1 would reach every firewall the exports feed."""
+    from typer.testing import CliRunner
+
+    from botguard.cli.app import app
+
+    runner = CliRunner()
+    db = str(tmp_path / "s.db")
+    for wide in ("0.0.0.0/1", "::/1", "10.0.0.0/8"):
+        res = runner.invoke(app, ["block", "add", wide, "--state", db])
+        assert res.exit_code == 2 and "--force" in res.output, res.output
+    assert runner.invoke(app, ["block", "add", "198.51.0.0/16", "--state", db]).exit_code == 0
+    assert runner.invoke(app, ["block", "add", "10.0.0.0/8", "--state", db, "--force"]).exit_code == 0
+    listed = runner.invoke(app, ["block", "list", "--state", db]).output
+    assert "198.51.0.0/16" in listed and "10.0.0.0/8" in listed and "0.0.0.0/1" not in listed

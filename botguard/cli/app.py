@@ -185,7 +185,7 @@ def features(
             import polars as pl
 
             with pl.Config(tbl_rows=20, tbl_cols=12, fmt_str_lengths=40):
-                render.out.print(str(frame.head(20)))
+                render.out.print(render.safe(str(frame.head(20)), newlines=True))
         for w in result.warnings:
             render.warn(w)
 
@@ -406,8 +406,12 @@ def ranges_update(
     from_dir: Annotated[Path | None, typer.Option("--from", help="Import from a local folder instead of downloading.")] = None,
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where to store the lists.")] = None,
     config: ConfigOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing unless a source failed (for cron).")] = False,
 ) -> None:
     """Download (or import with --from DIR) crawler and cloud provider IP ranges.
+
+    A source that fails keeps its previous copy and is reported on stderr; the exit code is 1
+    when a download or file failed and nothing at all was updated.
 
     Example: botguard ranges update --from ./mirror
     """
@@ -416,8 +420,15 @@ def ranges_update(
 
     cfg = _cfg(config)
     statuses = update_ranges(cfg, from_dir=from_dir, data_dir=data_dir)
-    render.table("Ranges", ["source", "kind", "status", "networks", "origin"],
-                 [[s.name, s.kind, s.status, s.count, s.origin] for s in statuses])
+    if not quiet:
+        render.table("Ranges", ["source", "kind", "status", "networks", "origin"],
+                     [[s.name, s.kind, s.status, s.count, s.origin] for s in statuses])
+    failed = [s for s in statuses if s.status == "failed"]
+    for s in failed:
+        render.warn(f"ranges {s.name}: {s.message}")
+    if failed and not any(s.status == "updated" for s in statuses):
+        render.error("no range list was updated", "check the network (or --from DIR); the previous copies are kept")
+        raise typer.Exit(1)
 
 
 @ranges_app.command("list")
@@ -445,13 +456,13 @@ def ranges_list(
 @app.command()
 @_handled
 def export(
-    format: Annotated[str, typer.Option("--format", "-f", help="plain, cidr, nginx-deny, nginx-geo, apache, haproxy, ipset, nftables, iptables, aws-waf, cloudflare, csv, json")],
+    format: Annotated[str, typer.Option("--format", "-f", help="plain, cidr, nginx-deny, nginx-geo, apache, haproxy, ipset, nftables, iptables, ip6tables, aws-waf, cloudflare, csv, json")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (atomically).")],
     from_dir: Annotated[Path | None, typer.Option("--from", help="An analyze output directory.")] = None,
     state: Annotated[Path | None, typer.Option("--state", help="A state database (active, unexpired entries).")] = None,
     max_entries: Annotated[int | None, typer.Option("--max-entries", help="Keep at most N entries (highest priority first).")] = None,
     diff: Annotated[Path | None, typer.Option("--diff", help="Compare with a previous plain/cidr list: write only changes.")] = None,
-    changes_only: Annotated[bool, typer.Option("--changes-only", help="With --state: only what changed since the last export.")] = False,
+    changes_only: Annotated[bool, typer.Option("--changes-only", help="With --diff PREVIOUS: write only the entries added since PREVIOUS (removed ones to OUTPUT.removed).")] = False,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Time for expiry (ISO 8601; default: end of the analysed data).")] = None,
 ) -> None:
     """Export the blocklist in a WAF or firewall format.
@@ -504,12 +515,13 @@ def allow_list(state: StateArg) -> None:
 
 @block_app.command("add")
 @_handled
-def block_add(cidr: str, state: StateArg, ttl: Annotated[str | None, typer.Option("--ttl", help="e.g. 24h; default: state.ttl")] = None,
-              note: Annotated[str | None, typer.Option("--note")] = None) -> None:
+def block_add(cidr: str, state: StateArg, ttl: Annotated[str | None, typer.Option("--ttl", help="e.g. 24h; default: until removed")] = None,
+              note: Annotated[str | None, typer.Option("--note")] = None,
+              force: Annotated[bool, typer.Option("--force", help="Allow a network wider than /16 (IPv4) or /32 (IPv6).")] = False) -> None:
     """Block an address or network by hand. Example: botguard block add 198.51.100.9 --state s.db --ttl 24h"""
     from botguard.pipeline import manual_entry
 
-    manual_entry("block", "add", cidr, state, ttl=ttl, note=note)
+    manual_entry("block", "add", cidr, state, ttl=ttl, note=note, force=force)
 
 
 @block_app.command("remove")

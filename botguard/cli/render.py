@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,19 @@ out = Console()
 err = Console(stderr=True)
 
 
+# C0 controls but tab and newline, DEL and C1 controls: an escape sequence in a log line
+# (an agent, a path) would otherwise drive the reader's terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_OR_NEWLINE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def safe(value: object, *, newlines: bool = False) -> str:
+    """``value`` as text fit for the terminal: control characters shown as ``\\xNN`` and rich
+    markup escaped. Everything that quotes a log goes through here."""
+    pattern = _CONTROL if newlines else _CONTROL_OR_NEWLINE
+    return escape(pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value)))
+
+
 def set_color(force: bool) -> None:
     global out, err
     if force:
@@ -26,17 +40,17 @@ def set_color(force: bool) -> None:
 
 def error(message: str, hint: str | None = None) -> None:
     # Messages quote log lines and config values: never interpret them as markup.
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {safe(message, newlines=True)}", highlight=False, soft_wrap=True)
     if hint:
-        err.print(f"[dim]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
+        err.print(f"[dim]hint:[/] {safe(hint, newlines=True)}", highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[yellow]warning:[/] {safe(message, newlines=True)}", highlight=False, soft_wrap=True)
 
 
 def info(message: str) -> None:
-    err.print(escape(message), highlight=False, soft_wrap=True)
+    err.print(safe(message, newlines=True), highlight=False, soft_wrap=True)
 
 
 def print_json(data: Any) -> None:
@@ -62,14 +76,14 @@ def parse_summary(stats: dict[str, Any], extra: dict[str, Any]) -> None:
     t.add_column(style="bold")
     t.add_column()
     fmt = stats["format"] + (" (sniffed)" if stats.get("format_sniffed") else "")
-    t.add_row("format", fmt)
+    t.add_row("format", safe(fmt))
     t.add_row("lines", f"{stats['lines']:,}")
     t.add_row("parsed", f"{stats['parsed']:,}")
     rej = ", ".join(f"{k}: {v:,}" for k, v in stats["rejected_by_reason"].items()) or "none"
     t.add_row("rejected", f"{stats['rejected']:,} ({rej})")
     by_source = stats.get("rejected_by_source") or {}
     if len(stats.get("sources", [])) > 1 and by_source:
-        t.add_row("rejected by file", ", ".join(f"{k}: {v:,}" for k, v in list(by_source.items())[:5]))
+        t.add_row("rejected by file", safe(", ".join(f"{k}: {v:,}" for k, v in list(by_source.items())[:5])))
     if stats.get("invalid_utf8_lines"):
         t.add_row("invalid UTF-8 lines", f"{stats['invalid_utf8_lines']:,} (decoded with replacement)")
     t.add_row("time range", f"{stats['first_ts']} → {stats['last_ts']}")
@@ -77,16 +91,16 @@ def parse_summary(stats: dict[str, Any], extra: dict[str, Any]) -> None:
         t.add_row("[yellow]never logged[/]", ", ".join(stats["never_logged"]) + " (empty on every line: not in the format?)")
     for k, v in extra.items():
         if k != "top_user_agents":
-            t.add_row(k.replace("_", " "), f"{v:,}" if isinstance(v, int) else str(v))
+            t.add_row(k.replace("_", " "), f"{v:,}" if isinstance(v, int) else safe(v))
     for p in stats.get("problems", []):
-        t.add_row("[red]problem[/]", p)
+        t.add_row("[red]problem[/]", safe(p))
     out.print(t)
     if extra.get("top_user_agents"):
         ua = Table(title="Top user agents", title_justify="left")
         ua.add_column("requests", justify="right")
         ua.add_column("user agent", overflow="fold")
         for agent, n in extra["top_user_agents"]:
-            ua.add_row(f"{n:,}", agent or "(empty)")
+            ua.add_row(f"{n:,}", safe(agent) if agent else "(empty)")
         out.print(ua)
 
 
@@ -95,7 +109,7 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     for c in columns:
         t.add_column(c, overflow="fold")
     for r in rows:
-        t.add_row(*[("" if v is None else str(v)) for v in r])
+        t.add_row(*[("" if v is None else safe(v)) for v in r])
     out.print(t)
 
 
@@ -116,40 +130,40 @@ def analyze_summary(summary: dict[str, Any], top: list[dict[str, Any]]) -> None:
             o.add_column(c, overflow="fold")
         for d in top:
             o.add_row(
-                str(d["client"]), f"[{ACTION_STYLE[d['action']]}]{d['action']}[/]",
-                f"{d['score']:.2f}", f"{d['requests']:,}", "; ".join(d["reasons"][:3]),
+                safe(d["client"]), f"[{ACTION_STYLE[d['action']]}]{d['action']}[/]",
+                f"{d['score']:.2f}", f"{d['requests']:,}", safe("; ".join(d["reasons"][:3])),
             )
         out.print(o)
     bl = summary.get("blocklist", {})
     if bl:
         if bl.get("written"):
-            out.print(f"blocklist: {bl.get('entries', 0):,} entries → {bl.get('path')}")
+            out.print(f"blocklist: {bl.get('entries', 0):,} entries → {safe(bl.get('path'))}")
         else:
-            out.print(f"[bold red]blocklist not written:[/] {bl.get('refused')}")
+            out.print(f"[bold red]blocklist not written:[/] {safe(bl.get('refused'))}")
 
 
 def explain(decision: dict[str, Any], features: dict[str, Any], samples: list[str]) -> None:
     action = decision["action"]
     out.print(
-        f"[bold]{decision['client']}[/]  [{ACTION_STYLE[action]}]{action}[/]  "
+        f"[bold]{safe(decision['client'])}[/]  [{ACTION_STYLE[action]}]{action}[/]  "
         f"score {decision['score']:.2f}"
     )
     for k in ("ip", "kind", "user_agent", "verified_crawler", "campaign", "requests", "sessions",
               "first_seen", "last_seen"):
         if decision.get(k) is not None:
-            out.print(f"  {k}: {decision[k]}")
+            out.print(f"  {k}: {safe(decision[k])}")
     out.print("[bold]reasons[/] (strongest first):")
     for r in decision["reasons"] or ["(none)"]:
-        out.print(f"  • {r}")
+        out.print(f"  • {safe(r)}")
     if features:
         t = Table(title="features", title_justify="left", show_header=False)
         t.add_column(style="bold")
         t.add_column()
         for k, v in features.items():
             if v is not None:
-                t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+                t.add_row(k, f"{v:.4g}" if isinstance(v, float) else safe(v))
         out.print(t)
     if samples:
         out.print("[bold]sample lines[/]:")
         for s in samples:
-            out.print("  " + s, highlight=False, markup=False, soft_wrap=True)
+            out.print("  " + safe(s), highlight=False, soft_wrap=True)

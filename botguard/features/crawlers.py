@@ -24,7 +24,7 @@ import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import polars as pl
@@ -351,11 +351,26 @@ def _statuses(
     )
 
 
-def missing_ranges_hint(cfg: Config, ranges: RangeSet) -> str | None:
-    """A one-line hint for the CLI when no crawler's published ranges are loaded, else None."""
+#: Crawler lists fetched longer ago than this get a warning: operators add networks.
+OLD_FETCH = timedelta(days=30)
+
+
+def missing_ranges_hint(cfg: Config, ranges: RangeSet, now: datetime | None = None) -> str | None:
+    """A one-line hint for the CLI when no crawler's published ranges are loaded, or when the
+    newest of them is stale (a real crawler on a new network would fail its check), else None."""
     wanted = [name for spec in cfg.crawlers.verify for name in spec.ranges]
-    if not wanted or any(ranges.loaded(name) for name in wanted):
+    if not wanted:
         return None
+    loaded = [name for name in wanted if ranges.loaded(name)]
+    if loaded:
+        fetched = [ranges.fetched_at[n] for n in loaded if n in ranges.fetched_at]
+        age = (now or datetime.now(UTC)) - max(fetched) if fetched else timedelta(0)
+        if age <= OLD_FETCH:
+            return None
+        return (
+            f"crawler ranges were fetched {age.days} days ago: operators add networks, and a real "
+            "crawler from a new one would fail its check; run `botguard ranges update` weekly"
+        )
     then = (
         "until then they are checked by reverse DNS"
         if cfg.crawlers.rdns.enabled
