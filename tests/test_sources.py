@@ -323,3 +323,13 @@ def test_a_directory_leaves_its_error_logs_out_unless_named(tmp_path: Path) -> N
     _touch(tmp_path, *ROTATED, "error.log", "error.log.1", "shop-error.log", "ssl_error_log")
     assert _names(expand_inputs([str(tmp_path)])) == ROTATED_ORDER
     assert _names(expand_inputs([str(tmp_path / "error.log")])) == ["error.log"]
+
+
+def test_a_directory_leaves_non_logs_out_and_no_file_is_read_twice(tmp_path: Path) -> None:
+    _touch(tmp_path, *ROTATED, "hits.parquet", "state.db", "report.html")
+    assert _names(expand_inputs([str(tmp_path)])) == ROTATED_ORDER
+    # Named twice, by a glob that matches it again, or through a symlink: read once.
+    (tmp_path / "current.log").symlink_to(tmp_path / "access.log")
+    twice = [str(tmp_path / "access.log"), str(tmp_path / "access.log*"), str(tmp_path / "current.log")]
+    assert _names(expand_inputs(twice)).count("access.log") == 1
+    assert "current.log" not in _names(expand_inputs(twice))

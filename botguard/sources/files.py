@@ -74,6 +74,8 @@ def _rotation_key(path: str) -> tuple[str, str, int, str]:
 
 
 _ERROR_LOG = re.compile(r"(?:^|[._-])error(?:s)?(?:[._-]|$)", re.IGNORECASE)
+#: Files in a log directory that are never logs (botguard's own outputs among them).
+_NOT_A_LOG = re.compile(r"\.(?:parquet|db|sqlite3?|html?|pdf|png|jpe?g|pid|lock)$", re.IGNORECASE)
 
 
 def expand_inputs(inputs: list[str]) -> list[str]:
@@ -96,6 +98,7 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             files = [
                 str(f) for f in sorted(path.iterdir())
                 if f.is_file() and not f.name.startswith(".") and not _ERROR_LOG.search(f.name)
+                and not _NOT_A_LOG.search(f.name)
             ]
             if not files:
                 raise InputError(f"{item}: directory contains no log files")
@@ -106,6 +109,16 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             raise InputError(f"{item}: not a regular file")
         else:
             raise InputError(f"{item}: no such file", hint="check the path, or use '-' for stdin")
+    # The same file named twice (access.log and a glob that matches it too, or a symlink) is
+    # read once: its lines would otherwise count twice.
+    seen: set[str] = set()
+    unique: list[str] = []
+    for p in out:
+        real = p if p == STDIN else os.path.realpath(p)
+        if real not in seen:
+            seen.add(real)
+            unique.append(p)
+    out = unique
     # Rotated siblings given separately (access.log access.log.1) are still read oldest first.
     files = [p for p in out if p != STDIN]
     if len(files) > 1 and len(set(files)) == len(files):
