@@ -43,6 +43,9 @@ def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | sketches.
         # addresses is not a swarm hiding among shoppers.
         & ~pl.col("known_crawler").fill_null(False)
         & (pl.col("crawler_ua_share").fill_null(0.0) < 0.5)
+        # An app's users share its agent and never fetch assets or send referers: the
+        # evidence a campaign is made of says nothing about them.
+        & (pl.col("app_ua_share").fill_null(0.0) < 0.5)
     ).select("client", "user_agent", "distinct_products")
     n_members = pl.col("client").list.len()
     groups = cand.group_by("user_agent").agg(pl.col("client"), pl.col("distinct_products").sum().alias("_sum"))

@@ -63,6 +63,9 @@ AGENTS = {
     "curl": "curl/8.4.0",
     "go": "Go-http-client/1.1",
     "okhttp": "okhttp/4.9.3",
+    "cfnetwork": "ShopApp/5210 CFNetwork/1410.0.3 Darwin/22.6.0",
+    "dalvik": "Dalvik/2.1.0 (Linux; U; Android 13; SM-G991B Build/TP1A.220624.014)",
+    "flutter": "Dart/3.2 (dart:io)",
     "axios": "axios/1.6.2",
     "scrapy": "Scrapy/2.11.0 (+https://scrapy.org)",
     "headless": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -109,7 +112,6 @@ CRAWLERS = {
     "requests": ("python-requests", ["library"]),
     "curl": ("curl", ["library"]),
     "go": ("Go-http-client", ["library"]),
-    "okhttp": ("okhttp", ["library"]),
     "axios": ("axios", ["library"]),
     "scrapy": ("Scrapy", ["library"]),
     "headless": ("HeadlessChrome", ["automation"]),
@@ -125,7 +127,10 @@ FLAGS = {
     "is_search_engine": {"googlebot", "googlebot_mobile", "bingbot", "perplexitybot"},
     "is_seo_crawler": {"ahrefsbot", "semrushbot"},
     "is_monitor": {"uptimerobot"},
-    "is_library": {"requests", "curl", "go", "okhttp", "axios", "scrapy"},
+    "is_library": {"requests", "curl", "go", "axios", "scrapy"},
+    # A mobile app's HTTP stack: its users are people, not a library nor a crawler (the
+    # crawler list files okhttp under "library").
+    "is_app": {"okhttp", "cfnetwork", "dalvik", "flutter"},
     "is_scanner": {"zgrab", "nikto", "sqlmap"},
     "is_headless": {"headless", "phantomjs"},
     "is_malformed": {"garbage"},
@@ -359,7 +364,8 @@ def test_every_crawler_list_instance_is_known(cfg: Any) -> None:
 
     instances = sorted({i for e in CRAWLER_USER_AGENTS_DATA for i in e["instances"]})
     frame = agent_features(pl.Series(instances), cfg)
-    assert frame.filter(~pl.col("known_crawler"))["user_agent"].to_list() == []
+    # Known, except mobile apps' HTTP stacks (okhttp), which botguard reads as people's apps.
+    assert frame.filter(~pl.col("known_crawler") & ~pl.col("is_app"))["user_agent"].to_list() == []
     vocabulary = set(agent.TAG_VOCABULARY)
     assert set(frame["crawler_tags"].explode().drop_nulls()) <= vocabulary
 

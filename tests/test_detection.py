@@ -203,6 +203,50 @@ def test_ipv6_scraper_rotating_inside_its_64_is_one_client(sim_run: dict[str, ob
     assert "2a01:4f8:c0c:1234" not in (tmp_path / "o2" / "blocklist.txt").read_text()
 
 
+def test_mobile_app_users_are_people_and_an_app_agent_scraper_is_not(sim_run: dict[str, object], tmp_path: Path) -> None:
+    """A shop's app talks JSON to /api/… with okhttp or CFNetwork: no assets, no referers, API
+    calls without product pages. Its users are judged on behaviour, not on those browser
+    checks or the agent; a scraper borrowing okhttp still is, by its pace and walk."""
+    import random
+    from datetime import datetime, timedelta
+
+    sim = sim_run["sim"]
+    log = Path(str(sim.log_path))  # type: ignore[attr-defined]
+    with log.open() as f:
+        t0 = datetime.strptime(f.readline().split("[", 1)[1].split("]", 1)[0], "%d/%b/%Y:%H:%M:%S %z")
+    rng = random.Random(11)
+    agents = ("okhttp/4.12.0", "ShopApp/5210 CFNetwork/1410.0.3 Darwin/22.6.0", "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/UQ1A.240105.004)")
+    lines = []
+
+    def line(ip: str, ts: datetime, method: str, path: str, agent: str) -> str:
+        return f'{ip} - - [{ts:%d/%b/%Y:%H:%M:%S %z}] "{method} {path} HTTP/1.1" 200 900 "-" "{agent}"'
+
+    people = [f"81.{10 + i // 250}.{i % 250}.{9 + i % 7}" for i in range(30)]
+    for i, ip in enumerate(people):
+        ts = t0 + timedelta(minutes=rng.randint(0, 300))
+        for _ in range(rng.randint(25, 60)):
+            ts += timedelta(seconds=rng.uniform(4, 40))
+            pid = rng.randint(1, 400)
+            path, method = rng.choice([
+                (f"/api/v1/products/{pid}", "GET"), (f"/api/v1/products/{pid}/availability", "GET"),
+                (f"/api/v1/products/{pid}/price", "GET"), ("/api/v1/search?q=shoes", "GET"), ("/api/v1/cart", "POST"),
+            ])
+            lines.append(line(ip, ts, method, path, agents[i % 3]))
+    for k in range(900):  # a catalogue sweep on okhttp, two products a second, ids in order
+        lines.append(line("81.99.7.7", t0 + timedelta(seconds=k // 2), "GET", f"/api/v1/products/{1000 + k}", "okhttp/4.12.0"))
+    mixed = tmp_path / "access.log"
+    mixed.write_text(log.read_text() + "\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    code, text = _analyze(["analyze", str(mixed), "--out", str(out), "--quiet"], Path(str(sim_run["data"])))
+    assert code == 0, text
+    d = pl.read_ndjson(out / "decisions.jsonl", infer_schema_length=None)
+    users = d.filter(pl.col("client").is_in(people))
+    assert len(users) == 30
+    assert users.filter(pl.col("action").is_in(["block", "challenge"])).is_empty(), users.select("client", "action", "reasons").rows()
+    sweep = d.filter(pl.col("client") == "81.99.7.7").row(0, named=True)
+    assert sweep["action"] == "block", sweep["reasons"]
+
+
 def test_blast_radius_refuses_and_exits_1(sim_run: dict[str, object], tmp_path: Path) -> None:
     sim = sim_run["sim"]
     cfg = tmp_path / "tight.yaml"

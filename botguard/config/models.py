@@ -122,6 +122,7 @@ class AgentConfig(Strict):
     headless_patterns: list[Regex]
     extra_crawler_patterns: list[Regex]
     service_patterns: list[Regex] = Field(default_factory=list)
+    app_patterns: list[Regex] = Field(default_factory=list)
 
 
 class NetworkConfig(Strict):

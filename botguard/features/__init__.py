@@ -33,6 +33,7 @@ AGENT_EXAMPLES = {
 #: Agent columns summarised per client as a share of the client's requests.
 AGENT_SHARES = {
     "is_library": "library_ua_share",
+    "is_app": "app_ua_share",
     "is_scanner": "scanner_ua_share",
     "is_headless": "headless_ua_share",
     "is_browser_like": "browser_ua_share",

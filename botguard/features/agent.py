@@ -241,6 +241,7 @@ def agent_features(agents: pl.Series, cfg: Config) -> pl.DataFrame:
         _any_match(texts, cfg.agent.tool_patterns).alias("_tool"),
         _any_match(texts, cfg.agent.headless_patterns).alias("_headless"),
         _any_match(texts, cfg.agent.service_patterns).alias("_service"),
+        _any_match(texts, cfg.agent.app_patterns).alias("_app"),
     )
     return frame.pipe(_flags).select(
         pl.col(name).cast(dtype) for name, dtype in AGENT_FEATURES_SCHEMA.items()
@@ -249,7 +250,18 @@ def agent_features(agents: pl.Series, cfg: Config) -> pl.DataFrame:
 
 def _flags(frame: pl.DataFrame) -> pl.DataFrame:
     """Derive the boolean flags, malformed heuristics and version lag from the raw evidence."""
-    ua, tags = pl.col("user_agent"), pl.col("crawler_tags")
+    ua = pl.col("user_agent")
+    # A mobile app's HTTP stack is neither a crawler nor a library, even where the crawler list
+    # files it under "library" (okhttp): its users are people.
+    app = pl.col("_app") & ~pl.col("_tool") & ~pl.col("_headless")
+    frame = frame.with_columns(
+        is_app=app,
+        known_crawler=pl.col("known_crawler") & ~app,
+        crawler_name=pl.when(app).then(None).otherwise(pl.col("crawler_name")),
+        crawler_tags=pl.when(app).then(pl.lit([], pl.List(pl.String))).otherwise(pl.col("crawler_tags")),
+        _library=pl.col("_library") & ~app,
+    )
+    tags = pl.col("crawler_tags")
     empty = ua.is_null()
     lag_family = pl.col("ua_family").replace_strict(BROWSER_FAMILIES, default=None)
     known = (
@@ -258,6 +270,7 @@ def _flags(frame: pl.DataFrame) -> pl.DataFrame:
         | pl.col("is_scanner")
         | pl.col("is_headless")
         | pl.col("is_service")
+        | pl.col("is_app")
     )
     frame = frame.with_columns(
         ua_device=pl.when(empty)

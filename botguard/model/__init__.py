@@ -24,4 +24,13 @@ def predict(clients: pl.DataFrame, cfg: Config, warnings: list[str]) -> pl.DataF
     if eligible.is_empty():
         return None
     model = load_model(path)
+    from botguard.model.training import MIN_APP_CLIENTS
+
+    training = model.meta.get("training", {}) if isinstance(model.meta, dict) else {}
+    if int(training.get("app_clients", 0)) < MIN_APP_CLIENTS and "app_ua_share" in eligible.columns:
+        # A mobile app's users are nothing like the traffic the model learnt from (the packaged
+        # model knows browsers and bots): it would call them bots. Rules judge them alone.
+        eligible = eligible.filter(pl.col("app_ua_share").fill_null(0.0) < 0.5)
+        if eligible.is_empty():
+            return None
     return model.score(eligible)

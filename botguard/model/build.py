@@ -33,7 +33,7 @@ def build(out: Path) -> dict[str, object]:
     from botguard.config import load_config
     from botguard.model.artifact import FEATURES, save_model, versions
     from botguard.model.evaluation import evaluate_frame
-    from botguard.model.training import fit, read_labels
+    from botguard.model.training import app_clients, fit, read_labels
     from botguard.pipeline import compute_features, score_clients
     from botguard.ranges import load_ranges, update_ranges
     from botguard.simulate import simulate
@@ -65,7 +65,8 @@ def build(out: Path) -> dict[str, object]:
             "versions": versions(),
             "training": {"source": "botguard simulate", "seeds": list(TRAIN_SEEDS), "hours": HOURS,
                          "clients_per_seed": CLIENTS, "clients": len(data),
-                         "bad_bot": int((data["label"] == "bad_bot").sum())},
+                         "bad_bot": int((data["label"] == "bad_bot").sum()),
+                         "app_clients": app_clients(data)},
         }
         save_model(model, out)
         # Held-out evaluation of the whole pipeline with the new model.

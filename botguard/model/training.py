@@ -62,6 +62,18 @@ def read_labels(path: Path) -> pl.DataFrame:
     return pl.DataFrame(out, schema={"client": pl.String, "label": pl.String, "kind": pl.String}, orient="row").unique("client", keep="last")
 
 
+#: A model that saw fewer people using a mobile app than this does not score app clients
+#: (see predict): it has only learnt what scrapers with app agents look like.
+MIN_APP_CLIENTS = 20
+
+
+def app_clients(data: pl.DataFrame) -> int:
+    """Labelled clients other than bad bots that are mostly a mobile app's HTTP stack."""
+    if "app_ua_share" not in data.columns:
+        return 0
+    return int(((data["app_ua_share"].fill_null(0.0) >= 0.5) & (data["label"] != "bad_bot")).sum())
+
+
 def fit(clients: pl.DataFrame, labels: pl.DataFrame, *, seed: int = 0) -> Any:
     from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
 
@@ -104,7 +116,7 @@ def train_from_logs(logs: list[str], labels_path: Path, cfg: Config, *, out: Pat
         "features": FEATURES,
         "versions": versions(),
         "training": {"logs": [str(x) for x in logs], "labels": str(labels_path), "clients": len(data),
-                     "bad_bot": int(y.sum()), "seed": seed},
+                     "bad_bot": int(y.sum()), "seed": seed, "app_clients": app_clients(data)},
         "metrics": {"train": metrics},
     }
     save_model(model, out)
