@@ -162,9 +162,19 @@ def decide(
             "capped at challenge: shared address ({} agents, {} sessions, browser-like)", pl.col("distinct_agents").cast(pl.Int64), pl.col("sessions"))),
         (blocked & thin, "challenge", pl.format("capped at challenge: only {} requests", pl.col("requests"))),
     ]
-    action = pl.when(allow_reason.is_not_null()).then(pl.lit("allow")).when(verified.fill_null(False)).then(pl.lit("allow"))
+    ai = _declared_ai_crawler(df, cfg)
+    ai_reason = pl.format(
+        "declared AI crawler ({}) that reads robots.txt: policy.ai_crawlers is {} (robots.txt keeps it out)",
+        pl.col("crawler_name"), pl.lit(pol.ai_crawlers),
+    )
+    action = (
+        pl.when(allow_reason.is_not_null()).then(pl.lit("allow"))
+        .when(ai).then(pl.lit(pol.ai_crawlers))
+        .when(verified.fill_null(False)).then(pl.lit("allow"))
+    )
     reasons = (
         pl.when(allow_reason.is_not_null()).then(pl.concat_list(allow_reason, pl.col("reasons")))
+        .when(ai).then(pl.concat_list(ai_reason, pl.col("reasons")))
         .when(verified.fill_null(False)).then(pl.concat_list(pl.format("verified crawler {} (published ranges)", pl.col("verified_crawler")), pl.col("reasons")))
     )
     for cond, capped, why in caps:
@@ -173,7 +183,8 @@ def decide(
     df = df.with_columns(
         action.otherwise(pl.col("action")).alias("action"),
         reasons.otherwise(pl.col("reasons")).alias("reasons"),
-        pl.when(verified.fill_null(False)).then(pl.lit("verified_crawler"))
+        pl.when(ai).then(pl.lit("ai_crawler"))
+        .when(verified.fill_null(False)).then(pl.lit("verified_crawler"))
         .when(pl.col("kind").is_null()).then(pl.lit("human"))
         .otherwise(pl.col("kind")).alias("kind"),
     )
@@ -198,6 +209,22 @@ def decide(
             for r in per_campaign.iter_rows(named=True)
         ]
     return PolicyResult(decisions, entries, campaigns, refused, notes)
+
+
+def _declared_ai_crawler(df: pl.DataFrame, cfg: Config) -> pl.Expr:
+    """Clients ``policy.ai_crawlers`` decides: a declared AI crawler agent that behaves as one
+    (reads robots.txt, or its address is in the operator's ranges), never probes, and does not
+    fail a range check. A scraper that borrows the name without reading robots.txt is scored."""
+    if cfg.policy.ai_crawlers == "score" or "is_ai_crawler" not in df.columns:
+        return pl.lit(False)
+    status = pl.col("crawler_status").fill_null("")
+    return (
+        pl.col("is_ai_crawler").fill_null(False)
+        & (pl.col("crawler_ua_share").fill_null(0.0) >= 0.5)
+        & (status != "fake")
+        & ((pl.col("robots_hits") > 0) | (status == "verified"))
+        & (pl.col("probe_hits") == 0) & (pl.col("attack_hits") == 0)
+    ).fill_null(False)
 
 
 def _private_mask(df: pl.DataFrame, cfg: Config) -> pl.Series:

@@ -432,6 +432,29 @@ def test_private_addresses_are_not_blocked_among_public_traffic(tmp_path: Path) 
     assert _decide(internal, "policy:\n  private_addresses: never\n", tmp_path)["10.2.0.1"]["action"] == "monitor"
 
 
+def test_declared_ai_crawlers_get_the_configured_action(tmp_path: Path) -> None:
+    """Whether a shop feeds AI assistants is its choice (policy.ai_crawlers, default monitor),
+    for crawlers that read robots.txt; a borrowed name without it, or a failed range check, is
+    scored as any client."""
+    ai = {"is_ai_crawler": True, "crawler_ua_share": 1.0, "crawler_name": "ClaudeBot", "browser_ua_share": 0.0}
+    rows = [
+        {"client": "198.51.100.1", "ip": "198.51.100.1", "robots_hits": 1, **ai},
+        {"client": "198.51.100.2", "ip": "198.51.100.2", "robots_hits": 0, **ai},
+        {"client": "198.51.100.3", "ip": "198.51.100.3", "robots_hits": 1, "crawler_status": "fake", **ai},
+        {"client": "198.51.100.4", "ip": "198.51.100.4", "robots_hits": 0, "crawler_status": "verified", "verified_crawler": "GPTBot", **ai},
+    ]
+    got = _decide(rows)
+    for ip in ("198.51.100.1", "198.51.100.4"):
+        assert got[ip]["action"] == "monitor" and got[ip]["kind"] == "ai_crawler"
+        assert "policy.ai_crawlers is monitor" in got[ip]["reasons"][0]
+    assert got["198.51.100.2"]["action"] == "block" and got["198.51.100.3"]["action"] == "block"
+    assert "198.51.100.1" not in got["_entries"]["ips"]
+    blocking = _decide(rows, "policy:\n  ai_crawlers: block\n", tmp_path)
+    assert blocking["198.51.100.4"]["action"] == "block" and "198.51.100.4" in blocking["_entries"]["ips"]
+    scored = _decide(rows, "policy:\n  ai_crawlers: score\n", tmp_path)
+    assert scored["198.51.100.1"]["action"] == "block" and scored["198.51.100.4"]["action"] == "allow"
+
+
 def test_crawler_claims_that_cannot_be_trusted_either_way_are_challenged() -> None:
     got = _decide([
         {"client": "198.51.100.1", "ip": "198.51.100.1", "claimed_crawler": "Googlebot", "crawler_status": "unverified"},

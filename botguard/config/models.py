@@ -123,6 +123,7 @@ class AgentConfig(Strict):
     extra_crawler_patterns: list[Regex]
     service_patterns: list[Regex] = Field(default_factory=list)
     app_patterns: list[Regex] = Field(default_factory=list)
+    ai_crawler_patterns: list[Regex] = Field(default_factory=list)
 
 
 class NetworkConfig(Strict):
@@ -237,6 +238,7 @@ class PolicyConfig(Strict):
     max_block_share_human_requests: float = Field(ge=0, le=1)
     min_requests_to_block: int = Field(ge=1)
     private_addresses: Literal["auto", "block", "never"] = "auto"
+    ai_crawlers: Literal["score", "allow", "monitor", "challenge", "block"] = "monitor"
 
 
 class StateConfig(Strict):

@@ -242,6 +242,7 @@ def agent_features(agents: pl.Series, cfg: Config) -> pl.DataFrame:
         _any_match(texts, cfg.agent.headless_patterns).alias("_headless"),
         _any_match(texts, cfg.agent.service_patterns).alias("_service"),
         _any_match(texts, cfg.agent.app_patterns).alias("_app"),
+        _any_match(texts, cfg.agent.ai_crawler_patterns).alias("_ai"),
     )
     return frame.pipe(_flags).select(
         pl.col(name).cast(dtype) for name, dtype in AGENT_FEATURES_SCHEMA.items()
@@ -278,7 +279,7 @@ def _flags(frame: pl.DataFrame) -> pl.DataFrame:
         .when(pl.col("ua_is_bot_parser") | pl.col("known_crawler"))
         .then(pl.lit("bot"))
         .otherwise(pl.col("_device")),
-        is_ai_crawler=tags.list.contains("ai-crawler"),
+        is_ai_crawler=tags.list.contains("ai-crawler") | pl.col("_ai"),
         is_search_engine=tags.list.contains("search-engine"),
         is_seo_crawler=tags.list.contains("seo"),
         is_monitor=tags.list.contains("monitoring"),
