@@ -247,6 +247,39 @@ def test_mobile_app_users_are_people_and_an_app_agent_scraper_is_not(sim_run: di
     assert sweep["action"] == "block", sweep["reasons"]
 
 
+def test_sign_in_posts_without_form_pages_are_credential_stuffing(sim_run: dict[str, object], tmp_path: Path) -> None:
+    """A stuffer posts the sign-in form again and again without loading it; a person who
+    mistypes loads the form before each try (and its assets)."""
+    from datetime import datetime, timedelta
+
+    sim = sim_run["sim"]
+    log = Path(str(sim.log_path))  # type: ignore[attr-defined]
+    with log.open() as f:
+        t0 = datetime.strptime(f.readline().split("[", 1)[1].split("]", 1)[0], "%d/%b/%Y:%H:%M:%S %z")
+    ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.0.0 Safari/537.36"
+
+    def line(ip: str, s: int, method: str, path: str, status: int = 200) -> str:
+        ts = t0 + timedelta(seconds=s)
+        return f'{ip} - - [{ts:%d/%b/%Y:%H:%M:%S %z}] "{method} {path} HTTP/1.1" {status} 300 "https://shop.example/account/login" "{ua}"'
+
+    lines = [line(f"81.20.{i}.9", 13 * k, "POST", "/on/demandware.store/Sites-X-Site/en_US/Account-Login", 401)
+             for i in range(5) for k in range(8)]
+    for k in range(5):  # a person: the form, its assets, a failed try, again
+        lines += [line("81.30.0.9", 60 * k, "GET", "/account/login"), line("81.30.0.9", 60 * k + 1, "GET", "/static/app.css"),
+                  line("81.30.0.9", 60 * k + 2, "GET", "/static/app.js"), line("81.30.0.9", 60 * k + 30, "POST", "/account/login", 401)]
+    mixed = tmp_path / "access.log"
+    mixed.write_text(log.read_text() + "\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    code, text = _analyze(["analyze", str(mixed), "--out", str(out), "--quiet"], Path(str(sim_run["data"])))
+    assert code == 0, text
+    d = {r["client"]: r for r in pl.read_ndjson(out / "decisions.jsonl", infer_schema_length=None).iter_rows(named=True)}
+    for i in range(5):
+        r = d[f"81.20.{i}.9"]
+        assert r["action"] == "block" and r["kind"] == "credential_stuffing", r["reasons"]
+        assert "8 sign-in attempts with 0 page views" in r["reasons"][0]
+    assert d["81.30.0.9"]["action"] in ("allow", "monitor"), d["81.30.0.9"]["reasons"]
+
+
 def test_blast_radius_refuses_and_exits_1(sim_run: dict[str, object], tmp_path: Path) -> None:
     sim = sim_run["sim"]
     cfg = tmp_path / "tight.yaml"

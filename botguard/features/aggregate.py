@@ -25,6 +25,7 @@ FLAG_SUMS: dict[str, str] = {
     "is_cart": "cart_hits",
     "is_checkout": "checkout_hits",
     "is_login": "login_hits",
+    "is_login_post": "login_posts",
     "is_robots": "robots_hits",
     "is_sitemap": "sitemap_hits",
     "is_probe": "probe_hits",

@@ -177,6 +177,7 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
             (_bit("_path_mask", _PATH_BITS, "_attack_path") | _bit("_query_mask", _QUERY_BITS, "_attack_query")).alias("is_attack"),
             (pl.col("method") == "HEAD").fill_null(False).alias("is_head"),
             (pl.col("method") == "POST").fill_null(False).alias("is_post"),
+            ((pl.col("method") == "POST") & _bit("_path_mask", _PATH_BITS, "is_login")).fill_null(False).alias("is_login_post"),
             # Not HTTP, an HTTP version that does not exist, or a proxy CONNECT: tools, not shoppers.
             # A missing method with a proper target is a format that does not log the method
             # (only $request_uri, a JSON map without it), not a malformed request.
