@@ -629,3 +629,27 @@ def test_exports_cut_by_their_target_limit_say_so(tmp_path: Path) -> None:
     assert any("cloudflare export" in w and "left out" in w for w in summary["warnings"])
     assert "left out" in text
     assert len([x for x in (out / "blocklist.txt").read_text().split("\n") if x and not x.startswith("#")]) == 10_001
+
+
+def test_a_browser_that_reads_the_catalogue_is_not_excused_by_its_assets() -> None:
+    """Hundreds of different products, or hundreds of pages at a machine's pace, from one
+    browser identity are evidence whatever assets it loads; many people behind one NAT
+    address (many agents) read as many products between them and are not."""
+    from botguard.rules import evaluate
+    from botguard.scoring import score
+
+    cfg = load_config()
+    browser = {"assets_per_page": 1.5, "asset_share": 0.6, "no_referer_page_share": 0.1, "browser_ua_share": 1.0}
+    rows = [
+        {"client": "scraper", "distinct_products": 1069.0, "catalogue_coverage": 0.2, "pages": 3725, "pages_per_min": 38.0, "distinct_agents": 1.0, **browser},
+        {"client": "nat", "distinct_products": 541.0, "catalogue_coverage": 0.1, "pages": 1200, "pages_per_min": 25.0, "distinct_agents": 40.0, **browser},
+        {"client": "shopper", "distinct_products": 122.0, "catalogue_coverage": 0.02, "pages": 450, "pages_per_min": 5.7, "distinct_agents": 1.0, **browser},
+    ]
+    clients = _policy_clients(rows)
+    ev = evaluate(clients, cfg)
+    fired = {c: set(ev.filter(pl.col("client") == c)["rule"].to_list()) for c in ("scraper", "nat", "shopper")}
+    assert {"catalogue_harvest", "sustained_browsing"} <= fired["scraper"] and "browser_with_assets" not in fired["scraper"]
+    assert not fired["nat"] & {"catalogue_harvest", "sustained_browsing"}
+    assert "browser_with_assets" in fired["shopper"] and not fired["shopper"] & {"catalogue_harvest", "sustained_browsing"}
+    scores = dict(score(clients, ev).select("client", "score").iter_rows())
+    assert scores["scraper"] >= cfg.policy.thresholds.block > scores["shopper"]
