@@ -139,7 +139,12 @@ def decide(
         )
         & (pl.col("browser_ua_share") >= 0.5)
     ).fill_null(False)
-    thin = (pl.col("requests") < pol.min_requests_to_block) & pl.col("campaign").is_null() & (pl.col("score") < 0.95)
+    # Few requests are little evidence, unless they are probes: three asks for /.env and
+    # /.git/config are a scanner whatever else it did.
+    thin = (
+        (pl.col("requests") < pol.min_requests_to_block) & pl.col("campaign").is_null() & (pl.col("score") < 0.95)
+        & (pl.col("probe_hits") + pl.col("attack_hits") < 3)
+    )
     # A crawler claim nobody could check (its ranges are not loaded) may be the real crawler.
     checkable = [spec.name for spec in cfg.crawlers.verify]
     unchecked = (pl.col("crawler_status") == "unverified") & pl.col("claimed_crawler").is_in(checkable)
@@ -154,8 +159,8 @@ def decide(
     caps: list[tuple[pl.Expr, str, pl.Expr]] = [
         (flagged & pl.lit(private), "monitor", pl.lit("not blocked: private or reserved address (load balancer, health check, internal service?)")),
         (flagged & service, "monitor", pl.format(
-            "not blocked: declared monitoring/health-check/webhook agent on {} paths (allowlist it: policy.allowlist.agents)",
-            pl.col("distinct_paths").cast(pl.Int64))),
+            "not blocked: declared monitoring/health-check/webhook agent, {} requests on {} page paths (allowlist it: policy.allowlist.agents)",
+            pl.col("requests"), pl.col("distinct_paths").cast(pl.Int64))),
         (blocked & unchecked.fill_null(False), "challenge", pl.format(
             "capped at challenge: claims to be {} and no ranges of it are loaded (`botguard ranges list`)", pl.col("claimed_crawler"))),
         (blocked & shared, "challenge", pl.format(

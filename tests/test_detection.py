@@ -582,6 +582,22 @@ def test_campaigns_are_not_made_of_a_popular_browsers_shoppers() -> None:
     assert campaigns(rows, "WhatsApp/2.23.20.0") == set()
 
 
+def test_a_few_probes_are_enough_to_block_a_scanner() -> None:
+    """Under min_requests_to_block a client is capped at challenge, unless its requests are
+    probes: three asks for secrets are a scanner."""
+    from botguard.policy import decide
+
+    clients = _policy_clients([
+        {"client": "198.51.100.1", "ip": "198.51.100.1", "requests": 4, "probe_hits": 3},
+        {"client": "198.51.100.2", "ip": "198.51.100.2", "requests": 4, "probe_hits": 1},
+    ])
+    scored = clients.select("client", pl.lit(0.85).alias("score"), pl.lit(["probes"]).alias("reasons"), pl.lit("probe").alias("kind"))
+    got = {r["client"]: r for r in decide(clients, scored, load_config(), force=True).decisions.iter_rows(named=True)}
+    assert got["198.51.100.1"]["action"] == "block"
+    assert got["198.51.100.2"]["action"] == "challenge"
+    assert any("only 4 requests" in r for r in got["198.51.100.2"]["reasons"])
+
+
 def test_declared_monitors_and_webhooks_on_a_few_paths_are_not_blocked() -> None:
     monitor = {"service_ua_share": 1.0, "distinct_paths": 1.0}
     got = _decide([
@@ -591,7 +607,7 @@ def test_declared_monitors_and_webhooks_on_a_few_paths_are_not_blocked() -> None
         {"client": "198.51.100.3", "ip": "198.51.100.3", **monitor, "probe_hits": 2},
     ])
     assert got["198.51.100.1"]["action"] == "monitor"
-    assert any("declared monitoring/health-check/webhook agent on 1 paths" in r for r in got["198.51.100.1"]["reasons"])
+    assert any("declared monitoring/health-check/webhook agent, 200 requests on 1 page paths" in r for r in got["198.51.100.1"]["reasons"])
     assert got["198.51.100.2"]["action"] == "block" and got["198.51.100.3"]["action"] == "block"
 
 
