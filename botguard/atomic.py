@@ -29,14 +29,19 @@ def _fsync_dir(directory: Path) -> None:
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically and durably.
 
-    An existing file keeps its permission bits (operators often tighten them); a new file gets
+    An existing file keeps its permission bits (operators often tighten them) and, when we may
+    set it (root), its owner: a root cron job must not hand nginx's list to root. A new file gets
     :data:`DEFAULT_MODE`. If anything fails, the temp file is removed and the target is left as
-    it was. A symlink at ``path`` is replaced by a regular file, not followed.
+    it was, and the error names ``path``. A symlink at ``path`` is replaced by a regular file,
+    not followed.
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
+    owner: tuple[int, int] | None = None
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
+        st = path.stat()
+        mode = stat.S_IMODE(st.st_mode)
+        owner = (st.st_uid, st.st_gid)
     except FileNotFoundError:
         mode = DEFAULT_MODE
     try:
@@ -50,9 +55,14 @@ def atomic_write(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
+        if owner is not None and owner != (os.geteuid(), os.getegid()):
+            with contextlib.suppress(PermissionError):
+                os.chown(tmp, *owner)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None  # disk full: which file
         raise
     _fsync_dir(directory)

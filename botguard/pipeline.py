@@ -198,6 +198,8 @@ def analyze(
             f"({stats.format}) does not log {'it' if one else 'them'}, or a log_format variable or JSON key "
             "is misspelt; the checks that read them see nothing"
         )
+    # A truncated .gz or an unreadable file: what was read before it counts, but say so.
+    warnings.extend(f"{p.source}: {p.message}" for p in stats.problems)
     if clients.is_empty():
         from botguard.schema import BLOCK_ENTRIES_SCHEMA, DECISIONS_SCHEMA
 

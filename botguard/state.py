@@ -235,6 +235,14 @@ class StateStore:
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.create_function("bg_ttl_us", 1, self._ttl_us, deterministic=True)
             self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            from botguard.errors import InputError
+
+            raise InputError(
+                f"{self.path}: not a usable botguard state database ({exc})",
+                hint="a damaged or foreign file: move it aside and a new state starts (blocks in it are lost)",
+            ) from None
         except BaseException:
             self.close()
             raise

@@ -297,3 +297,13 @@ def test_dump_config_loads_back(tmp_path: Path) -> None:
     again = load_config(_write(tmp_path, text, "dumped.yaml"))
     assert again == cfg
     assert config_hash(again) == config_hash(cfg)
+
+
+def test_every_shipped_config_loads() -> None:
+    """The example configs in configs/ are what the README tells users to pass."""
+    root = Path(__file__).resolve().parent.parent / "configs"
+    files = sorted(root.glob("*.yaml"))
+    assert {f.name for f in files} >= {"default.yaml", "demo.yaml", "iliou.yaml"}
+    for f in files:
+        load_config(f)
+    assert load_config(root / "iliou.yaml").session.key == "field:session_id"

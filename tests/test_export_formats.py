@@ -566,6 +566,30 @@ def test_atomic_write_failure_leaves_target(
     assert sorted(os.listdir(tmp_path)) == ["list.txt"]
 
 
+def test_atomic_write_names_the_file_when_the_disk_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        atomic_write(tmp_path / "cf.json", b"new\n")
+    assert info.value.filename == str(tmp_path / "cf.json") and info.value.errno == errno.ENOSPC
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_atomic_write_keeps_the_owner(tmp_path: Path) -> None:
+    """A root cron job replacing nginx's list must not hand it to root."""
+    target = tmp_path / "deny.conf"
+    target.write_text("old\n")
+    os.chown(target, 65534, 65534)
+    atomic_write(target, b"new\n")
+    assert (target.stat().st_uid, target.stat().st_gid) == (65534, 65534)
+
+
 def test_new_file_mode(tmp_path: Path) -> None:
     atomic_write(tmp_path / "x", b"1")
     assert stat.S_IMODE((tmp_path / "x").stat().st_mode) == 0o644

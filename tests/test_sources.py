@@ -162,6 +162,18 @@ def test_truncated_gzip_is_reported_naming_the_file(tmp_path: Path, cfg: Config)
     assert any(str(path) in p for p in stats.to_dict()["problems"])
 
 
+def test_analyze_warns_of_a_truncated_gzip(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from botguard.cli.app import app
+
+    path, _ = _truncated_gz(tmp_path)
+    res = CliRunner().invoke(app, ["analyze", str(path), "--out", str(tmp_path / "out"), "--force"],
+                             env={"BOTGUARD_DATA": str(tmp_path / "data")})
+    assert res.exit_code == 0, res.output
+    assert "warning:" in res.output and str(path) in res.output and "gzip" in res.output
+
+
 def test_truncated_gzip_keeps_lines_before_the_damage_small_batches(tmp_path: Path) -> None:
     path, whole = _truncated_gz(tmp_path)
     assert 50 < whole < 200

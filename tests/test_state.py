@@ -446,3 +446,17 @@ def test_block_add_refuses_a_huge_network_without_force(tmp_path: Path) -> None:
     assert runner.invoke(app, ["block", "add", "10.0.0.0/8", "--state", db, "--force"]).exit_code == 0
     listed = runner.invoke(app, ["block", "list", "--state", db]).output
     assert "198.51.0.0/16" in listed and "10.0.0.0/8" in listed and "0.0.0.0/1" not in listed
+
+
+@pytest.mark.parametrize("content", [b"not a database at all\n" * 50, b"SQLite format 3\x00" + b"\x00" * 40])
+def test_a_damaged_state_file_is_a_clear_error(tmp_path: Path, content: bytes) -> None:
+    """Cron must get a message naming the file, never a traceback."""
+    from typer.testing import CliRunner
+
+    from botguard.cli.app import app
+
+    db = tmp_path / "state.db"
+    db.write_bytes(content)
+    res = CliRunner().invoke(app, ["block", "list", "--state", str(db)])
+    assert res.exit_code == 2 and "not a usable botguard state database" in res.output and str(db) in res.output
+    assert "Traceback" not in res.output

@@ -58,6 +58,8 @@ def _handled(fn: F) -> F:
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import sqlite3
+
         from botguard.errors import BotguardError, ConfigError
 
         try:
@@ -82,6 +84,12 @@ def _handled(fn: F) -> F:
 
             where = exc.filename or "output"
             render.error(f"{where}: cannot write: {exc.strerror or exc}", "check the directory exists and is writable")
+            raise typer.Exit(2) from None
+        except sqlite3.Error as exc:
+            # The state database failed mid-run (a full disk, a file damaged under us).
+            from botguard.cli import render
+
+            render.error(f"state database: {exc}", "check the disk and the --state file; the run's outputs may be partial")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
@@ -431,6 +439,18 @@ def ranges_update(
         raise typer.Exit(1)
 
 
+def _age(age: Any) -> str | None:
+    """'3 days', '5 hours', 'just now': how old a list is, at a glance."""
+    if age is None:
+        return None
+    seconds = int(age.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return "just now"
+
+
 @ranges_app.command("list")
 @_handled
 def ranges_list(
@@ -447,7 +467,8 @@ def ranges_list(
     cfg = _cfg(config)
     statuses = list_ranges(cfg, data_dir=data_dir)
     render.table("Ranges", ["source", "kind", "networks", "fetched", "age"],
-                 [[s.name, s.kind, s.count, s.fetched_at, s.age] for s in statuses])
+                 [[s.name, s.kind, s.count, f"{s.fetched_at:%Y-%m-%d %H:%M} UTC" if s.fetched_at else None, _age(s.age)]
+                  for s in statuses])
     if not any(s.count for s in statuses):
         render.info("no ranges loaded: run `botguard ranges update` (or `--from DIR` offline)")
 
