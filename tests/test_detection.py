@@ -280,6 +280,21 @@ def test_sign_in_posts_without_form_pages_are_credential_stuffing(sim_run: dict[
     assert d["81.30.0.9"]["action"] in ("allow", "monitor"), d["81.30.0.9"]["reasons"]
 
 
+def test_analyze_data_dir_option_wins_over_the_environment(sim_run: dict[str, object], tmp_path: Path) -> None:
+    sim = sim_run["sim"]
+    log = str(sim.log_path)  # type: ignore[attr-defined]
+    empty = tmp_path / "empty"
+    code, text = _analyze(["analyze", log, "--out", str(tmp_path / "a"), "--json"], empty)
+    assert code == 0 and "no crawler ranges loaded" in text
+    code, text = _analyze(["analyze", log, "--out", str(tmp_path / "b"), "--json", "--data-dir", str(sim_run["data"])], empty)
+    assert code == 0 and "no crawler ranges loaded" not in text
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["actions"] == sim_run_actions(sim_run)
+
+
+def sim_run_actions(sim_run: dict[str, object]) -> dict[str, int]:
+    return dict(json.loads((Path(str(sim_run["base"])) / "out" / "summary.json").read_text())["actions"])
+
+
 def test_blast_radius_refuses_and_exits_1(sim_run: dict[str, object], tmp_path: Path) -> None:
     sim = sim_run["sim"]
     cfg = tmp_path / "tight.yaml"

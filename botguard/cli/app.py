@@ -8,6 +8,7 @@ exceptions become a one-line message with a hint and the documented exit code (0
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -41,6 +42,7 @@ Logs = Annotated[list[str], typer.Argument(help="Log files, globs, directories, 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config overriding the defaults.")]
 FormatOpt = Annotated[str | None, typer.Option("--format", "-f", help="Log format: auto, combined, common, vcombined, alb, cloudfront, cloudflare, caddy, w3c (IIS), haproxy, or a name under ingest.formats.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="Where `ranges update` stored the range lists (default: $BOTGUARD_DATA, else ranges.data_dir).")]
 RejectsOpt = Annotated[Path | None, typer.Option("--rejects", help="Write lines that did not parse here (source, line, reason, line).")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Stop at the first line that does not parse.")]
 
@@ -110,9 +112,15 @@ def _root(
     """botguard: logs in, explained decisions and WAF-ready blocklists out."""
 
 
-def _cfg(path: Path | None) -> Any:
+def _cfg(path: Path | None, data_dir: Path | None = None) -> Any:
     from botguard.config import load_config
 
+    if data_dir is not None:
+        # Read wherever the ranges are resolved (and by the agent worker process): the command
+        # line wins over $BOTGUARD_DATA and the config.
+        from botguard.ranges import ENV_DATA_DIR
+
+        os.environ[ENV_DATA_DIR] = str(data_dir)
     return load_config(path)
 
 
@@ -167,6 +175,7 @@ def features(
     level: Annotated[str, typer.Option("--level", help="session or client")] = "client",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write features as Parquet.")] = None,
     json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Sessionize hits and compute per-session or per-client features for analysts.
 
@@ -178,7 +187,7 @@ def features(
         from botguard.cli import render
         from botguard.pipeline import compute_features
 
-        cfg = _cfg(config)
+        cfg = _cfg(config, data_dir)
         result = compute_features(logs, cfg, format=format, keep_sessions=level == "session",
                                   progress=lambda total: render.progress(total, "features", not json),
                                   agent_process=agents)
@@ -213,6 +222,7 @@ def analyze(
     strict: StrictOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
     json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
     force_color: Annotated[bool, typer.Option("--force-color", hidden=True)] = False,
 ) -> None:
     """Run the whole pipeline: decisions, reasons, blocklist and report.
@@ -230,7 +240,7 @@ def analyze(
         from botguard.pipeline import analyze as run_analyze
 
         render.set_color(force_color)
-        cfg = _cfg(config)
+        cfg = _cfg(config, data_dir)
         fh = _rejects_file(rejects)
         try:
             result = run_analyze(
@@ -290,6 +300,7 @@ def train(
     format: FormatOpt = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Train the classifier on labelled logs.
 
@@ -298,7 +309,7 @@ def train(
     from botguard.cli import render
     from botguard.model.training import train_from_logs
 
-    cfg = _cfg(config)
+    cfg = _cfg(config, data_dir)
     meta = train_from_logs(logs, labels, cfg, out=out, format=format, seed=seed)
     if json:
         render.print_json(meta)
@@ -316,6 +327,7 @@ def evaluate(
     format: FormatOpt = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write metrics JSON here.")] = None,
     json: JsonOpt = False,
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Score labelled logs with the full pipeline and report precision and recall at the block
     and block+challenge cut-offs, PR-AUC beside the bad-bot share, ROC-AUC, and a per-kind table.
@@ -325,7 +337,7 @@ def evaluate(
     from botguard.cli import render
     from botguard.model.evaluation import describe, evaluate_logs
 
-    cfg = _cfg(config)
+    cfg = _cfg(config, data_dir)
     metrics = evaluate_logs(logs, labels, cfg, format=format)
     if output:
         import json as _json
