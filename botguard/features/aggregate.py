@@ -214,7 +214,8 @@ class FeatureAccumulator:
         have = pl.col("_have").fill_null(0)
         return (
             lf.filter(pl.col("client_hit_no") < SAMPLES_PER_CLIENT)
-            .join(self._sample_state.lazy(), on="_ck", how="left")
+            # In input order: ties in time keep their order (a join does not by itself).
+            .join(self._sample_state.lazy(), on="_ck", how="left", maintain_order="left")
             .filter((pl.col("ts") < pl.col("_last")).fill_null(False) | (pl.col("client_hit_no") < SAMPLES_PER_CLIENT - have))
             .select(
                 "_ck", "client", "ts", pl.col("source").cast(pl.Categorical), "line_no", "method",
