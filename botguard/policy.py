@@ -50,11 +50,22 @@ def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | sketches.
     n_members = pl.col("client").list.len()
     groups = cand.group_by("user_agent").agg(pl.col("client"), pl.col("distinct_products").sum().alias("_sum"))
     if not _assets_logged(clients):
-        # Every visitor is asset-less here: a swarm's agent string must also be mostly its own,
-        # or the candidates are a few of the many shoppers on a popular browser.
-        users = clients.filter(pl.col("user_agent").is_not_null()).group_by("user_agent").agg(pl.len().alias("_users"))
-        groups = groups.join(users, on="user_agent", how="left").filter(
-            n_members >= cc.min_agent_share * pl.col("_users")
+        # Every visitor is asset-less here, and a few of the many shoppers on a popular browser
+        # arrive without referers too. The candidates are a swarm when their agent is mostly
+        # theirs, or when that agent has far more of them among its product readers than is
+        # usual: usual is the rate over the agents too few candidates to form a group (a swarm
+        # spread over several agents must not set its own bar).
+        readers = clients.filter(pl.col("user_agent").is_not_null() & (pl.col("product_pages") >= 2))
+        per_agent = readers.group_by("user_agent").agg(pl.len().alias("_users")).join(
+            cand.group_by("user_agent").agg(pl.len().alias("_cand")), on="user_agent", how="left"
+        ).with_columns(pl.col("_cand").fill_null(0))
+        usual = per_agent.filter(pl.col("_cand") < cc.min_members)
+        usual_users = int(usual["_users"].sum())
+        # Smoothed with one pseudo-candidate; no usual rate without enough readers to say.
+        rate = (int(usual["_cand"].sum()) + 1) / (usual_users + 1) if usual_users >= 50 else float("inf")
+        groups = groups.join(per_agent.select("user_agent", "_users"), on="user_agent", how="left").filter(
+            (n_members >= cc.min_agent_share * pl.col("_users"))
+            | (n_members >= cc.min_rate_lift * rate * pl.col("_users"))
         ).drop("_users")
     groups = groups.filter(n_members >= cc.min_members)
     if groups.is_empty():

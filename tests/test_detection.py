@@ -684,3 +684,57 @@ def test_a_browser_that_reads_the_catalogue_is_not_excused_by_its_assets() -> No
     assert "browser_with_assets" in fired["shopper"] and not fired["shopper"] & {"catalogue_harvest", "sustained_browsing"}
     scores = dict(score(clients, ev).select("client", "score").iter_rows())
     assert scores["scraper"] >= cfg.policy.thresholds.block > scores["shopper"]
+
+
+def test_behind_a_cdn_a_swarm_spread_over_popular_agents_is_found_by_its_excess() -> None:
+    """No assets in the log (a CDN serves them). Eight referer-less product readers on each of
+    three popular browsers, where the other browsers' readers (with referers) have none: a
+    campaign per agent, though each agent is mostly shoppers. With as many referer-less
+    readers elsewhere, the same eight are usual and not a campaign."""
+    from datetime import UTC, datetime, timedelta
+
+    from botguard.features import build_features
+    from botguard.policy import find_campaigns
+    from botguard.ranges import RangeSet
+    from botguard.schema import HITS_SCHEMA
+
+    cfg = load_config()
+    t0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    agents = [f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{120 + k}.0.0.0 Safari/537.36" for k in range(4)]
+    rows: list[tuple[str, datetime, str, str | None, str]] = []
+    n = 0
+
+    def reader(ip: str, agent: str, products: list[int], referer: str | None) -> None:
+        nonlocal n
+        n += 1
+        for k, p in enumerate(products):
+            rows.append((ip, t0 + timedelta(minutes=n % 600, seconds=20 * k), f"/p/{p}", referer, agent))
+
+    for a in range(3):
+        for i in range(40):
+            reader(f"203.0.{a}.{i + 1}", agents[a], [0, 1, 2], "https://shop.example/")
+        for i in range(8):
+            first = 1000 + 100 * a + 2 * i
+            reader(f"198.51.{a}.{i + 1}", agents[a], [first, first + 1], None)
+    for i in range(150):
+        reader(f"203.0.9.{i + 1}", agents[3], [0, 1, 2], "https://shop.example/")
+
+    def campaigns(extra: list[tuple[str, datetime, str, str | None, str]]) -> set[str]:
+        data = sorted(rows + extra, key=lambda r: r[1])
+        df = pl.DataFrame({
+            "ts": [r[1] for r in data], "client_ip": [r[0] for r in data], "method": "GET", "path": [r[2] for r in data],
+            "protocol": "HTTP/1.1", "status": 200, "bytes": 100, "referer": [r[3] for r in data],
+            "user_agent": [r[4] for r in data], "source": "t", "line_no": list(range(1, len(data) + 1)),
+        })
+        df = df.select([(pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in HITS_SCHEMA.items()])
+        res = build_features([df], cfg, ranges=RangeSet({}))
+        return set(find_campaigns(res.clients, res.product_regs, cfg)["client"].to_list())
+
+    swarm = {f"198.51.{a}.{i + 1}" for a in range(3) for i in range(8)}
+    assert campaigns([]) == swarm
+    usual: list[tuple[str, datetime, str, str | None, str]] = []
+    for i in range(4):  # referer-less readers are common on the other browser too
+        usual += [(f"192.0.2.{i + 1}", t0 + timedelta(hours=9, seconds=20 * k), f"/p/{2000 + 2 * i + k}", None, agents[3]) for k in range(2)]
+    for i in range(20):
+        usual += [(f"192.0.3.{i + 1}", t0 + timedelta(hours=9, seconds=20 * k), f"/p/{3000 + 2 * i + k}", None, f"Mozilla/5.0 Other/{i}") for k in range(2)]
+    assert campaigns(usual) == set()

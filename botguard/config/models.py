@@ -221,6 +221,7 @@ class CampaignConfig(Strict):
     max_asset_share: float = Field(ge=0, le=1)
     max_overlap: float = Field(ge=0, le=1)
     min_agent_share: float = Field(ge=0, le=1)
+    min_rate_lift: float = Field(gt=1)
 
 
 class AggregateConfig(Strict):
