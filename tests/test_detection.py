@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -171,16 +172,20 @@ def test_explain_shows_reasons_and_samples(sim_run: dict[str, object]) -> None:
     assert code == 2 and "192.0.2.254" in text
 
 
+def _first_time(log: Path) -> datetime:
+    """The time of a combined log's first line: added lines go inside the log's own span."""
+    with log.open() as f:
+        return datetime.strptime(f.readline().split("[", 1)[1].split("]", 1)[0], "%d/%b/%Y:%H:%M:%S %z")
+
+
 def test_ipv6_scraper_rotating_inside_its_64_is_one_client(sim_run: dict[str, object], tmp_path: Path) -> None:
     """A rented server has a whole /64: a scraper that takes a new address for every request is
     still one client, blocked as its /64, and ``explain`` finds it by any of its addresses."""
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
     sim = sim_run["sim"]
     log = Path(str(sim.log_path))  # type: ignore[attr-defined]
-    with log.open() as f:
-        first = f.readline()
-    t0 = datetime.strptime(first.split("[", 1)[1].split("]", 1)[0], "%d/%b/%Y:%H:%M:%S %z")
+    t0 = _first_time(log)
     lines = [
         f'2a01:4f8:c0c:1234::{i + 1:x} - - [{(t0 + timedelta(seconds=20 * i)):%d/%b/%Y:%H:%M:%S %z}] '
         f'"GET /products/item-{i} HTTP/1.1" 200 5120 "-" "python-requests/2.31.0"'
@@ -208,12 +213,11 @@ def test_mobile_app_users_are_people_and_an_app_agent_scraper_is_not(sim_run: di
     calls without product pages. Its users are judged on behaviour, not on those browser
     checks or the agent; a scraper borrowing okhttp still is, by its pace and walk."""
     import random
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
     sim = sim_run["sim"]
     log = Path(str(sim.log_path))  # type: ignore[attr-defined]
-    with log.open() as f:
-        t0 = datetime.strptime(f.readline().split("[", 1)[1].split("]", 1)[0], "%d/%b/%Y:%H:%M:%S %z")
+    t0 = _first_time(log)
     rng = random.Random(11)
     agents = ("okhttp/4.12.0", "ShopApp/5210 CFNetwork/1410.0.3 Darwin/22.6.0", "Dalvik/2.1.0 (Linux; U; Android 14; Pixel 8 Build/UQ1A.240105.004)")
     lines = []
@@ -250,12 +254,11 @@ def test_mobile_app_users_are_people_and_an_app_agent_scraper_is_not(sim_run: di
 def test_sign_in_posts_without_form_pages_are_credential_stuffing(sim_run: dict[str, object], tmp_path: Path) -> None:
     """A stuffer posts the sign-in form again and again without loading it; a person who
     mistypes loads the form before each try (and its assets)."""
-    from datetime import datetime, timedelta
+    from datetime import timedelta
 
     sim = sim_run["sim"]
     log = Path(str(sim.log_path))  # type: ignore[attr-defined]
-    with log.open() as f:
-        t0 = datetime.strptime(f.readline().split("[", 1)[1].split("]", 1)[0], "%d/%b/%Y:%H:%M:%S %z")
+    t0 = _first_time(log)
     ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/129.0.0.0 Safari/537.36"
 
     def line(ip: str, s: int, method: str, path: str, status: int = 200) -> str:
