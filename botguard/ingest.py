@@ -21,7 +21,7 @@ from botguard.errors import InputError, RefusedError
 from botguard.parsers import LogParser, get_parser, sniff_candidates
 from botguard.parsers.normalize import apply_trusted_proxies
 from botguard.schema import HITS_SCHEMA
-from botguard.sources.files import Chunk, SourceProblem, expand_inputs, read_chunks
+from botguard.sources.files import Chunk, SourceProblem, expand_inputs, read_chunks, same_content
 
 REPLACEMENT = "\ufffd"
 
@@ -166,12 +166,18 @@ class Ingest:
         on_progress: Callable[[int], None] | None = None,
     ) -> None:
         self.paths = expand_inputs(inputs)
+        copies = same_content(self.paths)
         self.cfg = cfg
         self.format = format or cfg.ingest.format
         self.rejects = rejects
         self.strict = strict
         self.on_progress = on_progress
+        skipped = {path for path, _ in copies}
+        self.paths = [p for p in self.paths if p not in skipped]
         self.stats = ParseStats(sources=[p if p != "-" else "<stdin>" for p in self.paths])
+        self.stats.problems += [
+            SourceProblem(path, f"same content as {kept}: read once") for path, kept in copies
+        ]
         self.parser: LogParser | None = None
         if self.format != "auto":
             self.parser = get_parser(self.format, cfg)

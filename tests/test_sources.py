@@ -345,3 +345,17 @@ def test_a_directory_leaves_non_logs_out_and_no_file_is_read_twice(tmp_path: Pat
     twice = [str(tmp_path / "access.log"), str(tmp_path / "access.log*"), str(tmp_path / "current.log")]
     assert _names(expand_inputs(twice)).count("access.log") == 1
     assert "current.log" not in _names(expand_inputs(twice))
+
+
+def test_a_copy_of_a_log_under_another_name_is_read_once(tmp_path: Path, cfg: Config) -> None:
+    """logrotate compressing access.log.1 leaves it beside access.log.1.gz for a moment, and
+    operators keep copies: the same lines must not count twice."""
+    (tmp_path / "access.log.1").write_bytes(LOG_BYTES)
+    (tmp_path / "access.log.1.gz").write_bytes(gzip.compress(LOG_BYTES))
+    (tmp_path / "backup-of-access.log").write_bytes(LOG_BYTES)
+    (tmp_path / "other.log").write_bytes(LOG_BYTES.replace(b"200", b"404"))  # same size, other lines
+    hits, stats = read_hits([str(tmp_path)], cfg)
+    assert len(hits) == 2 * LOG_BYTES.count(b"\n")
+    skipped = {p.source for p in stats.problems if "same content as" in p.message}
+    assert len(skipped) == 2 and len(stats.sources) == 2
+    assert str(tmp_path / "other.log") in stats.sources

@@ -256,6 +256,58 @@ def _unpack_stream(fh: BinaryIO, first: bytes, kind: str, block_size: int) -> It
         raise TruncatedGzip(f"truncated {kind} (unexpected end of file)")
 
 
+_HEAD = 1 << 16
+
+
+def _fingerprint(path: str) -> tuple[int, bytes, bytes] | None:
+    """(content size, first and last 64 KiB of content) of a plain or gzip file, None for
+    others. A gzip's size is its trailer's (mod 2**32) and its tail is not read: cheap."""
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+            kind = _compression(magic)
+            if kind is None:
+                size = os.fstat(fh.fileno()).st_size
+                fh.seek(0)
+                head = fh.read(_HEAD)
+                fh.seek(max(0, size - _HEAD))
+                return size, head, fh.read(_HEAD)
+            if kind != "gzip":
+                return None
+            fh.seek(-4, os.SEEK_END)
+            size = int.from_bytes(fh.read(4), "little")
+            fh.seek(0)
+            unpack = zlib.decompressobj(wbits=31)
+            head = b""
+            while len(head) < _HEAD and (block := fh.read(_HEAD)):
+                head += unpack.decompress(block, _HEAD - len(head))
+            return size, head[:_HEAD], b""
+    except (OSError, zlib.error):
+        return None
+
+
+def same_content(paths: list[str]) -> list[tuple[str, str]]:
+    """(skipped, kept) for files whose content is another's: a copy of a log under another
+    name, or ``access.log.1`` beside its ``.gz`` while logrotate compresses. Compared by size
+    and the first (and, for plain files, last) 64 KiB; the first file in read order is kept."""
+    seen: dict[tuple[int, bytes], list[tuple[str, bytes]]] = {}
+    out = []
+    for path in paths:
+        if path == STDIN:
+            continue
+        fp = _fingerprint(path)
+        if fp is None or fp[0] == 0:
+            continue
+        size, head, tail = fp
+        for kept, kept_tail in seen.get((size % (1 << 32), head), []):
+            if not tail or not kept_tail or tail == kept_tail:
+                out.append((path, kept))
+                break
+        else:
+            seen.setdefault((size % (1 << 32), head), []).append((path, tail))
+    return out
+
+
 def _is_compressed(path: str) -> bool:
     """Compressed (gzip, bzip2, xz, zstd), by the magic bytes: read through ``_raw_blocks``."""
     try:
