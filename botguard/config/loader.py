@@ -112,11 +112,15 @@ def _merge(base: _Located, over: _Located) -> _Located:
     return _Located(merge(base.data, over.data, (), ()), origin)
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
+def _format_loc(loc: tuple[Any, ...], data: Any = None) -> str:
+    """``catalogue.product_patterns[0]``; a rule by its id (``rules[burst_rate].weight``): its
+    index is in the merged list, not in the user's file."""
+    rules = data.get("rules") if isinstance(data, dict) else None
     text = ""
-    for part in loc:
+    for k, part in enumerate(loc):
         if isinstance(part, int):
-            text += f"[{part}]"
+            rule = rules[part] if k == 1 and loc[0] == "rules" and isinstance(rules, list) and part < len(rules) else None
+            text += f"[{rule['id']}]" if isinstance(rule, dict) and isinstance(rule.get("id"), str) else f"[{part}]"
         else:
             text += ("." if text else "") + str(part)
     return text
@@ -209,14 +213,14 @@ def load_config(path: str | Path | None = None) -> Config:
                 known = _known_keys(Config, loc)
                 if known:
                     text += f" (allowed: {', '.join(known)})"
-            problems.append(f"{_locate(located.origin, loc)}: {_format_loc(loc)}: {text}")
+            problems.append(f"{_locate(located.origin, loc)}: {_format_loc(loc, located.data)}: {text}")
         raise ConfigError(problems) from None
     problems = []
     import botguard.rules  # noqa: F401  (registers the rule-expression validator)
 
     for validate in _extra_validators:
         for loc, text in validate(cfg):
-            problems.append(f"{_locate(located.origin, loc)}: {_format_loc(loc)}: {text}")
+            problems.append(f"{_locate(located.origin, loc)}: {_format_loc(loc, located.data)}: {text}")
     if problems:
         raise ConfigError(problems)
     return cfg
