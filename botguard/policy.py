@@ -57,7 +57,7 @@ def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | sketches.
         # spread over several agents must not set its own bar).
         readers = clients.filter(pl.col("user_agent").is_not_null() & (pl.col("product_pages") >= 2))
         per_agent = readers.group_by("user_agent").agg(pl.len().alias("_users")).join(
-            cand.group_by("user_agent").agg(pl.len().alias("_cand")), on="user_agent", how="left"
+            groups.select("user_agent", n_members.alias("_cand")), on="user_agent", how="left"
         ).with_columns(pl.col("_cand").fill_null(0))
         usual = per_agent.filter(pl.col("_cand") < cc.min_members)
         usual_users = int(usual["_users"].sum())

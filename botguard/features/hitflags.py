@@ -44,17 +44,14 @@ def client_key_expr(cfg: Config) -> pl.Expr:
 
 def v6_networks(ips: pl.Series, bits: int) -> pl.Series:
     """IPv6 addresses → their enclosing /``bits`` network ('2001:db8:1:2::/64'); IPv4 and
-    nulls unchanged. Once per distinct IPv6 address, and nothing at all in an IPv4-only batch."""
-    import ipaddress
+    nulls unchanged. Nothing at all to do in an IPv4-only batch."""
+    from botguard.iputil import prefix
 
     v6 = ips.str.contains(":", literal=True).fill_null(False)
     if not v6.any():
         return ips
-    mapping = {
-        v: str(ipaddress.ip_network(f"{v}/{bits}", strict=False))
-        for v in ips.filter(v6).unique().to_list()
-    }
-    return ips.replace(mapping)
+    idx = v6.arg_true()
+    return ips.clone().scatter(idx, prefix(ips.gather(idx), 32, bits))
 
 
 def path_flags(paths: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
@@ -177,7 +174,6 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
             (_bit("_path_mask", _PATH_BITS, "_attack_path") | _bit("_query_mask", _QUERY_BITS, "_attack_query")).alias("is_attack"),
             (pl.col("method") == "HEAD").fill_null(False).alias("is_head"),
             (pl.col("method") == "POST").fill_null(False).alias("is_post"),
-            ((pl.col("method") == "POST") & _bit("_path_mask", _PATH_BITS, "is_login")).fill_null(False).alias("is_login_post"),
             # Not HTTP, an HTTP version that does not exist, or a proxy CONNECT: tools, not shoppers.
             # A missing method with a proper target is a format that does not log the method
             # (only $request_uri, a JSON map without it), not a malformed request.
@@ -209,5 +205,6 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
         .with_columns(
             (pl.col("product_key").is_not_null() & pl.col("is_page") & ~pl.col("is_api")).alias("is_product"),
             (pl.col("no_referer") & pl.col("is_page")).alias("no_referer_page"),
+            (pl.col("is_post") & pl.col("is_login")).alias("is_login_post"),
         )
     )

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -154,7 +154,7 @@ class TruncatedGzip(Exception):
     pass
 
 
-def _raw_blocks(path: str, block_size: int = _RAW_BLOCK) -> Iterator[bytes]:
+def _raw_blocks(path: str, block_size: int = _RAW_BLOCK) -> Generator[bytes, None, None]:
     """Decompressed bytes of a file or stdin, in blocks. Gzip is recognised by its magic bytes
     (on stdin too) and inflated incrementally, so on a truncated or corrupt stream every byte
     inflated before the damage has already been yielded before ``TruncatedGzip`` is raised."""
@@ -264,25 +264,22 @@ def _fingerprint(path: str) -> tuple[int, bytes, bytes] | None:
     others. A gzip's size is its trailer's (mod 2**32) and its tail is not read: cheap."""
     try:
         with open(path, "rb") as fh:
-            magic = fh.read(6)
-            kind = _compression(magic)
-            if kind is None:
-                size = os.fstat(fh.fileno()).st_size
-                fh.seek(0)
-                head = fh.read(_HEAD)
-                fh.seek(max(0, size - _HEAD))
-                return size, head, fh.read(_HEAD)
-            if kind != "gzip":
+            kind = _compression(fh.read(6))
+            if kind not in (None, "gzip"):
                 return None
-            fh.seek(-4, os.SEEK_END)
-            size = int.from_bytes(fh.read(4), "little")
-            fh.seek(0)
-            unpack = zlib.decompressobj(wbits=31)
-            head = b""
-            while len(head) < _HEAD and (block := fh.read(_HEAD)):
-                head += unpack.decompress(block, _HEAD - len(head))
-            return size, head[:_HEAD], b""
-    except (OSError, zlib.error):
+            size = os.fstat(fh.fileno()).st_size
+            if kind is None:
+                return size, os.pread(fh.fileno(), _HEAD, 0), os.pread(fh.fileno(), _HEAD, max(0, size - _HEAD))
+            size = int.from_bytes(os.pread(fh.fileno(), 4, size - 4), "little")
+        head = b""
+        blocks = _raw_blocks(path, _HEAD)  # the reader's own inflation, stopped after 64 KiB
+        for block in blocks:
+            head += block
+            if len(head) >= _HEAD:
+                break
+        blocks.close()
+        return size, head[:_HEAD], b""
+    except (OSError, TruncatedGzip, InputError):
         return None
 
 
