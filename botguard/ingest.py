@@ -21,6 +21,7 @@ from botguard.errors import InputError, RefusedError
 from botguard.parsers import LogParser, get_parser, sniff_candidates
 from botguard.parsers.normalize import apply_trusted_proxies
 from botguard.schema import HITS_SCHEMA
+from botguard.sources.cursors import Cursor, advanced, inspect, merged
 from botguard.sources.files import Chunk, SourceProblem, expand_inputs, read_chunks, same_content
 
 REPLACEMENT = "\ufffd"
@@ -164,7 +165,11 @@ class Ingest:
         rejects: IO[str] | None = None,
         strict: bool = False,
         on_progress: Callable[[int], None] | None = None,
+        cursors: list[Cursor] | None = None,
     ) -> None:
+        """``cursors`` (from an earlier run's ``cursors_after()``) makes the run incremental:
+        each log is read from where an earlier run stopped, and an unterminated last line is
+        left for the next run."""
         self.paths = expand_inputs(inputs)
         copies = same_content(self.paths)
         self.cfg = cfg
@@ -178,6 +183,9 @@ class Ingest:
         self.stats.problems += [
             SourceProblem(path, f"same content as {kept}: read once") for path, kept in copies
         ]
+        self.cursors = cursors
+        self.log_states = [inspect(p, cursors) for p in self.paths] if cursors is not None else []
+        self._advanced: list[Cursor] = []
         self.parser: LogParser | None = None
         if self.format != "auto":
             self.parser = get_parser(self.format, cfg)
@@ -185,13 +193,35 @@ class Ingest:
 
     def total_bytes(self) -> int | None:
         try:
-            return sum(Path(p).stat().st_size for p in self.paths if p != "-")
+            total = sum(Path(p).stat().st_size for p in self.paths if p != "-")
         except OSError:
             return None
+        # Resumed logs: what an earlier run read is not read again (plain files; compressed
+        # ones count whole, as their progress is counted in content bytes anyway).
+        return total - sum(s.start().offset for s in self.log_states if s.size is not None and not s.done)
 
     def _chunks(self) -> Iterator[Chunk]:
-        for path in self.paths:
-            yield from read_chunks(path, self.cfg.ingest.batch_bytes, self.stats.problems)
+        batch = self.cfg.ingest.batch_bytes
+        if self.cursors is None:
+            for path in self.paths:
+                yield from read_chunks(path, batch, self.stats.problems)
+            return
+        for path, state in zip(self.paths, self.log_states, strict=True):
+            stop = next_line = None
+            if not state.done:
+                for chunk in read_chunks(
+                    path, batch, self.stats.problems, start=state.start(), hold_partial=state.hold_partial()
+                ):
+                    stop, next_line = chunk.stop, chunk.first_line_no + chunk.n_lines
+                    yield chunk
+            cursor = advanced(state, stop, next_line)
+            if cursor is not None:
+                self._advanced.append(cursor)
+
+    def cursors_after(self) -> list[Cursor]:
+        """Where this run stopped in each log, plus earlier runs' cursors for logs not given
+        this time (to call after the batches are consumed)."""
+        return merged(self.cursors or [], self.log_states, self._advanced)
 
     def _parsed(self) -> Iterator[pl.DataFrame]:
         # Reading a batch from the page cache and counting its lines is a tenth of the parse

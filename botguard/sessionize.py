@@ -58,6 +58,20 @@ class Sessionizer:
             return pl.DataFrame()
         return self._assign(tail)
 
+    def to_frames(self) -> dict[str, pl.DataFrame]:
+        """What carries over to a later run: each client's last hit, and the held-back hits."""
+        out = {"last": self.last}
+        if self.tail is not None and len(self.tail):
+            out["tail"] = self.tail
+        return out
+
+    @classmethod
+    def from_frames(cls, cfg: Config, frames: dict[str, pl.DataFrame]) -> Sessionizer:
+        s = cls(cfg)
+        s.last = frames["last"]
+        s.tail = frames.get("tail")
+        return s
+
     def _assign(self, hits: pl.DataFrame) -> pl.DataFrame:
         """Session columns for ``hits``, returned in their own order. The work runs on a narrow
         copy sorted by client and time (a wide sort would move every string of the batch) and

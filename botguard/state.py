@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS decisions (
     expires_us    INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_expires ON decisions (expires_us);
+CREATE TABLE IF NOT EXISTS carry (    -- features carried between incremental runs
+    name TEXT PRIMARY KEY,
+    data BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS manual (
     kind       TEXT NOT NULL CHECK (kind IN ('allow', 'block')),
     entry      TEXT NOT NULL,
@@ -304,6 +308,20 @@ class StateStore:
     def _ttl_us(self, offences: int) -> int:
         assert self._ttl_cfg is not None, "bg_ttl_us used outside record()"
         return int(block_ttl_s(self._ttl_cfg, int(offences)) * 1_000_000)
+
+    # -- carried features (analyze --incremental)
+    def load_carry(self) -> dict[str, bytes]:
+        return {name: bytes(data) for name, data in self._conn.execute("SELECT name, data FROM carry")}
+
+    def save_carry(self, blobs: dict[str, bytes]) -> None:
+        """Replace the carried state (one transaction: a killed run leaves the previous one)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM carry")
+            conn.executemany("INSERT INTO carry (name, data) VALUES (?, ?)", list(blobs.items()))
+
+    def clear_carry(self) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM carry")
 
     # -- recorded decisions
     def record(self, entries: pl.DataFrame, as_of: datetime, cfg: TTLConfig) -> RecordSummary:

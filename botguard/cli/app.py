@@ -216,6 +216,11 @@ def analyze(
     format: FormatOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("botguard-out"),
     state: Annotated[Path | None, typer.Option("--state", help="SQLite state across runs (TTL, repeat offenders).")] = None,
+    incremental: Annotated[bool, typer.Option(
+        "--incremental",
+        help="Read only the lines written since the previous --incremental run with this --state, and "
+        "continue the clients' features carried in it (for cron; state.window ages them out).",
+    )] = False,
     export: Annotated[list[str] | None, typer.Option("--export", help="Also export FORMAT=FILE (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write the blocklist even above the blast-radius cap.")] = False,
     rejects: RejectsOpt = None,
@@ -247,7 +252,7 @@ def analyze(
                 logs, cfg, out_dir=out, format=format, state_path=state, exports=exports,
                 force=force, rejects=fh, strict=strict, config_path=config,
                 progress=lambda total: render.progress(total, "analyzing", not (json or quiet)),
-                agent_process=agents,
+                agent_process=agents, incremental=incremental,
             )
         finally:
             if fh:

@@ -118,6 +118,12 @@ ACTION_STYLE = {"block": "bold red", "challenge": "yellow", "monitor": "cyan", "
 
 def analyze_summary(summary: dict[str, Any], top: list[dict[str, Any]]) -> None:
     counts = summary.get("actions", {})
+    inc = summary.get("incremental")
+    if inc:
+        out.print(
+            f"incremental: {inc['new_lines']:,} new lines; clients judged on their traffic since "
+            f"{safe(str(inc['judged_from']))}" + (" (window closed: the next run starts a new one)" if inc["window_closed"] else "")
+        )
     t = Table(title="Decisions by action", title_justify="left")
     t.add_column("action")
     t.add_column("clients", justify="right")

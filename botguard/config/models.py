@@ -246,6 +246,7 @@ class StateConfig(Strict):
     ttl: Duration
     max_ttl: Duration
     repeat_factor: float = Field(ge=1)
+    window: Duration = 86400.0
 
 
 class Config(Strict):

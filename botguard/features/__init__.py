@@ -7,9 +7,9 @@ user agent, network and crawler verification per distinct address.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -20,6 +20,9 @@ from botguard.features.hitflags import flag_hits
 from botguard.frames import add_columns
 from botguard.schema import TOP_AGENT_COLS
 from botguard.sessionize import Sessionizer
+
+if TYPE_CHECKING:
+    from botguard.features.carry import Carry
 
 #: Agent flags whose most frequent matching agent a client's reasons quote (its top agent
 #: may be another: a person's browser beside one Wget download).
@@ -68,22 +71,36 @@ def build_features(
     on_batch: Any = None,
     keep_sessions: bool = True,
     agent_process: AgentProcess | None = None,
+    carry: Carry | None = None,
+    seal: Callable[[Carry], None] | None = None,
 ) -> FeatureResult:
     """Features of a stream of hits batches. Without ``keep_sessions`` the session rows are
     folded into the client rows as the stream goes (``sessions`` comes back empty and memory
     stays flat in the length of the log); ``n_sessions`` counts them either way. Pass an
-    ``agent_process`` started before the stream to build the agent table in it."""
-    sess = Sessionizer(cfg)
-    acc = FeatureAccumulator(cfg, keep_sessions=keep_sessions)
+    ``agent_process`` started before the stream to build the agent table in it.
+
+    With a ``carry`` (incremental analysis) the stream continues an earlier run's state:
+    ``seal(carry)`` is called when the stream ends, to store it before this run's results
+    fold everything up; the results then cover the carry's previous window too."""
+    if carry is not None:
+        sess, acc = carry.sessionizer, carry.current
+    else:
+        sess, acc = Sessionizer(cfg), FeatureAccumulator(cfg, keep_sessions=keep_sessions)
     for hits in batches:
         # Callers may flag the hits themselves, e.g. in the thread that parses them.
         flagged = hits if "_ck" in hits.columns else flag_hits(hits, cfg).collect()
         acc.add(sess.push(flagged))
         if on_batch:
             on_batch(hits)
+    if carry is not None and seal is not None:
+        seal(carry)
     tail = sess.flush()
     if len(tail):
         acc.add(tail)
+    if carry is not None and not carry.rolled:
+        previous = carry.previous_accumulator(cfg)
+        if previous is not None:
+            acc.absorb(previous)
     acc.finish_parts()
     # Agent parsing is Python, one call per distinct agent; the session and client frames are
     # Polars: the two run side by side (in a thread, or in the caller's process).

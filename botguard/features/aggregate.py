@@ -315,17 +315,83 @@ class FeatureAccumulator:
             duration.alias("active_s"), duration.alias("longest_session_s"), "ip",
         )
         # Only the clients whose sessions closed change; the others are carried over.
-        carried, changed = merge_touched(self.client_sums, rows.collect(), "_ck", [
-            pl.col("client").first(),
-            *[pl.col(c).sum() for c in ("sessions", *SUM_COLS)],
-            *[pl.col(c).max() for c in MAX_COLS],
-            pl.col("first_seen").min(),
-            pl.col("last_seen").max(),
-            pl.col("active_s").sum(),
-            pl.col("longest_session_s").max(),
-            pl.col("ip").drop_nulls().first(),
-        ], maintain_order=True)
+        carried, changed = merge_touched(self.client_sums, rows.collect(), "_ck", _CLIENT_MERGE, maintain_order=True)
         self.client_sums = stacked(carried, compact(changed))
+
+    # ------------------------------------------------------------------ carried state
+    def to_frames(self) -> tuple[dict[str, pl.DataFrame], dict[str, int]]:
+        """The running state as frames and counters, for ``from_frames`` in a later run
+        (incremental analysis). Closed sessions are folded into the client sums first."""
+        assert not self.keep_sessions, "session rows are not carried"
+        assert not self.regs, "carry the state before the results are built"
+        self.finish_parts()
+        self._fold_sessions(self.closed)
+        self.closed = []
+        frames: dict[str, pl.DataFrame | None] = {
+            "open": self.open, "client_sums": self.client_sums, "hist": self.hist,
+            "ua_counts": self.ua_counts, "timeline": self.timeline,
+            "samples": pl.concat(self._sample_parts) if self._sample_parts else None,
+            "sample_state": self._sample_state,
+        }
+        out = {k: v for k, v in frames.items() if v is not None}
+        for name, regs in self.sketches.items():
+            out.update({f"sketch.{name}.{part}": f for part, f in regs.to_frames().items()})
+        return out, {"n_sessions": self.n_sessions}
+
+    @classmethod
+    def from_frames(cls, cfg: Config, frames: dict[str, pl.DataFrame], counters: dict[str, int]) -> FeatureAccumulator:
+        acc = cls(cfg, keep_sessions=False)
+        acc.open = frames.get("open")
+        acc.client_sums = frames.get("client_sums")
+        acc.hist = frames.get("hist")
+        acc.ua_counts = frames.get("ua_counts")
+        acc.timeline = frames.get("timeline")
+        samples = frames.get("samples")
+        acc._sample_parts = [samples] if samples is not None else []
+        acc._sample_state = frames.get("sample_state", _EMPTY_SAMPLE_STATE)
+        acc.n_sessions = int(counters.get("n_sessions", 0))
+        names = {k.split(".")[1] for k in frames if k.startswith("sketch.")}
+        for name in sorted(names):
+            parts = {part: frames[f"sketch.{name}.{part}"] for part in ("sparse", "index", "dense")}
+            key = "_all" if name == "catalogue" else "_ck"
+            acc.sketches[name] = sketches.Registers.from_frames(key, acc.p, parts)
+        return acc
+
+    def absorb(self, earlier: FeatureAccumulator) -> None:
+        """Add the state of ``earlier``, an accumulator over the traffic just before this
+        one's (the previous window of an incremental analysis): sums add, maxima and sketches
+        merge, samples keep the earliest hits. A session open across the boundary of the two
+        counts once in each."""
+        earlier.finish_parts()
+        if earlier.open is not None:
+            earlier.n_sessions += len(earlier.open)  # its open sessions end there
+        earlier._fold_sessions([*earlier.closed, *([earlier.open] if earlier.open is not None else [])])
+        earlier.closed, earlier.open = [], None
+        self.finish_parts()
+        self.n_sessions += earlier.n_sessions
+        # Merged into the earlier state, so that ``first`` (a client's name, address, the
+        # agent text) keeps the older value.
+        if earlier.client_sums is not None:
+            mine_sums, self.client_sums = self.client_sums, earlier.client_sums
+            if mine_sums is not None:
+                self.client_sums = stacked(*merge_touched(self.client_sums, mine_sums, "_ck", _CLIENT_MERGE, maintain_order=True))
+        for name, attr in (("hist", "hist"), ("ua", "ua_counts"), ("timeline", "timeline")):
+            theirs = getattr(earlier, attr)
+            if theirs is None:
+                continue
+            mine = getattr(self, attr)
+            setattr(self, attr, theirs)
+            if mine is not None:
+                self._parts[name] = [mine]
+                self._fold(name)
+        if earlier._sample_parts:
+            self._sample_parts = [*earlier._sample_parts, *self._sample_parts]
+            self._sample_state = _sample_counts(pl.concat(self._sample_parts))
+        for name, regs in earlier.sketches.items():
+            if name in self.sketches:
+                self.sketches[name].merge(regs)
+            else:
+                self.sketches[name] = regs
 
     # ------------------------------------------------------------------ results
     def samples(self) -> pl.DataFrame:
@@ -416,6 +482,19 @@ class FeatureAccumulator:
             .otherwise(0.0).alias("product_revisit_share"),
         )
         return agg.sort("client")
+
+
+#: How per-client sums merge: a client's rows in time order (``first`` is the earliest).
+_CLIENT_MERGE = [
+    pl.col("client").first(),
+    *[pl.col(c).sum() for c in ("sessions", *SUM_COLS)],
+    *[pl.col(c).max() for c in MAX_COLS],
+    pl.col("first_seen").min(),
+    pl.col("last_seen").max(),
+    pl.col("active_s").sum(),
+    pl.col("longest_session_s").max(),
+    pl.col("ip").drop_nulls().first(),
+]
 
 
 def _sample_counts(rows: pl.DataFrame) -> pl.DataFrame:

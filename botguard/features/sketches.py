@@ -194,6 +194,36 @@ class Registers:
         self._raise(pl.concat(split[:n]).join(new_index, on=self.key, how="inner"))
         self.sparse = split[n:]
 
+    def to_frames(self) -> dict[str, pl.DataFrame]:
+        """The registers as frames (to carry them to a later run, see ``from_frames``)."""
+        self.flush()
+        dense = self.dense[: len(self.index)]
+        return {
+            "sparse": self._sparse_rows(),
+            "index": self.index,
+            "dense": pl.DataFrame({"row": pl.Series(dense)}) if len(dense) else pl.DataFrame(),
+        }
+
+    @classmethod
+    def from_frames(cls, key: str, p: int, frames: dict[str, pl.DataFrame]) -> Registers:
+        regs = cls(key, p)
+        sparse = frames["sparse"]
+        regs.sparse = [sparse] if len(sparse) else None
+        regs.index = frames["index"]
+        dense = frames["dense"]
+        regs.dense = (
+            np.array(dense["row"].to_numpy(), dtype=np.uint8).reshape(-1, regs.m)  # a writable copy
+            if len(dense) else np.zeros((0, regs.m), dtype=np.uint8)
+        )
+        if len(regs.dense) != len(regs.index):
+            raise ValueError(f"{key}: {len(regs.dense)} dense rows for {len(regs.index)} keys")
+        return regs
+
+    def merge(self, other: Registers) -> None:
+        """Raise these registers to ``other``'s (the sketch of the union of both sets)."""
+        self.add([other.rows()])
+        self.flush()
+
     def rows(self, keys: pl.Series | None = None) -> pl.DataFrame:
         """Sparse (key, reg, rank) rows, of every key or only of ``keys``."""
         self.flush()

@@ -39,6 +39,7 @@ class Chunk:
     raw: bytes
     n_lines: int
     end: int = -1  # -1: all of raw
+    stop: int = -1  # content offset just after these lines (for resuming), -1: unknown
 
     @property
     def size(self) -> int:
@@ -314,12 +315,14 @@ def _is_compressed(path: str) -> bool:
         raise InputError(f"{path}: cannot open: {exc.strerror}") from None
 
 
-def _plain_chunks(path: str, name: str, batch_bytes: int) -> Iterator[Chunk]:
+def _plain_chunks(path: str, name: str, batch_bytes: int, start: Start, hold_partial: bool) -> Iterator[Chunk]:
     """Uncompressed files: one read per batch, cut at the last newline, and seek back over the
-    partial line, so each byte is copied once (no joining of blocks)."""
-    line_no = 1
+    partial line, so each byte is copied once (no joining of blocks). With ``hold_partial``
+    an unterminated last line is left for a later run (a writer may be half-way through it)."""
+    line_no = start.line_no
     probe = min(_PROBE, batch_bytes)
     with open(path, "rb") as fh:
+        fh.seek(start.offset)
         while True:
             # Peek at the end of the next batch for its last newline, then read exactly up to
             # it: the batch arrives as one bytes object that needs no slicing (a copy).
@@ -331,7 +334,7 @@ def _plain_chunks(path: str, name: str, batch_bytes: int) -> Iterator[Chunk]:
                 block = fh.read(want)
                 if len(block) == want and block.endswith(b"\n"):
                     n = block.count(b"\n")
-                    yield Chunk(name, line_no, block, n)
+                    yield Chunk(name, line_no, block, n, stop=pos + want)
                     line_no += n
                     continue
                 fh.seek(pos)  # the file changed under us: take the general path
@@ -342,7 +345,7 @@ def _plain_chunks(path: str, name: str, batch_bytes: int) -> Iterator[Chunk]:
             if 0 < cut < len(block):
                 fh.seek(cut - len(block), os.SEEK_CUR)
                 n = block.count(b"\n", 0, cut)
-                yield Chunk(name, line_no, block, n, end=cut)
+                yield Chunk(name, line_no, block, n, end=cut, stop=pos + cut)
                 line_no += n
                 continue
             if cut == 0 and len(block) == batch_bytes:
@@ -354,51 +357,74 @@ def _plain_chunks(path: str, name: str, batch_bytes: int) -> Iterator[Chunk]:
                     if not extra or extra.endswith(b"\n"):
                         break
                 block = b"".join(more)
+            if hold_partial and not block.endswith(b"\n"):
+                return
             n = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-            yield Chunk(name, line_no, block, n)
+            yield Chunk(name, line_no, block, n, stop=pos + len(block))
             line_no += n
 
 
+@dataclass(frozen=True)
+class Start:
+    """Where to start reading a log's content: a byte offset (of the decompressed content for
+    a compressed file) at a line boundary, and that line's number."""
+
+    offset: int = 0
+    line_no: int = 1
+
+
 def read_chunks(
-    path: str, batch_bytes: int, problems: list[SourceProblem] | None = None
+    path: str, batch_bytes: int, problems: list[SourceProblem] | None = None, *,
+    start: Start = Start(), hold_partial: bool = False,
 ) -> Iterator[Chunk]:
-    """Yield chunks of whole lines of about ``batch_bytes``. A truncated gzip is reported in
-    ``problems``; the lines read before the damage are still yielded (the partial last line
-    too, so the parser can count it as a reject)."""
-    for chunk in _chunks(path, batch_bytes, problems):
+    """Yield chunks of whole lines of about ``batch_bytes``, from ``start``. A truncated gzip
+    is reported in ``problems``; the lines read before the damage are still yielded (the
+    partial last line too, so the parser can count it as a reject). ``hold_partial`` leaves
+    an unterminated last line unread (see ``_plain_chunks``)."""
+    for chunk in _chunks(path, batch_bytes, problems, start, hold_partial):
         if chunk.first_line_no == 1 and chunk.raw.startswith(_BOM):
             # A UTF-8 byte-order mark (Windows tools write one) would spoil the first line.
             end = -1 if chunk.end < 0 else chunk.end - len(_BOM)
-            chunk = Chunk(chunk.source, 1, chunk.raw[len(_BOM):], chunk.n_lines, end)
+            chunk = Chunk(chunk.source, 1, chunk.raw[len(_BOM):], chunk.n_lines, end, chunk.stop)
         yield chunk
 
 
 _BOM = b"\xef\xbb\xbf"
 
 
-def _chunks(path: str, batch_bytes: int, problems: list[SourceProblem] | None) -> Iterator[Chunk]:
+def _chunks(
+    path: str, batch_bytes: int, problems: list[SourceProblem] | None, start: Start, hold_partial: bool
+) -> Iterator[Chunk]:
     name = "<stdin>" if path == STDIN else path
     keep_batch_buffers()
     if path != STDIN and not _is_compressed(path):
-        yield from _plain_chunks(path, name, batch_bytes)
+        yield from _plain_chunks(path, name, batch_bytes, start, hold_partial)
         return
-    line_no = 1
+    line_no = start.line_no
+    pos = start.offset  # content offset of the first pending byte
+    skip = start.offset
     pending: list[bytes] = []
     size = 0
 
     def emit(final: bool) -> Iterator[Chunk]:
-        nonlocal pending, size, line_no
+        nonlocal pending, size, line_no, pos
         data = b"".join(pending)
-        cut = len(data) if final else data.rfind(b"\n") + 1
+        cut = len(data) if final and not hold_partial else data.rfind(b"\n") + 1
         whole, rest = data[:cut], data[cut:]
         pending, size = ([rest], len(rest)) if rest else ([], 0)
         if whole:
             n = whole.count(b"\n") + (0 if whole.endswith(b"\n") else 1)
-            yield Chunk(name, line_no, whole, n)
+            pos += len(whole)
+            yield Chunk(name, line_no, whole, n, stop=pos)
             line_no += n
 
     try:
         for block in _raw_blocks(path, min(_RAW_BLOCK, batch_bytes)):
+            if skip:  # resuming: the content an earlier run read
+                dropped = min(skip, len(block))
+                block, skip = block[dropped:], skip - dropped
+                if not block:
+                    continue
             pending.append(block)
             size += len(block)
             if size >= batch_bytes:
