@@ -203,3 +203,26 @@ def test_cli_reports_the_incremental_run(tmp_path: Path) -> None:
     assert second["incremental"]["new_lines"] == 0
     assert second["actions"] == first["actions"]
     assert second["data_from"] == first["data_from"]
+
+
+def test_previous_window_is_merged_into_the_judgement(tmp_path: Path, shop: bytes) -> None:
+    """After a window closes, a run judges the closed window and the new one together: counts
+    and distinct counts (sketches merged register by register) are those of one pass; only a
+    session open across the boundary counts in both windows."""
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("state:\n  window: 1h\n")
+    cfg = load_config(cfg_file)
+    log = tmp_path / "access.log"
+    closed = []
+    for i, part in enumerate(_cuts(shop, 0.4, 0.8)):
+        with log.open("ab") as fh:
+            fh.write(part)
+        closed.append(_inc([log], cfg, tmp_path, f"w{i}")["incremental"]["window_closed"])
+    assert closed == [False, True, False]
+    got, once = _features(tmp_path / "w2"), _once([SHOP], cfg, tmp_path / "once")
+    assert got["client"].to_list() == once["client"].to_list()
+    exact = ["requests", "pages", "product_pages", "assets", "bytes_sent", "distinct_products", "distinct_paths",
+             "distinct_agents", "first_seen", "last_seen", "peak_pages_per_min", "status_4xx", "catalogue_coverage"]
+    _same(got.select(exact), once.select(exact))
+    extra = (got["sessions"] - once["sessions"]).to_list()
+    assert set(extra) <= {0, 1} and 0 < sum(extra) < len(extra) / 5

@@ -300,6 +300,52 @@ def test_register_state_is_the_same_sliced_or_whole(slice_rows, monkeypatch) -> 
     assert len(regs) == reference["k"].n_unique()
 
 
+@pytest.mark.parametrize("slice_rows", [0, 10**9])
+@pytest.mark.parametrize("divisor", [8, 64])
+def test_registers_merge_and_round_trip_give_the_union(slice_rows, divisor, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Two register sets (an earlier window's and this one's; keys in one, the other or both,
+    dense on either side) merge to the registers of the union; a set stored as frames and
+    read back is the same set."""
+    monkeypatch.setattr(sketches, "SLICE_ROWS", slice_rows)
+    monkeypatch.setattr(sketches.Registers, "DENSE_DIVISOR", divisor)
+    p = 8
+    rng = random.Random(11)
+
+    def frames(keys: range, n: int) -> list[pl.DataFrame]:
+        return [
+            sketches.registers(
+                pl.DataFrame({"k": [rng.choice(keys) for _ in range(n)], "v": [str(rng.randrange(3000)) for _ in range(n)]},
+                             schema={"k": pl.UInt64, "v": pl.String}),
+                ["k"], pl.col("v"), p,
+            ).collect()
+            for _ in range(3)
+        ]
+
+    # Keys 0-19 in the first set only, 40-59 in the second, 20-39 in both; with the default
+    # divisor key 0 is dense in both, 25 dense in the first and sparse in the second, 30 the
+    # other way round, 60 dense in the second only (with 64 nearly every key is dense).
+    a = frames(range(0, 40), 300) + frames(range(0, 1), 400) + frames(range(25, 26), 400)
+    b = frames(range(20, 60), 300) + frames(range(0, 1), 400) + frames(range(30, 31), 400) + frames(range(60, 61), 400)
+    left, right = sketches.Registers("k", p), sketches.Registers("k", p)
+    for f in a:
+        left.add([f])
+    for f in b:
+        right.add([f])
+    left.flush()
+    right.flush()
+    assert len(left.index) and len(right.index)  # dense rows on both sides
+    if divisor == 8:
+        assert 25 in left.index["k"] and 25 not in right.index["k"] and 30 in right.index["k"] and 30 not in left.index["k"]
+    stored = sketches.Registers.from_frames("k", p, right.to_frames())
+    assert stored.rows().sort("k", "reg").equals(right.rows().sort("k", "reg"))
+    left.merge(stored)
+    reference = pl.concat(a + b).group_by("k", "reg").agg(pl.col("rank").max())
+    assert left.rows().sort("k", "reg").equals(reference.sort("k", "reg"))
+    assert len(left) == reference["k"].n_unique()
+    ours = left.estimate().sort("k")
+    assert_frame_equal(ours, sketches.estimate(reference, ["k"], p).sort("k"), check_exact=False, rel_tol=1e-12)
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=hit_rows)
 def test_features_are_the_same_with_every_sketch_dense(cfg, rows, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -208,7 +208,13 @@ class Registers:
     def from_frames(cls, key: str, p: int, frames: dict[str, pl.DataFrame]) -> Registers:
         regs = cls(key, p)
         sparse = frames["sparse"]
-        regs.sparse = [sparse] if len(sparse) else None
+        if len(sparse) > SLICE_ROWS:
+            # Back into the slices ``merge_sliced`` keeps (by key), or the next merge re-slices.
+            slot = (pl.col(key) % SLICES).cast(pl.Int64).alias("_slice")
+            parts = sparse.with_columns(slot).partition_by("_slice", include_key=False, as_dict=True)
+            regs.sparse = [parts.get((i,), sparse.clear()) for i in range(SLICES)]
+        else:
+            regs.sparse = [sparse] if len(sparse) else None
         regs.index = frames["index"]
         dense = frames["dense"]
         regs.dense = (
@@ -220,9 +226,39 @@ class Registers:
         return regs
 
     def merge(self, other: Registers) -> None:
-        """Raise these registers to ``other``'s (the sketch of the union of both sets)."""
-        self.add([other.rows()])
+        """Raise these registers to ``other``'s (the sketch of the union of both sets). Dense
+        rows merge as arrays; a key dense in ``other`` only becomes dense here too."""
         self.flush()
+        other.flush()
+        key = self.key
+        if len(other.index):
+            pairs = other.index.join(self.index, on=key, how="left", suffix="_mine")
+            both = pairs.filter(pl.col("_row_mine").is_not_null())
+            if len(both):
+                mine, theirs = both["_row_mine"].to_numpy(), both["_row"].to_numpy()
+                self.dense[mine] = np.maximum(self.dense[mine], other.dense[theirs])
+            new = pairs.filter(pl.col("_row_mine").is_null())
+            if len(new):
+                start = len(self.index)
+                new_index = pl.DataFrame({
+                    key: new[key], "_row": pl.int_range(start, start + len(new), dtype=pl.UInt32, eager=True),
+                })
+                grown = np.zeros((start + len(new), self.m), dtype=np.uint8)
+                grown[:start] = self.dense[:start]
+                grown[start:] = other.dense[new["_row"].to_numpy()]
+                self.dense, self.index = grown, pl.concat([self.index, new_index])
+                # This side's sparse rows of those keys move into their new dense rows.
+                self._raise(self._sparse_rows().join(new_index, on=key, how="inner"))
+                leaving = pl.col(key).is_in(new_index[key].implode())
+                self.sparse = [f.filter(~leaving) for f in self.sparse] if self.sparse else None
+        rows = other._sparse_rows()
+        if len(rows):
+            found = rows.join(self.index, on=key, how="left")
+            heavy = found.filter(pl.col("_row").is_not_null())
+            if len(heavy):
+                self._raise(heavy)
+            light = found.filter(pl.col("_row").is_null()).drop("_row")
+            self.sparse = merge_sliced(self.sparse, [light], [key])
 
     def rows(self, keys: pl.Series | None = None) -> pl.DataFrame:
         """Sparse (key, reg, rank) rows, of every key or only of ``keys``."""
