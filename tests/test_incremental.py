@@ -226,3 +226,17 @@ def test_previous_window_is_merged_into_the_judgement(tmp_path: Path, shop: byte
     _same(got.select(exact), once.select(exact))
     extra = (got["sessions"] - once["sessions"]).to_list()
     assert set(extra) <= {0, 1} and 0 < sum(extra) < len(extra) / 5
+
+
+def test_damaged_carry_is_set_aside_with_a_warning(tmp_path: Path, cfg: Config, shop: bytes) -> None:
+    import sqlite3
+
+    log = tmp_path / "access.log"
+    log.write_bytes(shop)
+    _inc([log], cfg, tmp_path, "a")
+    with sqlite3.connect(tmp_path / "state.db") as con:
+        con.execute("UPDATE carry SET data = ? WHERE name = 'cur.client_sums'", (b"not arrow",))
+    res = analyze([str(log)], cfg, out_dir=tmp_path / "b", state_path=tmp_path / "state.db", incremental=True)
+    assert any("could not be read" in w and "read again from their start" in w for w in res.warnings)
+    assert res.summary["incremental"]["new_lines"] == shop.count(b"\n")
+    _same(_features(tmp_path / "b"), _features(tmp_path / "a"))

@@ -97,10 +97,8 @@ def build_features(
     tail = sess.flush()
     if len(tail):
         acc.add(tail)
-    if carry is not None and not carry.rolled:
-        previous = carry.previous_accumulator(cfg)
-        if previous is not None:
-            acc.absorb(previous)
+    if carry is not None and not carry.rolled and carry.previous_acc is not None:
+        acc.absorb(carry.previous_acc)
     acc.finish_parts()
     # Agent parsing is Python, one call per distinct agent; the session and client frames are
     # Polars: the two run side by side (in a thread, or in the caller's process).

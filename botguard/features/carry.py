@@ -80,6 +80,7 @@ class Carry:
     #: The previous window, kept serialized: it is read once per run, never changed.
     previous: dict[str, bytes] = field(default_factory=dict)
     previous_start: datetime | None = None
+    previous_acc: FeatureAccumulator | None = None
     #: Set by ``seal``: the blobs to store, and whether the current window was just closed.
     sealed: dict[str, bytes] | None = None
     rolled: bool = False
@@ -97,7 +98,10 @@ class Carry:
         be used (None when there was none)."""
         if "meta" not in blobs:
             return cls.fresh(cfg), None
-        meta = json.loads(blobs["meta"])
+        try:
+            meta = json.loads(blobs["meta"])
+        except ValueError:
+            meta = {}
         if meta.get("format") != FORMAT:
             return cls.fresh(cfg), "the carried state was written by another botguard version"
         if meta.get("shaping") != shaping_hash(cfg):
@@ -109,23 +113,26 @@ class Carry:
         def frames(prefix: str) -> dict[str, pl.DataFrame]:
             return {k[len(prefix):]: _frame(v) for k, v in blobs.items() if k.startswith(prefix)}
 
-        carry = cls(
-            Sessionizer.from_frames(cfg, frames("sess.")),
-            FeatureAccumulator.from_frames(cfg, frames("cur."), meta["current"]),
-            window_start=_ts(meta["window_start"]),
-            last_ts=_ts(meta["last_ts"]),
-            cursors=[Cursor.from_dict(c) for c in meta["cursors"]],
-            previous={k: v for k, v in blobs.items() if k.startswith("prev.")},
-            previous_start=_ts(meta.get("previous_start")),
-            columns_seen=set(meta.get("columns_seen", [])),
-        )
-        if carry.previous:
-            carry.previous["prev.meta"] = json.dumps(meta["previous"]).encode()
+        try:
+            carry = cls(
+                Sessionizer.from_frames(cfg, frames("sess.")),
+                FeatureAccumulator.from_frames(cfg, frames("cur."), meta["current"]),
+                window_start=_ts(meta["window_start"]),
+                last_ts=_ts(meta["last_ts"]),
+                cursors=[Cursor.from_dict(c) for c in meta["cursors"]],
+                previous={k: v for k, v in blobs.items() if k.startswith("prev.")},
+                previous_start=_ts(meta.get("previous_start")),
+                columns_seen=set(meta.get("columns_seen", [])),
+            )
+            if carry.previous:
+                carry.previous["prev.meta"] = json.dumps(meta["previous"]).encode()
+                # Read now: damage shows here, not mid-run.
+                carry.previous_acc = carry._read_previous(cfg)
+        except Exception as exc:  # any damage means the same: start over
+            return cls.fresh(cfg), f"the carried state could not be read ({type(exc).__name__}: {str(exc)[:120]})"
         return carry, None
 
-    def previous_accumulator(self, cfg: Config) -> FeatureAccumulator | None:
-        if not self.previous:
-            return None
+    def _read_previous(self, cfg: Config) -> FeatureAccumulator:
         counters = json.loads(self.previous["prev.meta"])
         frames = {k[5:]: _frame(v) for k, v in self.previous.items() if k != "prev.meta"}
         return FeatureAccumulator.from_frames(cfg, frames, counters)
