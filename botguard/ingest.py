@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -21,7 +21,7 @@ from botguard.errors import InputError, RefusedError
 from botguard.parsers import LogParser, get_parser, sniff_candidates
 from botguard.parsers.normalize import apply_trusted_proxies
 from botguard.schema import HITS_SCHEMA
-from botguard.sources.cursors import Cursor, advanced, inspect, merged
+from botguard.sources.cursors import Cursor, advanced, inspect_all, lost, merged
 from botguard.sources.files import Chunk, SourceProblem, expand_inputs, read_chunks, same_content
 
 REPLACEMENT = "\ufffd"
@@ -57,6 +57,13 @@ class ParseStats:
     json_like: bool = False
     #: Watched columns (``WATCHED_COLUMNS``) with a value on at least one parsed line.
     columns_seen: set[str] = field(default_factory=set)
+    #: Lines dated more than a day after this machine's clock: kept, but they do not move
+    #: ``last_ts`` (the data clock that block expiry and incremental windows follow).
+    future_lines: int = 0
+    future_latest: datetime | None = None
+    #: (parsed, rejected) lines of the traffic an incremental run continues: a run with few
+    #: lines of its own is judged on the ratio over those too.
+    carried_lines: tuple[int, int] = (0, 0)
 
     @property
     def never_logged(self) -> list[str]:
@@ -68,6 +75,16 @@ class ParseStats:
     def error_ratio(self) -> float:
         considered = self.parsed + self.rejected
         return self.rejected / considered if considered else 0.0
+
+    @property
+    def judged_ratio(self) -> float:
+        """The share of bad lines ``max_error_ratio`` is held against: this run's, or with
+        fewer than ``MIN_JUDGED_LINES`` of them (a quiet five minutes, one half-written line
+        read on its own), that of the carried traffic and this run's together."""
+        if self.parsed + self.rejected >= MIN_JUDGED_LINES or not any(self.carried_lines):
+            return self.error_ratio
+        parsed, rejected = self.parsed + self.carried_lines[0], self.rejected + self.carried_lines[1]
+        return rejected / (parsed + rejected)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,6 +99,7 @@ class ParseStats:
             "rejected_by_source": dict(self.rejected_by_source.most_common()),
             "invalid_utf8_lines": self.invalid_utf8_lines,
             "error_ratio": round(self.error_ratio, 6),
+            "future_lines": self.future_lines,
             "bytes_read": self.bytes_read,
             "first_ts": self.first_ts.isoformat() if self.first_ts else None,
             "last_ts": self.last_ts.isoformat() if self.last_ts else None,
@@ -89,6 +107,12 @@ class ParseStats:
             "problems": [f"{p.source}: {p.message}" for p in self.problems],
             "never_logged": self.never_logged,
         }
+
+
+#: Runs with at least this many lines are judged on their own share of bad lines.
+MIN_JUDGED_LINES = 200
+#: How far past this machine's clock a line's time may be before it stops moving the data clock.
+FUTURE_SLACK = timedelta(days=1)
 
 
 def _lines_frame(chunk: Chunk, stats: ParseStats) -> pl.DataFrame:
@@ -170,7 +194,10 @@ class Ingest:
         """``cursors`` (from an earlier run's ``cursors_after()``) makes the run incremental:
         each log is read from where an earlier run stopped, and an unterminated last line is
         left for the next run."""
-        self.paths = expand_inputs(inputs)
+        missing: list[str] = []
+        # Incremental runs are cron's: a rotated log that is not there (yet) is skipped, as
+        # logrotate's missingok does, and named in the run's problems.
+        self.paths = expand_inputs(inputs, missing=missing if cursors is not None else None)
         copies = same_content(self.paths)
         self.cfg = cfg
         self.format = format or cfg.ingest.format
@@ -183,9 +210,22 @@ class Ingest:
         self.stats.problems += [
             SourceProblem(path, f"same content as {kept}: read once") for path, kept in copies
         ]
+        self.stats.problems += [SourceProblem(path, "not found: skipped") for path in missing]
         self.cursors = cursors
-        self.log_states = [inspect(p, cursors) for p in self.paths] if cursors is not None else []
+        self.log_states = inspect_all(self.paths, cursors) if cursors is not None else []
         self._advanced: list[Cursor] = []
+        for path, state in zip(self.paths, self.log_states, strict=False):
+            if state.same_as is not None:
+                self.stats.problems.append(SourceProblem(
+                    path, f"holds the same lines as {state.same_as} (a rotation in progress): read once"))
+        for c in lost(cursors or [], self.log_states):
+            self.stats.problems.append(SourceProblem(
+                f"a log the previous run read to line {c.line_no - 1:,}",
+                "not among this run's logs (rotated out of the names given?): lines written to it since were "
+                "not read; name the older rotations too (access.log.2.gz) or use a glob (access.log*)",
+            ))
+        # Wall clock on purpose: a line dated after it is a skewed clock, not traffic.
+        self.clock_limit = datetime.now(UTC) + FUTURE_SLACK
         self.parser: LogParser | None = None
         if self.format != "auto":
             self.parser = get_parser(self.format, cfg)
@@ -208,13 +248,16 @@ class Ingest:
             return
         for path, state in zip(self.paths, self.log_states, strict=True):
             stop = next_line = None
+            complete = state.done
             if not state.done:
+                problems = len(self.stats.problems)
                 for chunk in read_chunks(
                     path, batch, self.stats.problems, start=state.start(), hold_partial=state.hold_partial()
                 ):
                     stop, next_line = chunk.stop, chunk.first_line_no + chunk.n_lines
                     yield chunk
-            cursor = advanced(state, stop, next_line)
+                complete = len(self.stats.problems) == problems  # no truncated stream
+            cursor = advanced(state, stop, next_line, complete)
             if cursor is not None:
                 self._advanced.append(cursor)
 
@@ -289,9 +332,17 @@ class Ingest:
             if unseen:
                 present = hits.select(pl.col(c).is_not_null().any() for c in unseen).row(0)
                 stats.columns_seen.update(c for c, p in zip(unseen, present, strict=True) if p)
-            lo, hi = hits.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).row(0)
+            ahead = pl.col("ts") > self.clock_limit
+            lo, hi, n_ahead, latest = hits.select(
+                pl.col("ts").min().alias("lo"), pl.col("ts").filter(~ahead).max().alias("hi"),
+                ahead.sum().alias("n"), pl.col("ts").max().alias("latest"),
+            ).row(0)
             stats.first_ts = lo if stats.first_ts is None else min(stats.first_ts, lo)
-            stats.last_ts = hi if stats.last_ts is None else max(stats.last_ts, hi)
+            if hi is not None:
+                stats.last_ts = hi if stats.last_ts is None else max(stats.last_ts, hi)
+            if n_ahead:
+                stats.future_lines += int(n_ahead)
+                stats.future_latest = latest if stats.future_latest is None else max(stats.future_latest, latest)
         # A wrong format shows in the first batch: stop early instead of reading gigabytes.
         if stats.parsed + stats.rejected >= 5000 and stats.error_ratio > 0.5:
             self.finish()
@@ -325,7 +376,7 @@ class Ingest:
 
     def finish(self) -> ParseStats:
         stats = self.stats
-        ratio = stats.error_ratio
+        ratio = stats.judged_ratio
         if ratio > self.cfg.ingest.max_error_ratio and stats.rejected:
             considered = stats.parsed + stats.rejected
             share = f"{stats.rejected} of {considered} lines ({ratio:.0%})"

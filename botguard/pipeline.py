@@ -213,23 +213,29 @@ def _analyze(
         from botguard.features.carry import Carry
 
         carry, set_aside = Carry.load(cfg, store.load_carry())
+        chosen = format or cfg.ingest.format
+        if not set_aside and carry.format and chosen not in ("auto", carry.format):
+            carry, set_aside = Carry.fresh(cfg), f"the carried traffic was read as {carry.format!r}, not {chosen!r}"
         if set_aside:
             warnings.append(f"{set_aside}: the logs were read again from their start")
+        elif carry.format and chosen == "auto":
+            format = carry.format  # sniffed once: a lone odd line must not be sniffed again
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict,
                  cursors=carry.cursors if carry is not None else None)
     if carry is not None:
         ing.stats.columns_seen |= carry.columns_seen  # judged over the carried traffic too
+        ing.stats.carried_lines = carry.carried_lines
     with _progress(progress, ing) as advance:
         from botguard.features import build_features
 
         ing.on_progress = advance
 
         def seal(c: Any) -> None:
-            c.seal(cfg, ing.stats, ing.cursors_after())
+            c.seal(ing.stats, ing.cursors_after())
 
         feats = build_features(
             ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, keep_sessions=False, agent_process=agent_process,
-            carry=carry, seal=seal,
+            carry=carry, seal=seal, clock_limit=ing.clock_limit,
         )
     from botguard.sinks.atomic import atomic_write
 
@@ -243,6 +249,12 @@ def _analyze(
             f"{', '.join(stats.never_logged)} {'is' if one else 'are'} empty on every line: the format "
             f"({stats.format}) does not log {'it' if one else 'them'}, or a log_format variable or JSON key "
             "is misspelt; the checks that read them see nothing"
+        )
+    if stats.future_lines:
+        warnings.append(
+            f"{stats.future_lines:,} lines are dated more than a day after this machine's clock (the latest "
+            f"{stats.future_latest:%Y-%m-%d %H:%M} UTC): they are analysed, but do not move the data clock "
+            "(block expiry, incremental windows); check the clock of the server that wrote them"
         )
     # A truncated .gz or an unreadable file: what was read before it counts, but say so.
     warnings.extend(f"{p.source}: {p.message}" for p in stats.problems)
@@ -269,8 +281,10 @@ def _analyze(
         from botguard.state import StateStore
 
         with nullcontext(store) if store is not None else StateStore(state_path) as held:
+            allowed = _allowed(cfg, decisions)
             held.record(entries, as_of, cfg.state)
-            entries = held.active(as_of)
+            held.forget_within(allowed)
+            entries = held.active(as_of, allow=allowed)
     if carry is not None and carry.sealed is not None:
         # After the blocks: a run killed in between reads the same lines again next time,
         # and recording the same run twice changes nothing.
@@ -334,6 +348,19 @@ def _analyze(
     except ImportError:
         pass
     return AnalyzeResult(decisions, entries, summary, warnings, refused)
+
+
+def _allowed(cfg: Config, decisions: pl.DataFrame) -> list[str]:
+    """Networks a block recorded by an earlier run must not outlive: the allowlist's, and the
+    addresses of this run's clients allowlisted by ASN or agent."""
+    listed = [str(n) for n in cfg.policy.allowlist.networks]
+    if decisions.is_empty() or "reasons" not in decisions.columns:
+        return listed
+    allowed = decisions.filter(
+        (pl.col("action") == "allow") & pl.col("ip").is_not_null()
+        & pl.col("reasons").list.eval(pl.element().str.starts_with("allowlisted")).list.any()
+    )
+    return listed + allowed["ip"].unique().sort().to_list()
 
 
 def _timeline(timeline: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:

@@ -354,8 +354,10 @@ class StateStore:
             self._ttl_cfg = None
         return RecordSummary(frame.height, after - before, normalized.invalid_rows)
 
-    def active(self, as_of: datetime) -> pl.DataFrame:
-        """What to block at ``as_of``: unexpired recorded and manual blocks, minus allows.
+    def active(self, as_of: datetime, allow: list[str] | tuple[str, ...] = ()) -> pl.DataFrame:
+        """What to block at ``as_of``: unexpired recorded and manual blocks, minus allows (the
+        manual ones and ``allow``: the config's allowlist, which a run applies to what
+        earlier runs recorded too).
 
         Block-entries schema, one row per network, numeric order. Values read back from the
         file are validated again (a state file is just another input).
@@ -374,7 +376,7 @@ class StateStore:
             (now,),
         )
         blocks = pl.concat([recorded, manual]).with_columns(action=pl.lit("block"))
-        allows = [parse_network(e) for e in self._manual_entries("allow", now)]
+        allows = [parse_network(e) for e in [*self._manual_entries("allow", now), *allow]]
         work = normalize(conform(blocks, BLOCK_ENTRIES_SCHEMA)).frame
         return as_entries(exclude(work, allows))
 
@@ -410,6 +412,27 @@ class StateStore:
         with self._transaction() as conn:
             cur = conn.execute("DELETE FROM decisions WHERE expires_us < ?", (to_us(before),))
             return cur.rowcount
+
+    def forget_within(self, networks: list[str] | tuple[str, ...]) -> int:
+        """Forget recorded blocks that lie inside ``networks`` (allowlisted since): allow beats
+        block for every later export too, not only for the run that saw the allowlist."""
+        if not networks:
+            return 0
+        import ipaddress
+
+        nets = [ipaddress.ip_network(parse_network(n).text, strict=False) for n in networks]
+        gone = []
+        for (entry,) in self._conn.execute("SELECT entry FROM decisions"):
+            try:
+                net = ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                continue
+            if any(net.version == n.version and net.subnet_of(n) for n in nets):  # type: ignore[arg-type]
+                gone.append((entry,))
+        if gone:
+            with self._transaction() as conn:
+                conn.executemany("DELETE FROM decisions WHERE entry = ?", gone)
+        return len(gone)
 
     def decisions(self) -> pl.DataFrame:
         """Every recorded decision, expired or not, with offences and request counts."""

@@ -225,7 +225,7 @@ def test_previous_window_is_merged_into_the_judgement(tmp_path: Path, shop: byte
              "distinct_agents", "first_seen", "last_seen", "peak_pages_per_min", "status_4xx", "catalogue_coverage"]
     _same(got.select(exact), once.select(exact))
     extra = (got["sessions"] - once["sessions"]).to_list()
-    assert set(extra) <= {0, 1} and 0 < sum(extra) < len(extra) / 5
+    assert set(extra) <= {0, 1} and sum(extra) > 0
 
 
 def test_damaged_carry_is_set_aside_with_a_warning(tmp_path: Path, cfg: Config, shop: bytes) -> None:
@@ -240,3 +240,138 @@ def test_damaged_carry_is_set_aside_with_a_warning(tmp_path: Path, cfg: Config, 
     assert any("could not be read" in w and "read again from their start" in w for w in res.warnings)
     assert res.summary["incremental"]["new_lines"] == shop.count(b"\n")
     _same(_features(tmp_path / "b"), _features(tmp_path / "a"))
+
+
+@pytest.mark.parametrize("incremental", [True, False])
+def test_allowlisting_unblocks_what_earlier_runs_recorded(tmp_path: Path, cfg: Config, incremental: bool) -> None:
+    """A false positive fixed in the config (policy.allowlist.networks) leaves the blocklist,
+    the exports and the state at the next run, not when its block expires."""
+    from botguard.pipeline import export_entries
+
+    state = tmp_path / "state.db"
+    first = analyze([str(SHOP)], cfg, out_dir=tmp_path / "a", state_path=state, incremental=incremental, force=True)
+    blocked = first.decisions.filter((pl.col("action") == "block") & ~pl.col("client").str.contains("/"))["ip"][0]
+    assert blocked in (tmp_path / "a" / "blocklist.txt").read_text()
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(f"policy:\n  allowlist:\n    networks: [{blocked}/32]\n")
+    second = analyze([str(SHOP)], load_config(cfg_file), out_dir=tmp_path / "b", state_path=state,
+                     incremental=incremental, exports=[("nginx-deny", tmp_path / "deny.conf")], force=True)
+    assert second.decisions.filter(pl.col("ip") == blocked)["action"].to_list() == ["allow"]
+    assert f"{blocked}\n" not in (tmp_path / "b" / "blocklist.txt").read_text()
+    assert f"deny {blocked};" not in (tmp_path / "deny.conf").read_text()
+    export_entries("plain", tmp_path / "later.txt", from_dir=None, state_path=state, max_entries=None, diff=None,
+                   changes_only=False, as_of=datetime.fromisoformat(second.summary["data_to"]))
+    later = (tmp_path / "later.txt").read_text()
+    assert blocked not in later.split() and len(later.split("\n")) > 10
+
+
+def test_a_log_caught_half_way_through_rotation_is_read_once(tmp_path: Path, cfg: Config, shop: bytes) -> None:
+    """logrotate's copytruncate still copying, or compress still writing the .gz beside the
+    plain file: both hold the same lines past the cursor; they are read from one of them."""
+    lines = shop.splitlines(keepends=True)
+    a, b, c = b"".join(lines[:2000]), b"".join(lines[2000:3000]), b"".join(lines[3000:])
+    live, one, gz = tmp_path / "access.log", tmp_path / "access.log.1", tmp_path / "access.log.1.gz"
+    live.write_bytes(a)
+    _inc([str(tmp_path / "access.log*")], cfg, tmp_path, "h0")
+    with live.open("ab") as fh:
+        fh.write(b)
+    one.write_bytes((a + b)[: len(a + b) * 9 // 10])  # the copy, 90% done
+    s1 = _inc([live, one], cfg, tmp_path, "h1")
+    assert s1["incremental"]["new_lines"] == 1000
+    assert any("same lines" in p for p in s1["parse"]["problems"])
+    one.write_bytes(a + b)  # copy done, live truncated, the server writes on
+    live.write_bytes(c[: len(c) // 2 + c[len(c) // 2:].index(b"\n") + 1])
+    rest = c[len(live.read_bytes()):]
+    packed = gzip.compress(a + b)
+    gz.write_bytes(packed[: len(packed) * 8 // 10])  # compress writing the .gz beside .1
+    s2 = _inc([str(tmp_path / "access.log*")], cfg, tmp_path, "h2")
+    assert s2["incremental"]["new_lines"] == live.read_bytes().count(b"\n")
+    gz.write_bytes(packed)
+    one.unlink()
+    with live.open("ab") as fh:
+        fh.write(rest)
+    s3 = _inc([str(tmp_path / "access.log*")], cfg, tmp_path, "h3")
+    assert s3["incremental"]["new_lines"] == rest.count(b"\n")
+    _same(_features(tmp_path / "h3"), _once([SHOP], cfg, tmp_path / "once"))
+
+
+def test_missing_and_rotated_away_logs_are_reported_not_fatal(tmp_path: Path, cfg: Config, shop: bytes) -> None:
+    lines = shop.splitlines(keepends=True)
+    live, one = tmp_path / "access.log", tmp_path / "access.log.1"
+    live.write_bytes(b"".join(lines[:1000]))
+    s0 = _inc([live, one], cfg, tmp_path, "m0")  # no access.log.1 yet: skipped, like missingok
+    assert s0["incremental"]["new_lines"] == 1000
+    assert any("access.log.1: not found" in p for p in s0["parse"]["problems"])
+    # Two rotations between runs: the log read last time is now access.log.2, not named.
+    with live.open("ab") as fh:
+        fh.write(b"".join(lines[1000:1500]))
+    live.rename(tmp_path / "access.log.2")
+    one.write_bytes(b"".join(lines[1500:2000]))
+    live.write_bytes(b"".join(lines[2000:2500]))
+    res = analyze([str(live), str(one)], cfg, out_dir=tmp_path / "m1", state_path=tmp_path / "state.db", incremental=True)
+    assert res.summary["incremental"]["new_lines"] == 1000
+    assert any("previous run read to line 1,000" in w and "not among this run's logs" in w for w in res.warnings)
+    with pytest.raises(Exception, match="no such file"):
+        analyze([str(tmp_path / "nope.log")], cfg, out_dir=tmp_path / "m2", state_path=tmp_path / "state.db", incremental=True)
+
+
+def test_a_compressed_log_read_to_its_end_is_not_inflated_again(tmp_path: Path, cfg: Config, shop: bytes) -> None:
+    import lzma
+
+    old = tmp_path / "access.log.2.xz"
+    old.write_bytes(lzma.compress(shop))
+    _inc([old], cfg, tmp_path, "x0")
+    data = bytearray(old.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)  # damage past its first KiB
+    old.write_bytes(bytes(data))
+    res = analyze([str(old)], cfg, out_dir=tmp_path / "x1", state_path=tmp_path / "state.db", incremental=True)
+    assert res.summary["incremental"]["new_lines"] == 0
+    assert not any("corrupt" in w for w in res.warnings)
+
+
+def test_a_lone_odd_line_neither_refuses_the_run_nor_changes_the_format(tmp_path: Path, cfg: Config, shop: bytes) -> None:
+    """A writer that died mid-line leaves a half line; read on its own once the log stops
+    growing, it is one reject among the carried traffic's lines, in the format sniffed
+    before, not a refused run (which would stop every later run too)."""
+    log = tmp_path / "access.log"
+    log.write_bytes(shop + b'66.249.66.1 - - [02/Mar/2026:02:00:00 +0000] "GET /p/1')
+    for name in ("o0", "o1", "o2"):
+        res = analyze([str(log)], cfg, out_dir=tmp_path / name, state_path=tmp_path / "state.db", incremental=True)
+    assert res.summary["parse"]["format"] == "combined"
+    totals = [json.loads((tmp_path / n / "summary.json").read_text())["parse"] for n in ("o0", "o1", "o2")]
+    assert [t["rejected"] for t in totals] == [0, 1, 0]
+    # A run of its own lines, all bad (the format changed), is still refused at once.
+    with log.open("ab") as fh:
+        fh.write(b"\n" + b"this is not an access log line\n" * 300)
+    from botguard.errors import RefusedError
+
+    with pytest.raises(RefusedError):
+        analyze([str(log)], cfg, out_dir=tmp_path / "o3", state_path=tmp_path / "state.db", incremental=True)
+
+
+def test_a_line_from_the_future_does_not_move_the_clock(tmp_path: Path, cfg: Config, shop: bytes) -> None:
+    log = tmp_path / "access.log"
+    future = (datetime.now(UTC) + timedelta(days=400)).strftime("%d/%b/%Y:%H:%M:%S +0000")
+    log.write_bytes(shop + f'203.0.113.50 - - [{future}] "GET / HTTP/1.1" 200 100 "-" "Mozilla/5.0"\n'.encode())
+    res = analyze([str(log)], cfg, out_dir=tmp_path / "f0", state_path=tmp_path / "state.db", incremental=True, force=True)
+    assert res.summary["data_to"].startswith("2026-03-02")
+    assert not res.summary["incremental"]["window_closed"]
+    assert any("after this machine's clock" in w for w in res.warnings)
+    assert "203.0.113.50" in _features(tmp_path / "f0")["client"].to_list()  # analysed all the same
+
+
+def test_a_catch_up_read_ends_with_the_last_two_windows(tmp_path: Path, shop: bytes) -> None:
+    """The first run over a two-hour log with 30-minute windows judges its last two windows
+    only, as if it had run every few minutes all along."""
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("state:\n  window: 30m\n")
+    cfg = load_config(cfg_file)
+    log = tmp_path / "access.log"
+    log.write_bytes(shop)
+    summary = _inc([log], cfg, tmp_path, "c0")
+    assert summary["incremental"]["window_closed"]
+    judged_from = datetime.fromisoformat(summary["incremental"]["judged_from"])
+    feats = _features(tmp_path / "c0")
+    assert judged_from == datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+    assert feats["first_seen"].min() >= judged_from - timedelta(minutes=30)  # sessions open across it aside
+    assert feats["requests"].sum() < shop.count(b"\n") * 0.7

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -73,6 +74,7 @@ def build_features(
     agent_process: AgentProcess | None = None,
     carry: Carry | None = None,
     seal: Callable[[Carry], None] | None = None,
+    clock_limit: datetime | None = None,
 ) -> FeatureResult:
     """Features of a stream of hits batches. Without ``keep_sessions`` the session rows are
     folded into the client rows as the stream goes (``sessions`` comes back empty and memory
@@ -81,23 +83,30 @@ def build_features(
 
     With a ``carry`` (incremental analysis) the stream continues an earlier run's state:
     ``seal(carry)`` is called when the stream ends, to store it before this run's results
-    fold everything up; the results then cover the carry's previous window too."""
+    fold everything up; the results then cover the carry's previous window too. Hits dated
+    after ``clock_limit`` do not move its windows."""
     if carry is not None:
         sess, acc = carry.sessionizer, carry.current
+        limit = clock_limit or datetime.max.replace(tzinfo=UTC)
     else:
         sess, acc = Sessionizer(cfg), FeatureAccumulator(cfg, keep_sessions=keep_sessions)
     for hits in batches:
         # Callers may flag the hits themselves, e.g. in the thread that parses them.
         flagged = hits if "_ck" in hits.columns else flag_hits(hits, cfg).collect()
-        acc.add(sess.push(flagged))
+        if carry is not None:
+            carry.add(sess.push(flagged), limit)  # may close the window: a new accumulator
+        else:
+            acc.add(sess.push(flagged))
         if on_batch:
             on_batch(hits)
-    if carry is not None and seal is not None:
-        seal(carry)
+    if carry is not None:
+        if seal is not None:
+            seal(carry)
+        acc = carry.current
     tail = sess.flush()
     if len(tail):
         acc.add(tail)
-    if carry is not None and not carry.rolled and carry.previous_acc is not None:
+    if carry is not None and carry.previous_acc is not None:
         acc.absorb(carry.previous_acc)
     acc.finish_parts()
     # Agent parsing is Python, one call per distinct agent; the session and client frames are

@@ -70,26 +70,77 @@ def _iso(value: datetime | None) -> str | None:
 
 @dataclass
 class Carry:
-    """The state of an incremental analysis (see the module docstring)."""
+    """The state of an incremental analysis (see the module docstring). ``add`` feeds it
+    sessionized hits, closing the current window whenever the data reaches its end, so a
+    long catch-up read (the first run, a run after an outage) ends with the last two windows
+    of what it read, not with all of it in one."""
 
+    cfg: Config
     sessionizer: Sessionizer
     current: FeatureAccumulator
     window_start: datetime | None = None
     last_ts: datetime | None = None
     cursors: list[Cursor] = field(default_factory=list)
-    #: The previous window, kept serialized: it is read once per run, never changed.
+    #: The previous window: serialized as loaded (stored again as is unless replaced), and
+    #: read back for this run's judgement.
     previous: dict[str, bytes] = field(default_factory=dict)
     previous_start: datetime | None = None
     previous_acc: FeatureAccumulator | None = None
-    #: Set by ``seal``: the blobs to store, and whether the current window was just closed.
-    sealed: dict[str, bytes] | None = None
-    rolled: bool = False
+    #: (parsed, rejected) lines of the previous and the current window.
+    lines: tuple[int, int] = (0, 0)
+    previous_lines: tuple[int, int] = (0, 0)
+    #: The log format the carried traffic was read with (a sniffed one is kept).
+    format: str | None = None
     #: Optional fields (referer, agent …) seen on some line of the carried traffic.
     columns_seen: set[str] = field(default_factory=set)
+    #: Set by ``seal``: the blobs to store. ``rolled``: a window closed during this run.
+    sealed: dict[str, bytes] | None = None
+    rolled: bool = False
 
     @classmethod
     def fresh(cls, cfg: Config) -> Carry:
-        return cls(Sessionizer(cfg), FeatureAccumulator(cfg, keep_sessions=False))
+        return cls(cfg, Sessionizer(cfg), FeatureAccumulator(cfg, keep_sessions=False))
+
+    # ------------------------------------------------------------------ the stream
+    def add(self, hits: pl.DataFrame, clock_limit: datetime) -> None:
+        """Sessionized hits into the current window. Windows tile the data's time line: hits
+        past the current window's end close it and start the next one at that end (lines
+        dated past ``clock_limit`` move nothing)."""
+        window = timedelta(seconds=self.cfg.state.window)
+        while not hits.is_empty():
+            lo, hi = hits.select(
+                pl.col("ts").min().alias("lo"), pl.col("ts").filter(pl.col("ts") <= clock_limit).max().alias("hi")
+            ).row(0)
+            if self.window_start is None:
+                # On a minute: per-minute peaks never straddle two windows.
+                self.window_start = lo.replace(second=0, microsecond=0)
+            end = self.window_start + window
+            if hi is None or hi < end:
+                self.current.add(hits)
+                return
+            inside = pl.col("ts") < end
+            self.current.add(hits.filter(inside))
+            hits = hits.filter(~inside)
+            self.previous_acc, self.previous_start, self.previous = self.current, self.window_start, {}
+            self.current, self.window_start = FeatureAccumulator(self.cfg, keep_sessions=False), end
+            self.rolled = True
+
+    def count_lines(self, parsed: int, rejected: int) -> None:
+        """This run's lines, credited to the window they ended in (a rough split on a roll)."""
+        if self.rolled:
+            self.previous_lines = (self.lines[0] + parsed, self.lines[1] + rejected)
+            self.lines = (0, 0)
+        else:
+            self.lines = (self.lines[0] + parsed, self.lines[1] + rejected)
+
+    @property
+    def carried_lines(self) -> tuple[int, int]:
+        return (self.lines[0] + self.previous_lines[0], self.lines[1] + self.previous_lines[1])
+
+    @property
+    def span_start(self) -> datetime | None:
+        """Where the traffic this run judges starts: the previous window's start, if any."""
+        return self.previous_start or self.window_start
 
     # ------------------------------------------------------------------ storage
     @classmethod
@@ -115,6 +166,7 @@ class Carry:
 
         try:
             carry = cls(
+                cfg,
                 Sessionizer.from_frames(cfg, frames("sess.")),
                 FeatureAccumulator.from_frames(cfg, frames("cur."), meta["current"]),
                 window_start=_ts(meta["window_start"]),
@@ -122,64 +174,51 @@ class Carry:
                 cursors=[Cursor.from_dict(c) for c in meta["cursors"]],
                 previous={k: v for k, v in blobs.items() if k.startswith("prev.")},
                 previous_start=_ts(meta.get("previous_start")),
+                lines=tuple(meta.get("lines", (0, 0))),  # type: ignore[arg-type]
+                previous_lines=tuple(meta.get("previous_lines", (0, 0))),  # type: ignore[arg-type]
+                format=meta.get("log_format"),
                 columns_seen=set(meta.get("columns_seen", [])),
             )
             if carry.previous:
-                carry.previous["prev.meta"] = json.dumps(meta["previous"]).encode()
                 # Read now: damage shows here, not mid-run.
-                carry.previous_acc = carry._read_previous(cfg)
+                counters = meta["previous"]
+                carry.previous_acc = FeatureAccumulator.from_frames(cfg, frames("prev."), counters)
+                carry.previous["prev.meta"] = json.dumps(counters).encode()
         except Exception as exc:  # any damage means the same: start over
             return cls.fresh(cfg), f"the carried state could not be read ({type(exc).__name__}: {str(exc)[:120]})"
         return carry, None
 
-    def _read_previous(self, cfg: Config) -> FeatureAccumulator:
-        counters = json.loads(self.previous["prev.meta"])
-        frames = {k[5:]: _frame(v) for k, v in self.previous.items() if k != "prev.meta"}
-        return FeatureAccumulator.from_frames(cfg, frames, counters)
-
-    def seal(self, cfg: Config, stats: ParseStats, cursors: list[Cursor]) -> None:
-        """Serialize the state at the end of a run's stream (before the held-back lines are
-        flushed for this run's results), closing the current window if it is full."""
-        first_ts, last_ts = stats.first_ts, stats.last_ts
+    def seal(self, stats: ParseStats, cursors: list[Cursor]) -> None:
+        """Serialize the state at the end of a run's stream, before the held-back lines are
+        flushed and the previous window merged in for this run's results."""
+        if stats.last_ts is not None:
+            self.last_ts = stats.last_ts if self.last_ts is None else max(self.last_ts, stats.last_ts)
         self.columns_seen |= stats.columns_seen
-        if first_ts is not None and self.window_start is None:
-            self.window_start = first_ts
-        if last_ts is not None:
-            self.last_ts = last_ts if self.last_ts is None else max(self.last_ts, last_ts)
+        self.format = stats.format or self.format
+        self.count_lines(stats.parsed, stats.rejected)
         self.cursors = cursors
-        current, counters = self.current.to_frames()
-        window = timedelta(seconds=cfg.state.window)
-        self.rolled = bool(
-            self.window_start is not None and self.last_ts is not None and self.last_ts - self.window_start >= window
-        )
         blobs: dict[str, bytes] = {f"sess.{k}": _frame_bytes(v) for k, v in self.sessionizer.to_frames().items()}
-        previous_meta: dict[str, int] | None
-        if self.rolled:
-            # The current window becomes the previous one; the next run starts a new one.
-            blobs.update({f"prev.{k}": _frame_bytes(v) for k, v in current.items()})
-            previous_meta, previous_start = counters, self.window_start
-            current, counters, window_start = {}, {}, self.last_ts
-        else:
-            blobs.update({k: v for k, v in self.previous.items() if k != "prev.meta"})
-            previous_meta = json.loads(self.previous["prev.meta"]) if self.previous else None
-            previous_start, window_start = self.previous_start, self.window_start
+        current, counters = self.current.to_frames()
         blobs.update({f"cur.{k}": _frame_bytes(v) for k, v in current.items()})
+        previous_meta: dict[str, int] | None = None
+        if self.previous:  # as loaded: unchanged
+            blobs.update({k: v for k, v in self.previous.items() if k != "prev.meta"})
+            previous_meta = json.loads(self.previous["prev.meta"])
+        elif self.previous_acc is not None:  # closed during this run
+            frames, previous_meta = self.previous_acc.to_frames()
+            blobs.update({f"prev.{k}": _frame_bytes(v) for k, v in frames.items()})
         blobs["meta"] = json.dumps({
             "format": FORMAT,
-            "shaping": shaping_hash(cfg),
-            "window_start": _iso(window_start),
-            "previous_start": _iso(previous_start),
+            "shaping": shaping_hash(self.cfg),
+            "window_start": _iso(self.window_start),
+            "previous_start": _iso(self.previous_start),
             "last_ts": _iso(self.last_ts),
             "current": counters,
             "previous": previous_meta,
             "cursors": [c.to_dict() for c in cursors],
             "columns_seen": sorted(self.columns_seen),
+            "lines": list(self.lines),
+            "previous_lines": list(self.previous_lines),
+            "log_format": self.format,
         }).encode()
         self.sealed = blobs
-
-    @property
-    def span_start(self) -> datetime | None:
-        """Where the traffic this run judges starts: the previous window's start, if any."""
-        if self.rolled:
-            return self.window_start
-        return self.previous_start or self.window_start

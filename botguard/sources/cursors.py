@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from botguard.errors import InputError
@@ -26,21 +26,26 @@ MAX_CURSORS = 64
 class Cursor:
     """How far a log was read: its identity (``head_len`` first content bytes and their
     digest), the content offset after the last whole line read, the next line's number,
-    and the content size at the time (an unterminated last line is read once the log has
-    stopped growing)."""
+    the content size at the time (an unterminated last line is read once the log has
+    stopped growing), whether that run read anything from it (``grew``), and for a
+    compressed log read to its end its packed identity (size and first bytes of the file
+    itself), so that later runs skip it without inflating it."""
 
     head_len: int
     head_digest: str
     offset: int
     line_no: int
     size: int
+    grew: bool = False
+    packed: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Cursor:
-        return Cursor(**{k: d[k] for k in ("head_len", "head_digest", "offset", "line_no", "size")})
+        return Cursor(**{k: d[k] for k in ("head_len", "head_digest", "offset", "line_no", "size")},
+                      grew=bool(d.get("grew", False)), packed=d.get("packed"))
 
 
 def _digest(data: bytes) -> str:
@@ -50,16 +55,25 @@ def _digest(data: bytes) -> str:
 @dataclass(frozen=True)
 class LogState:
     """A log as found at the start of a run: its identifying head, its content size (None
-    when only reading tells: bzip2, xz) and the cursor an earlier run left on it."""
+    when only reading tells: bzip2, xz, or a gzip still being written), the cursor an
+    earlier run left on it, its packed identity when compressed, and ``same_as``: the log of
+    this run holding the same lines (a rotation caught half-way), which is read instead."""
 
     head: bytes
     size: int | None
     cursor: Cursor | None
+    packed: str | None = None
+    plain: bool = True
+    same_as: str | None = None
 
     @property
     def done(self) -> bool:
-        """Everything in it was read by an earlier run."""
+        """Nothing to read: an earlier run read it all, or another log of this run holds it."""
         c = self.cursor
+        if self.same_as is not None:
+            return True
+        if c is not None and self.packed is not None and c.packed == self.packed:
+            return True
         return c is not None and self.size is not None and c.offset >= self.size
 
     def start(self) -> Start:
@@ -73,6 +87,11 @@ class LogState:
         return not (c is not None and self.size is not None and c.size == self.size)
 
 
+def _packed_id(fh: Any) -> str:
+    size = os.fstat(fh.fileno()).st_size
+    return f"{size}:{_digest(os.pread(fh.fileno(), ID_BYTES, 0))}"
+
+
 def inspect(path: str, cursors: list[Cursor]) -> LogState:
     """Identify ``path`` and find the cursor an earlier run left on it."""
     if path == STDIN:
@@ -80,10 +99,16 @@ def inspect(path: str, cursors: list[Cursor]) -> LogState:
             "standard input cannot be read incrementally: nothing tells the next run where this one stopped",
             hint="name the log files (access.log access.log.1), or drop --incremental",
         )
+    packed = None
     try:
         with open(path, "rb") as fh:
             kind = _compression(fh.read(6))
             size: int | None = os.fstat(fh.fileno()).st_size
+            if kind is not None:
+                packed = _packed_id(fh)
+                known = next((c for c in cursors if c.packed == packed), None)
+                if known is not None:  # read to its end before: not even inflated
+                    return LogState(b"", known.offset, known, packed, plain=False)
             if kind == "gzip" and size:
                 # The trailer's size (mod 2**32) is the content size of a single-member gzip.
                 size = int.from_bytes(os.pread(fh.fileno(), 4, size - 4), "little")
@@ -105,20 +130,61 @@ def inspect(path: str, cursors: list[Cursor]) -> LogState:
     head = head[:ID_BYTES]
     matches = [c for c in cursors if 0 < c.head_len <= len(head) and _digest(head[: c.head_len]) == c.head_digest]
     found = max(matches, key=lambda c: c.offset, default=None)
-    if found is not None and kind == "gzip" and size is not None and found.offset % (1 << 32) == size:
-        size = found.offset  # a compressed rotation of a log read to its end
-    return LogState(head, size, found)
+    if kind == "gzip" and size is not None and found is not None:
+        if found.offset % (1 << 32) == size:
+            size = found.offset  # a compressed rotation of a log read to its end
+        elif size < found.offset % (1 << 32):
+            size = None  # not a size: a gzip still being written (or several members)
+    return LogState(head, size, found, packed, plain=kind is None)
 
 
-def advanced(state: LogState, stop: int | None, next_line: int | None) -> Cursor | None:
-    """The cursor after this run read ``state``'s log up to content offset ``stop``."""
-    if not state.head:
+def inspect_all(paths: list[str], cursors: list[Cursor]) -> list[LogState]:
+    """``inspect`` each log; logs of this run that hold the same lines (the same cursor, or
+    the same first bytes) are one log caught half-way through a rotation (``copytruncate``
+    copying, ``compress`` writing the .gz beside the plain file): only the most complete one
+    is read, a plain file before a compressed one, the larger before the smaller."""
+    states = [inspect(p, cursors) for p in paths]
+    groups: dict[object, list[int]] = {}
+    for i, st in enumerate(states):
+        if st.cursor is not None:
+            key: object = ("cursor", st.cursor)
+        elif st.head:
+            key = ("head", _digest(st.head))
+        else:
+            continue
+        groups.setdefault(key, []).append(i)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        best = max(members, key=lambda i: (states[i].plain, states[i].size or 0))
+        for i in members:
+            if i != best:
+                states[i] = replace(states[i], same_as=paths[best])
+    return states
+
+
+def advanced(state: LogState, stop: int | None, next_line: int | None, complete: bool) -> Cursor | None:
+    """The cursor after this run read ``state``'s log up to content offset ``stop``
+    (``complete``: to its very end, so a compressed log is not read again)."""
+    if state.same_as is not None:
         return None
+    if not state.head:  # skipped by its packed identity
+        return replace(state.cursor, grew=False) if state.cursor is not None else None
     start = state.start()
     offset = start.offset if stop is None else stop
     line_no = start.line_no if next_line is None else next_line
     size = state.size if state.size is not None else offset
-    return Cursor(len(state.head), _digest(state.head), offset, line_no, size)
+    packed = state.packed if complete and not state.plain else None
+    if packed is None and state.cursor is not None and state.cursor.packed == state.packed:
+        packed = state.packed
+    return Cursor(len(state.head), _digest(state.head), offset, line_no, size, grew=stop is not None, packed=packed)
+
+
+def lost(old: list[Cursor], states: list[LogState]) -> list[Cursor]:
+    """Logs the previous run read new lines from that no log of this run continues: rotated
+    out of the names given, their lines written since then are not read."""
+    matched = {s.cursor for s in states if s.cursor is not None}
+    return [c for c in old if c.grew and c not in matched]
 
 
 def merged(old: list[Cursor], states: list[LogState], new: list[Cursor]) -> list[Cursor]:
@@ -126,6 +192,10 @@ def merged(old: list[Cursor], states: list[LogState], new: list[Cursor]) -> list
     ``MAX_CURSORS`` (a log that grew past its first ``head_len`` bytes replaces its old,
     shorter cursor: the one it matched)."""
     matched = {s.cursor for s in states if s.cursor is not None}
-    heads = {(c.head_len, c.head_digest) for c in new}
-    kept = [c for c in old if c not in matched and (c.head_len, c.head_digest) not in heads]
-    return (new + kept)[:MAX_CURSORS]
+    mine: dict[tuple[int, str], Cursor] = {}
+    for c in new:
+        k = (c.head_len, c.head_digest)
+        if k not in mine or c.offset > mine[k].offset:
+            mine[k] = c
+    kept = [replace(c, grew=False) for c in old if c not in matched and (c.head_len, c.head_digest) not in mine]
+    return (list(mine.values()) + kept)[:MAX_CURSORS]

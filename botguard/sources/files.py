@@ -79,12 +79,17 @@ _ERROR_LOG = re.compile(r"(?:^|[._-])error(?:s)?(?:[._-]|$)", re.IGNORECASE)
 _NOT_A_LOG = re.compile(r"\.(?:parquet|db|sqlite3?|html?|pdf|png|jpe?g|pid|lock)$", re.IGNORECASE)
 
 
-def expand_inputs(inputs: list[str]) -> list[str]:
-    """Files, globs and directories → ordered list of file paths ('-' kept for stdin)."""
+def expand_inputs(inputs: list[str], missing: list[str] | None = None) -> list[str]:
+    """Files, globs and directories → ordered list of file paths ('-' kept for stdin). With a
+    ``missing`` list, names and patterns that match no file go there instead of raising, as
+    long as something matched."""
     out: list[str] = []
     for item in inputs:
         if item == STDIN:
             out.append(STDIN)
+            continue
+        if missing is not None and not glob.glob(item) and not Path(item).exists():
+            missing.append(item)
             continue
         if any(c in item for c in "*?["):
             matches = sorted(m for m in glob.glob(item) if os.path.isfile(m))
@@ -110,6 +115,9 @@ def expand_inputs(inputs: list[str]) -> list[str]:
             raise InputError(f"{item}: not a regular file")
         else:
             raise InputError(f"{item}: no such file", hint="check the path, or use '-' for stdin")
+    if missing and not out:
+        raise InputError(f"{missing[0]}: no such file" + (f" (nor {', '.join(missing[1:])})" if missing[1:] else ""),
+                         hint="check the path")
     # The same file named twice (access.log and a glob that matches it too, or a symlink) is
     # read once: its lines would otherwise count twice.
     seen: set[str] = set()
