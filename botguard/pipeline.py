@@ -225,12 +225,16 @@ def _analyze(
     if carry is not None:
         ing.stats.columns_seen |= carry.columns_seen  # judged over the carried traffic too
         ing.stats.carried_lines = carry.carried_lines
+        if carry.parser_columns and ing.parser is not None and hasattr(ing.parser, "columns"):
+            ing.parser.columns = list(carry.parser_columns)
     with _progress(progress, ing) as advance:
         from botguard.features import build_features
 
         ing.on_progress = advance
 
         def seal(c: Any) -> None:
+            columns = getattr(ing.parser, "columns", None)
+            c.parser_columns = list(columns) if columns else None
             c.seal(ing.stats, ing.cursors_after())
 
         feats = build_features(

@@ -375,3 +375,19 @@ def test_a_catch_up_read_ends_with_the_last_two_windows(tmp_path: Path, shop: by
     assert judged_from == datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
     assert feats["first_seen"].min() >= judged_from - timedelta(minutes=30)  # sessions open across it aside
     assert feats["requests"].sum() < shop.count(b"\n") * 0.7
+
+
+def test_a_resumed_w3c_log_keeps_its_columns(tmp_path: Path, cfg: Config) -> None:
+    """IIS writes #Fields once at the top: a run resuming mid-file reads with the columns the
+    previous run had in force, not the default ones."""
+    log = tmp_path / "u_ex.log"
+    header = "#Software: Microsoft Internet Information Services 10.0\n#Fields: date time cs-method cs-uri-stem " \
+             "cs-uri-query c-ip cs-version cs(User-Agent) cs-host sc-status sc-bytes time-taken\n"
+    row = "2023-10-10 14:00:{:02d} GET /p/{} - 198.51.100.4 HTTP/1.1 python-requests/2.31.0 shop.example 200 120 250\n"
+    log.write_text(header + "".join(row.format(i, i) for i in range(3)))
+    args = dict(out_dir=tmp_path / "w", state_path=tmp_path / "state.db", incremental=True, format="w3c", force=True)
+    analyze([str(log)], cfg, **args)  # type: ignore[arg-type]
+    with log.open("a") as fh:
+        fh.write("".join(row.format(i, i) for i in range(3, 6)))
+    res = analyze([str(log)], cfg, **args)  # type: ignore[arg-type]
+    assert (res.summary["parse"]["parsed"], res.summary["parse"]["rejected"]) == (3, 0)

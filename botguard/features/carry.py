@@ -89,8 +89,10 @@ class Carry:
     #: (parsed, rejected) lines of the previous and the current window.
     lines: tuple[int, int] = (0, 0)
     previous_lines: tuple[int, int] = (0, 0)
-    #: The log format the carried traffic was read with (a sniffed one is kept).
+    #: The log format the carried traffic was read with (a sniffed one is kept), and the
+    #: W3C columns in force at its end (a resumed IIS log has its #Fields line behind it).
     format: str | None = None
+    parser_columns: list[str] | None = None
     #: Optional fields (referer, agent …) seen on some line of the carried traffic.
     columns_seen: set[str] = field(default_factory=set)
     #: Set by ``seal``: the blobs to store. ``rolled``: a window closed during this run.
@@ -177,6 +179,7 @@ class Carry:
                 lines=tuple(meta.get("lines", (0, 0))),  # type: ignore[arg-type]
                 previous_lines=tuple(meta.get("previous_lines", (0, 0))),  # type: ignore[arg-type]
                 format=meta.get("log_format"),
+                parser_columns=meta.get("parser_columns"),
                 columns_seen=set(meta.get("columns_seen", [])),
             )
             if carry.previous:
@@ -220,5 +223,6 @@ class Carry:
             "lines": list(self.lines),
             "previous_lines": list(self.previous_lines),
             "log_format": self.format,
+            "parser_columns": self.parser_columns,
         }).encode()
         self.sealed = blobs
