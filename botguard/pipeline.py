@@ -208,6 +208,7 @@ def _analyze(
 ) -> AnalyzeResult:
     t0 = time.perf_counter()
     carry = None
+    sniffed_before = False
     warnings: list[str] = []
     if store is not None:
         from botguard.features.carry import Carry
@@ -216,10 +217,14 @@ def _analyze(
         chosen = format or cfg.ingest.format
         if not set_aside and carry.format and chosen not in ("auto", carry.format):
             carry, set_aside = Carry.fresh(cfg), f"the carried traffic was read as {carry.format!r}, not {chosen!r}"
+        elif not set_aside and carry.format and chosen == "auto" and not carry.format_sniffed:
+            carry, set_aside = Carry.fresh(cfg), (
+                f"the carried traffic was read with --format {carry.format}, this run sniffs the format")
         if set_aside:
             warnings.append(f"{set_aside}: the logs were read again from their start")
-        elif carry.format and chosen == "auto":
+        elif carry.format and carry.format_sniffed and chosen == "auto":
             format = carry.format  # sniffed once: a lone odd line must not be sniffed again
+            sniffed_before = True
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict,
                  cursors=carry.cursors if carry is not None else None)
     if carry is not None:
@@ -235,6 +240,8 @@ def _analyze(
         def seal(c: Any) -> None:
             columns = getattr(ing.parser, "columns", None)
             c.parser_columns = list(columns) if columns else None
+            if ing.stats.format:  # an explicit format is not kept for the runs that sniff
+                c.format_sniffed = ing.stats.format_sniffed or sniffed_before
             c.seal(ing.stats, ing.cursors_after())
 
         feats = build_features(
@@ -364,7 +371,11 @@ def _allowed(cfg: Config, decisions: pl.DataFrame) -> list[str]:
         (pl.col("action") == "allow") & pl.col("ip").is_not_null()
         & pl.col("reasons").list.eval(pl.element().str.starts_with("allowlisted")).list.any()
     )
-    return listed + allowed["ip"].unique().sort().to_list()
+    # The client's network when the client is one (an IPv6 /64), else its address.
+    nets = allowed.select(
+        pl.when(pl.col("client").str.contains(r"^[0-9A-Fa-f:.]+/\d+$")).then(pl.col("client")).otherwise(pl.col("ip"))
+    ).to_series()
+    return listed + nets.unique().sort().to_list()
 
 
 def _timeline(timeline: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
@@ -509,9 +520,11 @@ def export_entries(
         from botguard.state import StateStore
 
         assert state_path is not None
-        when = as_of or datetime.now(UTC)
         store = StateStore(state_path)
         try:
+            # The end of the analysed data, as the runs that filled the state saw it (replayed
+            # logs age by their own clock), else now.
+            when = as_of or store.latest_run() or datetime.now(UTC)
             entries = store.active(when)
         finally:
             store.close()

@@ -413,6 +413,11 @@ class StateStore:
             cur = conn.execute("DELETE FROM decisions WHERE expires_us < ?", (to_us(before),))
             return cur.rowcount
 
+    def latest_run(self) -> datetime | None:
+        """The data time of the latest run that recorded a block: what "now" was for it."""
+        (us,) = self._conn.execute("SELECT max(last_run_us) FROM decisions").fetchone()
+        return None if us is None else _EPOCH + timedelta(microseconds=int(us))
+
     def forget_within(self, networks: list[str] | tuple[str, ...]) -> int:
         """Forget recorded blocks that lie inside ``networks`` (allowlisted since): allow beats
         block for every later export too, not only for the run that saw the allowlist."""

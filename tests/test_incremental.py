@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import re
 import json
 import shutil
 from datetime import UTC, datetime, timedelta
@@ -79,14 +80,17 @@ def test_appended_lines_are_read_once_and_end_as_one_pass(tmp_path: Path, cfg: C
     _same(_features(tmp_path / "run3"), _features(tmp_path / "run2"))
 
 
-def test_unterminated_last_line_is_read_once_the_log_stops_growing(tmp_path: Path, cfg: Config, shop: bytes) -> None:
-    log = tmp_path / "access.log"
+def test_unterminated_last_line_waits_until_the_log_is_rotated(tmp_path: Path, cfg: Config, shop: bytes) -> None:
+    """A live log's unterminated last line may still be being written: it is read once the
+    log has been rotated (then it is as complete as it will get), and never counted twice."""
+    log, rotated = tmp_path / "access.log", tmp_path / "access.log.1"
     log.write_bytes(shop.rstrip(b"\n"))
-    first = _inc([log], cfg, tmp_path, "a")["incremental"]["new_lines"]
-    assert first == shop.count(b"\n") - 1
-    second = _inc([log], cfg, tmp_path, "b")["incremental"]["new_lines"]
-    assert second == 1
-    _same(_features(tmp_path / "b"), _once([SHOP], cfg, tmp_path / "once"))
+    assert _inc([log, rotated], cfg, tmp_path, "a")["incremental"]["new_lines"] == shop.count(b"\n") - 1
+    assert _inc([log, rotated], cfg, tmp_path, "b")["incremental"]["new_lines"] == 0
+    log.rename(rotated)
+    log.write_bytes(b"")
+    assert _inc([log, rotated], cfg, tmp_path, "c")["incremental"]["new_lines"] == 1
+    _same(_features(tmp_path / "c"), _once([SHOP], cfg, tmp_path / "once"))
 
 
 def test_rotation_by_rename_and_compression(tmp_path: Path, cfg: Config, shop: bytes) -> None:
@@ -329,24 +333,25 @@ def test_a_compressed_log_read_to_its_end_is_not_inflated_again(tmp_path: Path, 
     assert not any("corrupt" in w for w in res.warnings)
 
 
-def test_a_lone_odd_line_neither_refuses_the_run_nor_changes_the_format(tmp_path: Path, cfg: Config, shop: bytes) -> None:
-    """A writer that died mid-line leaves a half line; read on its own once the log stops
-    growing, it is one reject among the carried traffic's lines, in the format sniffed
-    before, not a refused run (which would stop every later run too)."""
+def test_a_few_odd_lines_neither_refuse_the_run_nor_change_the_format(tmp_path: Path, cfg: Config, shop: bytes) -> None:
+    """A quiet five minutes with a few odd lines is held to max_error_ratio together with the
+    carried traffic (a refusal would stop every later run too), in the format sniffed before;
+    a run of its own lines, all bad (the format changed), is still refused at once."""
+    lines = shop.splitlines(keepends=True)
     log = tmp_path / "access.log"
-    log.write_bytes(shop + b'66.249.66.1 - - [02/Mar/2026:02:00:00 +0000] "GET /p/1')
-    for name in ("o0", "o1", "o2"):
-        res = analyze([str(log)], cfg, out_dir=tmp_path / name, state_path=tmp_path / "state.db", incremental=True)
-    assert res.summary["parse"]["format"] == "combined"
-    totals = [json.loads((tmp_path / n / "summary.json").read_text())["parse"] for n in ("o0", "o1", "o2")]
-    assert [t["rejected"] for t in totals] == [0, 1, 0]
-    # A run of its own lines, all bad (the format changed), is still refused at once.
+    log.write_bytes(b"".join(lines[:-10]))
+    analyze([str(log)], cfg, out_dir=tmp_path / "o0", state_path=tmp_path / "state.db", incremental=True)
     with log.open("ab") as fh:
-        fh.write(b"\n" + b"this is not an access log line\n" * 300)
+        fh.write(b'66.249.66.1 - - [02/Mar/2026:02:00:00 +0000] "GET /p/1\n' * 3 + b"".join(lines[-10:]))
+    res = analyze([str(log)], cfg, out_dir=tmp_path / "o1", state_path=tmp_path / "state.db", incremental=True)
+    assert res.summary["parse"]["format"] == "combined"
+    assert (res.summary["parse"]["parsed"], res.summary["parse"]["rejected"]) == (10, 3)
+    with log.open("ab") as fh:
+        fh.write(b"this is not an access log line\n" * 300)
     from botguard.errors import RefusedError
 
     with pytest.raises(RefusedError):
-        analyze([str(log)], cfg, out_dir=tmp_path / "o3", state_path=tmp_path / "state.db", incremental=True)
+        analyze([str(log)], cfg, out_dir=tmp_path / "o2", state_path=tmp_path / "state.db", incremental=True)
 
 
 def test_a_line_from_the_future_does_not_move_the_clock(tmp_path: Path, cfg: Config, shop: bytes) -> None:
@@ -391,3 +396,36 @@ def test_a_resumed_w3c_log_keeps_its_columns(tmp_path: Path, cfg: Config) -> Non
         fh.write("".join(row.format(i, i) for i in range(3, 6)))
     res = analyze([str(log)], cfg, **args)  # type: ignore[arg-type]
     assert (res.summary["parse"]["parsed"], res.summary["parse"]["rejected"]) == (3, 0)
+
+
+def test_every_log_given_keeps_its_cursor_however_many(tmp_path: Path, cfg: Config, shop: bytes) -> None:
+    """Seventy daily rotations and the live log under one glob: a second run reads nothing."""
+    lines = shop.splitlines(keepends=True)
+    d = tmp_path / "logs"
+    d.mkdir()
+    per = len(lines) // 71
+    for day in range(70):
+        (d / f"access.log-202601{day + 1:02d}.gz").write_bytes(gzip.compress(b"".join(lines[day * per:(day + 1) * per])))
+    (d / "access.log").write_bytes(b"".join(lines[70 * per:]))
+    first = _inc([str(d / "access.log*")], cfg, tmp_path, "g0")
+    assert first["incremental"]["new_lines"] == len(lines)
+    assert _inc([str(d / "access.log*")], cfg, tmp_path, "g1")["incremental"]["new_lines"] == 0
+
+
+def test_allowlisting_an_ipv6_client_by_agent_removes_its_network(tmp_path: Path, cfg: Config) -> None:
+    """An IPv6 client is its /64: allowlisting it by agent removes the recorded /64 block, not
+    one address out of it (which left the rest of the network blocked, in 64 fragments)."""
+    state = tmp_path / "state.db"
+    first = analyze([str(SHOP)], cfg, out_dir=tmp_path / "a", state_path=state, force=True)
+    v6 = first.decisions.filter((pl.col("action") == "block") & pl.col("client").str.contains("::/64"))
+    client, agent = v6["client"][0], v6["user_agent"][0]
+    assert client in (tmp_path / "a" / "blocklist.txt").read_text()
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(f"policy:\n  allowlist:\n    agents: [{json.dumps('^' + re.escape(agent) + '$')}]\n")
+    analyze([str(SHOP)], load_config(cfg_file), out_dir=tmp_path / "b", state_path=state, force=True)
+    text = (tmp_path / "b" / "blocklist.txt").read_text()
+    assert client.split("::")[0] not in text
+    from botguard.state import StateStore
+
+    with StateStore(state) as store:
+        assert client not in store.decisions()["entry"].to_list()

@@ -92,6 +92,7 @@ class Carry:
     #: The log format the carried traffic was read with (a sniffed one is kept), and the
     #: W3C columns in force at its end (a resumed IIS log has its #Fields line behind it).
     format: str | None = None
+    format_sniffed: bool = False
     parser_columns: list[str] | None = None
     #: Optional fields (referer, agent …) seen on some line of the carried traffic.
     columns_seen: set[str] = field(default_factory=set)
@@ -179,6 +180,7 @@ class Carry:
                 lines=tuple(meta.get("lines", (0, 0))),  # type: ignore[arg-type]
                 previous_lines=tuple(meta.get("previous_lines", (0, 0))),  # type: ignore[arg-type]
                 format=meta.get("log_format"),
+                format_sniffed=bool(meta.get("format_sniffed", False)),
                 parser_columns=meta.get("parser_columns"),
                 columns_seen=set(meta.get("columns_seen", [])),
             )
@@ -223,6 +225,7 @@ class Carry:
             "lines": list(self.lines),
             "previous_lines": list(self.previous_lines),
             "log_format": self.format,
+            "format_sniffed": self.format_sniffed,
             "parser_columns": self.parser_columns,
         }).encode()
         self.sealed = blobs

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from botguard.errors import InputError
-from botguard.sources.files import STDIN, Start, TruncatedGzip, _compression, _raw_blocks
+from botguard.sources.files import STDIN, Start, TruncatedGzip, _compression, _raw_blocks, is_live_name
 
 #: Content bytes that identify a log (fewer while the log is shorter).
 ID_BYTES = 1024
@@ -65,6 +65,7 @@ class LogState:
     packed: str | None = None
     plain: bool = True
     same_as: str | None = None
+    live: bool = True
 
     @property
     def done(self) -> bool:
@@ -81,10 +82,10 @@ class LogState:
         return Start(c.offset, c.line_no) if c is not None else Start()
 
     def hold_partial(self) -> bool:
-        """Leave an unterminated last line for the next run, unless the log has not grown
-        since the previous run (then the line is as complete as it will get)."""
-        c = self.cursor
-        return not (c is not None and self.size is not None and c.size == self.size)
+        """Leave an unterminated last line for a later run while the log is the live one (a
+        server may be writing it): read alone, the line's end would later count as a line
+        of its own. A rotated log's last line is as complete as it will get."""
+        return self.live
 
 
 def _packed_id(fh: Any) -> str:
@@ -135,7 +136,7 @@ def inspect(path: str, cursors: list[Cursor]) -> LogState:
             size = found.offset  # a compressed rotation of a log read to its end
         elif size < found.offset % (1 << 32):
             size = None  # not a size: a gzip still being written (or several members)
-    return LogState(head, size, found, packed, plain=kind is None)
+    return LogState(head, size, found, packed, plain=kind is None, live=kind is None and is_live_name(path))
 
 
 def inspect_all(paths: list[str], cursors: list[Cursor]) -> list[LogState]:
@@ -188,9 +189,9 @@ def lost(old: list[Cursor], states: list[LogState]) -> list[Cursor]:
 
 
 def merged(old: list[Cursor], states: list[LogState], new: list[Cursor]) -> list[Cursor]:
-    """This run's cursors, then the earlier ones that no log of this run matched, at most
-    ``MAX_CURSORS`` (a log that grew past its first ``head_len`` bytes replaces its old,
-    shorter cursor: the one it matched)."""
+    """This run's cursors, then the earlier ones that no log of this run matched, up to
+    ``MAX_CURSORS`` in all (a log that grew past its first ``head_len`` bytes replaces its
+    old, shorter cursor: the one it matched)."""
     matched = {s.cursor for s in states if s.cursor is not None}
     mine: dict[tuple[int, str], Cursor] = {}
     for c in new:
@@ -198,4 +199,6 @@ def merged(old: list[Cursor], states: list[LogState], new: list[Cursor]) -> list
         if k not in mine or c.offset > mine[k].offset:
             mine[k] = c
     kept = [replace(c, grew=False) for c in old if c not in matched and (c.head_len, c.head_digest) not in mine]
-    return (list(mine.values()) + kept)[:MAX_CURSORS]
+    # Every log of this run keeps its cursor, however many there are; only those of logs no
+    # longer given are capped.
+    return list(mine.values()) + kept[: max(0, MAX_CURSORS - len(mine))]

@@ -74,6 +74,16 @@ def _rotation_key(path: str) -> tuple[str, str, int, str]:
     return (str(p.parent), m.group("base"), -num, "~" if num == 0 else "")
 
 
+def is_live_name(path: str) -> bool:
+    """Whether the name is a live log's, not a rotation's (access.log, not access.log.1,
+    access.log-20260302 or access.log.2.gz)."""
+    name = Path(path).name
+    if _DATED.match(name):
+        return False
+    m = _ROTATED.match(name)
+    return m is None or not (m.group("num") or m.group("gz"))
+
+
 _ERROR_LOG = re.compile(r"(?:^|[._-])error(?:s)?(?:[._-]|$)", re.IGNORECASE)
 #: Files in a log directory that are never logs (botguard's own outputs among them).
 _NOT_A_LOG = re.compile(r"\.(?:parquet|db|sqlite3?|html?|pdf|png|jpe?g|pid|lock)$", re.IGNORECASE)
