@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import gzip
 import itertools
-import re
 import json
+import re
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path

@@ -14,7 +14,14 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from botguard.errors import InputError
-from botguard.sources.files import STDIN, Start, TruncatedGzip, _compression, _raw_blocks, is_live_name
+from botguard.sources.files import (
+    STDIN,
+    Start,
+    TruncatedGzip,
+    _compression,
+    _raw_blocks,
+    is_live_name,
+)
 
 #: Content bytes that identify a log (fewer while the log is shorter).
 ID_BYTES = 1024
