@@ -261,6 +261,11 @@ def _analyze(
             f"({stats.format}) does not log {'it' if one else 'them'}, or a log_format variable or JSON key "
             "is misspelt; the checks that read them see nothing"
         )
+    if carry is not None and carry.aged_out:
+        warnings.append(
+            f"{carry.aged_out:,} lines are older than the two windows judged (a log read after a newer one, or "
+            "lines that arrived late): not counted"
+        )
     if stats.future_lines:
         warnings.append(
             f"{stats.future_lines:,} lines are dated more than a day after this machine's clock (the latest "

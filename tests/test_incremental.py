@@ -429,3 +429,23 @@ def test_allowlisting_an_ipv6_client_by_agent_removes_its_network(tmp_path: Path
 
     with StateStore(state) as store:
         assert client not in store.decisions()["entry"].to_list()
+
+
+def test_logs_read_one_after_the_other_fill_the_windows_of_their_time(tmp_path: Path, shop: bytes) -> None:
+    """Two virtual hosts' logs over the same hours, read one after the other: the second
+    log's lines go to the window of their time (or none, when older than the two judged), as
+    the same lines fed run by run would."""
+    from botguard.ingest import read_hits
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("state:\n  window: 30m\n")
+    cfg = load_config(cfg_file)
+    lines = shop.splitlines(keepends=True)
+    a, b = tmp_path / "shop.log", tmp_path / "blog.log"
+    a.write_bytes(b"".join(x for i, x in enumerate(lines) if x.split(b" ")[0][-1] % 2))
+    b.write_bytes(b"".join(x for i, x in enumerate(lines) if not x.split(b" ")[0][-1] % 2))
+    res = analyze([str(a), str(b)], cfg, out_dir=tmp_path / "v", state_path=tmp_path / "state.db", incremental=True)
+    judged_from = datetime.fromisoformat(res.summary["incremental"]["judged_from"])
+    hits, _ = read_hits([str(SHOP)], cfg)
+    assert _features(tmp_path / "v")["requests"].sum() == hits.filter(pl.col("ts") >= judged_from).height
+    assert any("older than the two windows judged" in w for w in res.warnings)

@@ -99,6 +99,8 @@ class Carry:
     #: Set by ``seal``: the blobs to store. ``rolled``: a window closed during this run.
     sealed: dict[str, bytes] | None = None
     rolled: bool = False
+    #: Hits of this run older than the previous window: not counted.
+    aged_out: int = 0
 
     @classmethod
     def fresh(cls, cfg: Config) -> Carry:
@@ -110,6 +112,7 @@ class Carry:
         past the current window's end close it and start the next one at that end (lines
         dated past ``clock_limit`` move nothing)."""
         window = timedelta(seconds=self.cfg.state.window)
+        hits = self._route_older(hits)
         while not hits.is_empty():
             lo, hi = hits.select(
                 pl.col("ts").min().alias("lo"), pl.col("ts").filter(pl.col("ts") <= clock_limit).max().alias("hi")
@@ -127,6 +130,30 @@ class Carry:
             self.previous_acc, self.previous_start, self.previous = self.current, self.window_start, {}
             self.current, self.window_start = FeatureAccumulator(self.cfg, keep_sessions=False), end
             self.rolled = True
+
+    def _route_older(self, hits: pl.DataFrame) -> pl.DataFrame:
+        """Hits dated before the current window (a second log read after a newer one, lines
+        that arrived late) go to the window of their time: the previous one, or none if older
+        still (counted in ``aged_out``). Without a previous window the current one reaches back."""
+        if self.window_start is None or hits.is_empty():
+            return hits
+        before = pl.col("ts") < self.window_start
+        if not hits.select(before.any()).item():
+            return hits
+        older, hits = hits.filter(before), hits.filter(~before)
+        if self.previous_acc is None:
+            self.current.add(older)
+            earliest = older["ts"].min()
+            assert isinstance(earliest, datetime)
+            self.window_start = min(self.window_start, earliest.replace(second=0, microsecond=0))
+            return hits
+        assert self.previous_start is not None
+        kept = older.filter(pl.col("ts") >= self.previous_start)
+        self.aged_out += len(older) - len(kept)
+        if len(kept):
+            self.previous_acc.add(kept)
+            self.previous = {}  # changed: stored anew
+        return hits
 
     def count_lines(self, parsed: int, rejected: int) -> None:
         """This run's lines, credited to the window they ended in (a rough split on a roll)."""
