@@ -218,6 +218,10 @@ class Ingest:
             if state.same_as is not None:
                 self.stats.problems.append(SourceProblem(
                     path, f"holds the same lines as {state.same_as} (a rotation in progress): read once"))
+            if state.replaced is not None:
+                self.stats.problems.append(SourceProblem(
+                    path, f"begins like a log read before (to line {state.replaced.line_no - 1:,}) but holds other "
+                    "lines there: another log, read from its start"))
         for c in lost(cursors or [], self.log_states):
             self.stats.problems.append(SourceProblem(
                 f"a log the previous run read to line {c.line_no - 1:,}",

@@ -449,3 +449,26 @@ def test_logs_read_one_after_the_other_fill_the_windows_of_their_time(tmp_path: 
     hits, _ = read_hits([str(SHOP)], cfg)
     assert _features(tmp_path / "v")["requests"].sum() == hits.filter(pl.col("ts") >= judged_from).height
     assert any("older than the two windows judged" in w for w in res.warnings)
+
+
+def test_a_log_replaced_by_one_that_begins_alike_is_read_from_its_start(tmp_path: Path, cfg: Config, shop: bytes) -> None:
+    lines = shop.splitlines(keepends=True)
+    log = tmp_path / "access.log"
+    log.write_bytes(b"".join(lines[:3000]))
+    _inc([log], cfg, tmp_path, "r0")
+    log.write_bytes(b"".join(lines[:10] + lines[3500:]))  # the same first lines, then others
+    res = analyze([str(log)], cfg, out_dir=tmp_path / "r1", state_path=tmp_path / "state.db", incremental=True)
+    assert res.summary["incremental"]["new_lines"] == 10 + len(lines) - 3500
+    assert any("begins like a log read before" in w for w in res.warnings)
+
+
+def test_two_logs_that_share_a_first_line_are_both_read(tmp_path: Path, cfg: Config) -> None:
+    check = '10.0.0.9 - - [02/Mar/2026:00:00:00 +0000] "GET /health HTTP/1.1" 200 2 "-" "kube-probe/1.29"\n'
+    row = '203.0.113.{} - - [02/Mar/2026:00:0{}:00 +0000] "GET /p/{} HTTP/1.1" 200 512 "-" "Mozilla/5.0"\n'
+    shop_log, blog_log = tmp_path / "shop.log", tmp_path / "blog.log"
+    shop_log.write_text(check)
+    blog_log.write_text(check)
+    _inc([shop_log, blog_log], cfg, tmp_path, "t0")
+    shop_log.write_text(check + "".join(row.format(1, i, i) for i in range(5)))
+    blog_log.write_text(check + "".join(row.format(2, i, i) for i in range(3)))
+    assert _inc([shop_log, blog_log], cfg, tmp_path, "t1")["incremental"]["new_lines"] == 8

@@ -27,6 +27,8 @@ from botguard.sources.files import (
 ID_BYTES = 1024
 #: Cursors kept for logs no longer given: enough for weeks of daily rotations.
 MAX_CURSORS = 64
+#: Content bytes before a plain log's cursor that must be unchanged to resume there.
+TAIL_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class Cursor:
     size: int
     grew: bool = False
     packed: str | None = None
+    #: Digest of the ``TAIL_BYTES`` before ``offset`` (plain logs): a log replaced by another
+    #: that begins alike is told apart by what it holds where the cursor stopped.
+    tail_digest: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +57,7 @@ class Cursor:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Cursor:
         return Cursor(**{k: d[k] for k in ("head_len", "head_digest", "offset", "line_no", "size")},
-                      grew=bool(d.get("grew", False)), packed=d.get("packed"))
+                      grew=bool(d.get("grew", False)), packed=d.get("packed"), tail_digest=d.get("tail_digest"))
 
 
 def _digest(data: bytes) -> str:
@@ -73,6 +78,9 @@ class LogState:
     plain: bool = True
     same_as: str | None = None
     live: bool = True
+    path: str = ""
+    #: The cursor its first bytes matched, when what it holds at the cursor differs.
+    replaced: Cursor | None = None
 
     @property
     def done(self) -> bool:
@@ -138,12 +146,29 @@ def inspect(path: str, cursors: list[Cursor]) -> LogState:
     head = head[:ID_BYTES]
     matches = [c for c in cursors if 0 < c.head_len <= len(head) and _digest(head[: c.head_len]) == c.head_digest]
     found = max(matches, key=lambda c: c.offset, default=None)
+    replaced = None
+    if found is not None and kind is None and found.tail_digest is not None and _tail_digest(path, found.offset) != found.tail_digest:
+        replaced, found = found, None  # another log that begins alike: read from its start
     if kind == "gzip" and size is not None and found is not None:
         if found.offset % (1 << 32) == size:
             size = found.offset  # a compressed rotation of a log read to its end
         elif size < found.offset % (1 << 32):
             size = None  # not a size: a gzip still being written (or several members)
-    return LogState(head, size, found, packed, plain=kind is None, live=kind is None and is_live_name(path))
+    return LogState(head, size, found, packed, plain=kind is None, live=kind is None and is_live_name(path),
+                    path=path, replaced=replaced)
+
+
+def _tail_digest(path: str, offset: int) -> str | None:
+    """Digest of a plain log's ``TAIL_BYTES`` before ``offset`` (None if it is shorter)."""
+    if offset <= 0:
+        return None
+    n = min(TAIL_BYTES, offset)
+    try:
+        with open(path, "rb") as fh:
+            data = os.pread(fh.fileno(), n, offset - n)
+    except OSError:
+        return None
+    return _digest(data) if len(data) == n else "short"
 
 
 def inspect_all(paths: list[str], cursors: list[Cursor]) -> list[LogState]:
@@ -154,12 +179,12 @@ def inspect_all(paths: list[str], cursors: list[Cursor]) -> list[LogState]:
     states = [inspect(p, cursors) for p in paths]
     groups: dict[object, list[int]] = {}
     for i, st in enumerate(states):
-        if st.cursor is not None:
-            key: object = ("cursor", st.cursor)
-        elif st.head:
-            key = ("head", _digest(st.head))
-        else:
+        if not st.head:
             continue
+        # Logs that hold the same lines begin with the same bytes, as far as the shorter goes
+        # (a copy in progress may be shorter than the identifying kilobyte); two logs that
+        # only share a short first line do not.
+        key: object = (st.cursor, _digest(st.head[:ID_BYTES]) if len(st.head) >= ID_BYTES else st.head)
         groups.setdefault(key, []).append(i)
     for members in groups.values():
         if len(members) < 2:
@@ -185,7 +210,9 @@ def advanced(state: LogState, stop: int | None, next_line: int | None, complete:
     packed = state.packed if complete and not state.plain else None
     if packed is None and state.cursor is not None and state.cursor.packed == state.packed:
         packed = state.packed
-    return Cursor(len(state.head), _digest(state.head), offset, line_no, size, grew=stop is not None, packed=packed)
+    tail = _tail_digest(state.path, offset) if state.plain and state.path else None
+    return Cursor(len(state.head), _digest(state.head), offset, line_no, size, grew=stop is not None, packed=packed,
+                  tail_digest=tail)
 
 
 def lost(old: list[Cursor], states: list[LogState]) -> list[Cursor]:
