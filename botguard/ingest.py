@@ -222,12 +222,13 @@ class Ingest:
                 self.stats.problems.append(SourceProblem(
                     path, f"begins like a log read before (to line {state.replaced.line_no - 1:,}) but holds other "
                     "lines there: another log, read from its start"))
-        for c in lost(cursors or [], self.log_states):
-            self.stats.problems.append(SourceProblem(
-                f"a log the previous run read to line {c.line_no - 1:,}",
-                "not among this run's logs (rotated out of the names given?): lines written to it since were "
-                "not read; name the older rotations too (access.log.2.gz) or use a glob (access.log*)",
-            ))
+        #: Lines that may have been lost: said even by a quiet run.
+        self.alerts = [
+            f"{c.path or 'a log'} as the previous run read it (to line {c.line_no - 1:,}) is not among this run's "
+            "logs (rotated twice since?): lines written to it after that run were not read; name the older "
+            "rotations too (access.log.2.gz) or use a glob (access.log*)"
+            for c in lost(cursors or [], self.log_states)
+        ]
         # Wall clock on purpose: a line dated after it is a skewed clock, not traffic.
         self.clock_limit = datetime.now(UTC) + FUTURE_SLACK
         self.parser: LogParser | None = None
@@ -264,6 +265,13 @@ class Ingest:
             cursor = advanced(state, stop, next_line, complete)
             if cursor is not None:
                 self._advanced.append(cursor)
+
+    def renamed(self) -> dict[str, str]:
+        """Logs read by earlier runs under another name (rotated): old name → this run's."""
+        return {
+            s.cursor.path: path for path, s in zip(self.paths, self.log_states, strict=True)
+            if s.cursor is not None and s.cursor.path and s.cursor.path != path and s.same_as is None
+        }
 
     def cursors_after(self) -> list[Cursor]:
         """Where this run stopped in each log, plus earlier runs' cursors for logs not given

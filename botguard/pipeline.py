@@ -144,6 +144,8 @@ class AnalyzeResult:
     summary: dict[str, Any]
     warnings: list[str] = field(default_factory=list)
     refused: str | None = None
+    #: Warnings a quiet run prints all the same (lines that may have been lost).
+    alerts: list[str] = field(default_factory=list)
 
     def top_offenders(self, n: int) -> list[dict[str, Any]]:
         d = self.decisions.filter(pl.col("action").is_in(["block", "challenge"])).head(n)
@@ -230,6 +232,7 @@ def _analyze(
     if carry is not None:
         ing.stats.columns_seen |= carry.columns_seen  # judged over the carried traffic too
         ing.stats.carried_lines = carry.carried_lines
+        carry.rename_sources(ing.renamed())
         if carry.parser_columns and ing.parser is not None and hasattr(ing.parser, "columns"):
             ing.parser.columns = list(carry.parser_columns)
     with _progress(progress, ing) as advance:
@@ -272,6 +275,7 @@ def _analyze(
             f"{stats.future_latest:%Y-%m-%d %H:%M} UTC): they are analysed, but do not move the data clock "
             "(block expiry, incremental windows); check the clock of the server that wrote them"
         )
+    warnings.extend(ing.alerts)
     # A truncated .gz or an unreadable file: what was read before it counts, but say so.
     warnings.extend(f"{p.source}: {p.message}" for p in stats.problems)
     if clients.is_empty():
@@ -363,7 +367,7 @@ def _analyze(
         write_report(out_dir / "report.html", decisions=decisions, timeline=_timeline(feats.timeline, decisions), summary=summary)
     except ImportError:
         pass
-    return AnalyzeResult(decisions, entries, summary, warnings, refused)
+    return AnalyzeResult(decisions, entries, summary, warnings, refused, alerts=list(ing.alerts))
 
 
 def _allowed(cfg: Config, decisions: pl.DataFrame) -> list[str]:

@@ -314,7 +314,15 @@ def test_missing_and_rotated_away_logs_are_reported_not_fatal(tmp_path: Path, cf
     live.write_bytes(b"".join(lines[2000:2500]))
     res = analyze([str(live), str(one)], cfg, out_dir=tmp_path / "m1", state_path=tmp_path / "state.db", incremental=True)
     assert res.summary["incremental"]["new_lines"] == 1000
-    assert any("previous run read to line 1,000" in w and "not among this run's logs" in w for w in res.warnings)
+    assert any(f"{live} as the previous run read it (to line 1,000)" in w for w in res.alerts)
+    assert set(res.alerts) <= set(res.warnings)
+    # A quiet cron run says it all the same, on stderr.
+    live.rename(tmp_path / "access.log.3")
+    live.write_bytes(b"")
+    r = CliRunner().invoke(app, ["analyze", str(live), str(one), "--incremental", "--state", str(tmp_path / "state.db"),
+                                 "--out", str(tmp_path / "m3"), "--quiet", "--force"])
+    assert "as the previous run read it" in r.output, r.output
+    assert r.exit_code == 0, r.output
     with pytest.raises(Exception, match="no such file"):
         analyze([str(tmp_path / "nope.log")], cfg, out_dir=tmp_path / "m2", state_path=tmp_path / "state.db", incremental=True)
 
@@ -472,3 +480,18 @@ def test_two_logs_that_share_a_first_line_are_both_read(tmp_path: Path, cfg: Con
     shop_log.write_text(check + "".join(row.format(1, i, i) for i in range(5)))
     blog_log.write_text(check + "".join(row.format(2, i, i) for i in range(3)))
     assert _inc([shop_log, blog_log], cfg, tmp_path, "t1")["incremental"]["new_lines"] == 8
+
+
+def test_explain_names_the_log_that_holds_the_line_after_rotation(tmp_path: Path, cfg: Config, shop: bytes) -> None:
+    lines = shop.splitlines(keepends=True)
+    live, one = tmp_path / "access.log", tmp_path / "access.log.1"
+    live.write_bytes(b"".join(lines[:3000]))
+    _inc([live, one], cfg, tmp_path, "e0")
+    live.rename(one)
+    live.write_bytes(b"".join(lines[3000:]))
+    _inc([live, one], cfg, tmp_path, "e1")
+    samples = pl.read_parquet(tmp_path / "e1" / "samples.parquet")
+    assert set(samples["source"]) == {str(live), str(one)}
+    for source, line_no, path in samples.select("source", "line_no", "path").iter_rows():
+        text = Path(source).read_bytes().splitlines()[line_no - 1]
+        assert f" {path}".encode() in text or f" {path}?".encode() in text

@@ -259,7 +259,10 @@ def analyze(
                 fh.close()
     if json:
         render.print_json(result.summary)
-    elif not quiet:
+    elif quiet:
+        for a in result.alerts:
+            render.warn(a)  # on stderr: cron mails it
+    else:
         if result.summary["parse"].get("format_sniffed"):
             render.info(f"format: {result.summary['parse']['format']} (sniffed from the first lines)")
         for w in result.warnings:

@@ -393,6 +393,17 @@ class FeatureAccumulator:
             else:
                 self.sketches[name] = regs
 
+    def rename_sources(self, renamed: dict[str, str]) -> bool:
+        """Sample lines name the log they are in now (``renamed``: old name → new, all at once,
+        as logrotate shifts every rotation by one). Whether any sample changed."""
+        changed = False
+        for i, part in enumerate(self._sample_parts):
+            names = part["source"].cast(pl.String)
+            if names.is_in(list(renamed)).any():
+                self._sample_parts[i] = part.with_columns(names.replace(renamed).cast(pl.Categorical).alias("source"))
+                changed = True
+        return changed
+
     # ------------------------------------------------------------------ results
     def samples(self) -> pl.DataFrame:
         """Each client's first hits in time order, with their agent's text."""

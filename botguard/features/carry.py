@@ -155,6 +155,18 @@ class Carry:
             self.previous = {}  # changed: stored anew
         return hits
 
+    def rename_sources(self, renamed: dict[str, str]) -> None:
+        """Follow rotated logs: carried sample lines name the log that holds them now."""
+        if not renamed:
+            return
+        self.current.rename_sources(renamed)
+        tail = self.sessionizer.tail
+        if tail is not None and len(tail):  # held-back lines, read under the old name
+            names = tail["source"].cast(pl.String)
+            self.sessionizer.tail = tail.with_columns(names.replace(renamed).cast(tail.schema["source"]).alias("source"))
+        if self.previous_acc is not None and self.previous_acc.rename_sources(renamed):
+            self.previous = {}  # changed: stored anew
+
     def count_lines(self, parsed: int, rejected: int) -> None:
         """This run's lines, credited to the window they ended in (a rough split on a roll)."""
         if self.rolled:

@@ -50,6 +50,8 @@ class Cursor:
     #: Digest of the ``TAIL_BYTES`` before ``offset`` (plain logs): a log replaced by another
     #: that begins alike is told apart by what it holds where the cursor stopped.
     tail_digest: str | None = None
+    #: The name it was read under (for messages, and to follow its lines' samples).
+    path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,7 +59,8 @@ class Cursor:
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Cursor:
         return Cursor(**{k: d[k] for k in ("head_len", "head_digest", "offset", "line_no", "size")},
-                      grew=bool(d.get("grew", False)), packed=d.get("packed"), tail_digest=d.get("tail_digest"))
+                      grew=bool(d.get("grew", False)), packed=d.get("packed"), tail_digest=d.get("tail_digest"),
+                      path=d.get("path"))
 
 
 def _digest(data: bytes) -> str:
@@ -202,7 +205,7 @@ def advanced(state: LogState, stop: int | None, next_line: int | None, complete:
     if state.same_as is not None:
         return None
     if not state.head:  # skipped by its packed identity
-        return replace(state.cursor, grew=False) if state.cursor is not None else None
+        return replace(state.cursor, grew=False, path=state.path or None) if state.cursor is not None else None
     start = state.start()
     offset = start.offset if stop is None else stop
     line_no = start.line_no if next_line is None else next_line
@@ -212,7 +215,7 @@ def advanced(state: LogState, stop: int | None, next_line: int | None, complete:
         packed = state.packed
     tail = _tail_digest(state.path, offset) if state.plain and state.path else None
     return Cursor(len(state.head), _digest(state.head), offset, line_no, size, grew=stop is not None, packed=packed,
-                  tail_digest=tail)
+                  tail_digest=tail, path=state.path or None)
 
 
 def lost(old: list[Cursor], states: list[LogState]) -> list[Cursor]:
