@@ -214,6 +214,7 @@ class Ingest:
         self.cursors = cursors
         self.log_states = inspect_all(self.paths, cursors) if cursors is not None else []
         self._advanced: list[Cursor] = []
+        self.lines_read: dict[str, int] = {}
         for path, state in zip(self.paths, self.log_states, strict=False):
             if state.same_as is not None:
                 self.stats.problems.append(SourceProblem(
@@ -262,6 +263,8 @@ class Ingest:
                     stop, next_line = chunk.stop, chunk.first_line_no + chunk.n_lines
                     yield chunk
                 complete = len(self.stats.problems) == problems  # no truncated stream
+            if next_line is not None:
+                self.lines_read[path] = next_line - state.start().line_no
             cursor = advanced(state, stop, next_line, complete)
             if cursor is not None:
                 self._advanced.append(cursor)

@@ -356,7 +356,7 @@ def _analyze(
             "judged_from": data_from.isoformat() if data_from else None,
             "window_closed": carry.rolled,
             "logs": [
-                {"path": p, "resumed_at_line": st.start().line_no, "read_before": st.done}
+                {"path": p, "status": _log_status(st), "lines_read": ing.lines_read.get(p, 0)}
                 for p, st in zip(ing.paths, ing.log_states, strict=True)
             ],
         }
@@ -368,6 +368,19 @@ def _analyze(
     except ImportError:
         pass
     return AnalyzeResult(decisions, entries, summary, warnings, refused, alerts=list(ing.alerts))
+
+
+def _log_status(state: Any) -> str:
+    """What an incremental run did with a log, for the summary."""
+    if state.same_as is not None:
+        return f"same lines as {state.same_as}: not read"
+    if state.replaced is not None:
+        return "another log than the one read before: read from its start"
+    if state.cursor is None:
+        return "new: read from its start"
+    if state.done:
+        return "read before: nothing new"
+    return f"resumed at line {state.cursor.line_no:,}"
 
 
 def _allowed(cfg: Config, decisions: pl.DataFrame) -> list[str]:

@@ -114,8 +114,12 @@ def test_rotation_by_rename_and_compression(tmp_path: Path, cfg: Config, shop: b
     live.write_bytes(parts[2])
     s2 = _inc([str(d / "access.log*")], cfg, tmp_path, "r2")
     assert s2["incremental"]["new_lines"] == parts[2].count(b"\n")
-    read_before = {Path(x["path"]).name: x["read_before"] for x in s2["incremental"]["logs"]}
-    assert read_before == {"access.log.2.gz": True, "access.log.1": True, "access.log": False}
+    status = {Path(x["path"]).name: (x["status"], x["lines_read"]) for x in s2["incremental"]["logs"]}
+    assert status == {
+        "access.log.2.gz": ("read before: nothing new", 0),
+        "access.log.1": ("read before: nothing new", 0),
+        "access.log": ("new: read from its start", parts[2].count(b"\n")),
+    }
     _same(_features(tmp_path / "r2"), _once([SHOP], cfg, tmp_path / "once"))
 
 

@@ -122,7 +122,7 @@ def analyze_summary(summary: dict[str, Any], top: list[dict[str, Any]]) -> None:
     if inc:
         out.print(
             f"incremental: {inc['new_lines']:,} new lines; clients judged on their traffic since "
-            f"{safe(str(inc['judged_from']))}" + (" (window closed: the next run starts a new one)" if inc["window_closed"] else "")
+            f"{safe(str(inc['judged_from']))}" + (" (a new window began during this run)" if inc["window_closed"] else "")
         )
     t = Table(title="Decisions by action", title_justify="left")
     t.add_column("action")
