@@ -353,6 +353,8 @@ class FeatureAccumulator:
         names = {k.split(".")[1] for k in frames if k.startswith("sketch.")}
         for name in sorted(names):
             parts = {part: frames[f"sketch.{name}.{part}"] for part in ("sparse", "index", "dense")}
+            if f"sketch.{name}.pending" in frames:
+                parts["pending"] = frames[f"sketch.{name}.pending"]
             key = "_all" if name == "catalogue" else "_ck"
             acc.sketches[name] = sketches.Registers.from_frames(key, acc.p, parts)
         return acc

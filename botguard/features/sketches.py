@@ -195,11 +195,13 @@ class Registers:
         self.sparse = split[n:]
 
     def to_frames(self) -> dict[str, pl.DataFrame]:
-        """The registers as frames (to carry them to a later run, see ``from_frames``)."""
-        self.flush()
+        """The registers as frames (to carry them to a later run, see ``from_frames``). Pending
+        rows are stored as they are: merging them costs O(state), which the run that needs the
+        estimates pays anyway."""
         dense = self.dense[: len(self.index)]
         return {
             "sparse": self._sparse_rows(),
+            "pending": pl.concat(self.pending) if self.pending else _empty([self.key]),
             "index": self.index,
             "dense": pl.DataFrame({"row": pl.Series(dense)}) if len(dense) else pl.DataFrame(),
         }
@@ -215,6 +217,8 @@ class Registers:
             regs.sparse = [parts.get((i,), sparse.clear()) for i in range(SLICES)]
         else:
             regs.sparse = [sparse] if len(sparse) else None
+        pending = frames.get("pending")
+        regs.pending = [pending] if pending is not None and len(pending) else []
         regs.index = frames["index"]
         dense = frames["dense"]
         regs.dense = (
