@@ -6,10 +6,11 @@ held had it never stopped: the sessionizer's last hit per client and its held-ba
 the accumulator's per-client sums, histograms, agent counts, first hits and sketch registers.
 All of it is per client, none of it is hits, so it stays the size of the client population.
 
-Evidence must also age out, or a carrier NAT would pile up a month of product pages. The
-carry keeps two windows: the current one, which the stream adds to, and the previous one,
-frozen. Once the current one spans ``state.window`` it becomes the previous one and a new one
-starts; decisions read both, so a client is judged on one to two windows of its traffic.
+Evidence must also age out, or a carrier NAT would pile up a month of product pages. Windows
+of ``state.window`` tile the data's time line (from a minute boundary, so per-minute peaks never
+straddle two); the carry keeps the current one and the one before it, each hit goes to the
+window of its time (or none, when older than both), and decisions read both: a client is
+judged on one to two windows of its traffic however the runs fell, a long catch-up included.
 
 The carry is only valid for the settings that shaped it (formats, client key, session gap,
 URL patterns, sketch precision): when they change, the run starts over from the logs.
