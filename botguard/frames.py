@@ -62,3 +62,12 @@ def split_touched(state: pl.DataFrame, new: pl.DataFrame, keys: list[str]) -> tu
 
 def stacked(carried: pl.DataFrame | None, changed: pl.DataFrame) -> pl.DataFrame:
     return changed if carried is None else pl.concat([carried, changed], how="vertical_relaxed")
+
+
+def rename_values(df: pl.DataFrame, column: str, mapping: dict[str, str]) -> pl.DataFrame | None:
+    """``df`` with the values of a string or categorical ``column`` renamed by ``mapping`` (all
+    at once, not chained), keeping its type; None when no value is renamed."""
+    names = df[column].cast(pl.String)
+    if not names.is_in(list(mapping)).any():
+        return None
+    return df.with_columns(names.replace(mapping).cast(df.schema[column]).alias(column))

@@ -258,7 +258,7 @@ class Ingest:
             if not state.done:
                 problems = len(self.stats.problems)
                 for chunk in read_chunks(
-                    path, batch, self.stats.problems, start=state.start(), hold_partial=state.hold_partial()
+                    path, batch, self.stats.problems, start=state.start(), hold_partial=state.live
                 ):
                     stop, next_line = chunk.stop, chunk.first_line_no + chunk.n_lines
                     yield chunk

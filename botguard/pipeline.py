@@ -393,10 +393,10 @@ def _allowed(cfg: Config, decisions: pl.DataFrame) -> list[str]:
         (pl.col("action") == "allow") & pl.col("ip").is_not_null()
         & pl.col("reasons").list.eval(pl.element().str.starts_with("allowlisted")).list.any()
     )
-    # The client's network when the client is one (an IPv6 /64), else its address.
-    nets = allowed.select(
-        pl.when(pl.col("client").str.contains(r"^[0-9A-Fa-f:.]+/\d+$")).then(pl.col("client")).otherwise(pl.col("ip"))
-    ).to_series()
+    from botguard.sinks.fmt_networks import canonical
+
+    # The client when it is an address or network (an IPv6 /64), else its address.
+    nets = canonical(allowed["client"]).fill_null(allowed["ip"])
     return listed + nets.unique().sort().to_list()
 
 

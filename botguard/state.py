@@ -39,6 +39,7 @@ from botguard.sinks.fmt_networks import (
     ParsedNetwork,
     as_entries,
     canonical,
+    covered,
     exclude,
     normalize,
     parse_network,
@@ -319,10 +320,6 @@ class StateStore:
             conn.execute("DELETE FROM carry")
             conn.executemany("INSERT INTO carry (name, data) VALUES (?, ?)", list(blobs.items()))
 
-    def clear_carry(self) -> None:
-        with self._transaction() as conn:
-            conn.execute("DELETE FROM carry")
-
     # -- recorded decisions
     def record(self, entries: pl.DataFrame, as_of: datetime, cfg: TTLConfig) -> RecordSummary:
         """Record this run's block entries (block-entries schema; ``action == "block"`` rows).
@@ -423,20 +420,12 @@ class StateStore:
         block for every later export too, not only for the run that saw the allowlist."""
         if not networks:
             return 0
-        import ipaddress
-
-        nets = [ipaddress.ip_network(parse_network(n).text, strict=False) for n in networks]
-        gone = []
-        for (entry,) in self._conn.execute("SELECT entry FROM decisions"):
-            try:
-                net = ipaddress.ip_network(entry, strict=False)
-            except ValueError:
-                continue
-            if any(net.version == n.version and net.subnet_of(n) for n in nets):  # type: ignore[arg-type]
-                gone.append((entry,))
+        entries = [e for (e,) in self._conn.execute("SELECT entry FROM decisions")]
+        work = normalize(conform(pl.DataFrame({"entry": entries}, schema={"entry": pl.String}), BLOCK_ENTRIES_SCHEMA)).frame
+        gone = work.filter(covered(work, [parse_network(n) for n in networks]))["entry"].to_list()
         if gone:
             with self._transaction() as conn:
-                conn.executemany("DELETE FROM decisions WHERE entry = ?", gone)
+                conn.executemany("DELETE FROM decisions WHERE entry = ?", [(e,) for e in gone])
         return len(gone)
 
     def decisions(self) -> pl.DataFrame:

@@ -10,7 +10,14 @@ import polars as pl
 
 from botguard.config.models import Config
 from botguard.features import sketches
-from botguard.frames import add_columns, compact, merge_touched, split_touched, stacked
+from botguard.frames import (
+    add_columns,
+    compact,
+    merge_touched,
+    rename_values,
+    split_touched,
+    stacked,
+)
 
 #: Per-hit boolean flags summed per session (column name → session column).
 FLAG_SUMS: dict[str, str] = {
@@ -352,10 +359,9 @@ class FeatureAccumulator:
         acc.n_sessions = int(counters.get("n_sessions", 0))
         names = {k.split(".")[1] for k in frames if k.startswith("sketch.")}
         for name in sorted(names):
-            parts = {part: frames[f"sketch.{name}.{part}"] for part in ("sparse", "index", "dense")}
-            if f"sketch.{name}.pending" in frames:
-                parts["pending"] = frames[f"sketch.{name}.pending"]
-            key = "_all" if name == "catalogue" else "_ck"
+            prefix = f"sketch.{name}."
+            parts = {k[len(prefix):]: f for k, f in frames.items() if k.startswith(prefix)}
+            (key,) = [c for c in parts["index"].columns if c != "_row"]  # as ``add`` names it
             acc.sketches[name] = sketches.Registers.from_frames(key, acc.p, parts)
         return acc
 
@@ -400,10 +406,9 @@ class FeatureAccumulator:
         as logrotate shifts every rotation by one). Whether any sample changed."""
         changed = False
         for i, part in enumerate(self._sample_parts):
-            names = part["source"].cast(pl.String)
-            if names.is_in(list(renamed)).any():
-                self._sample_parts[i] = part.with_columns(names.replace(renamed).cast(pl.Categorical).alias("source"))
-                changed = True
+            new = rename_values(part, "source", renamed)
+            if new is not None:
+                self._sample_parts[i], changed = new, True
         return changed
 
     # ------------------------------------------------------------------ results

@@ -29,6 +29,7 @@ import polars as pl
 
 from botguard.config.models import Config
 from botguard.features.aggregate import FeatureAccumulator
+from botguard.frames import rename_values
 from botguard.ingest import ParseStats
 from botguard.sessionize import Sessionizer
 from botguard.sources.cursors import Cursor
@@ -163,8 +164,9 @@ class Carry:
         self.current.rename_sources(renamed)
         tail = self.sessionizer.tail
         if tail is not None and len(tail):  # held-back lines, read under the old name
-            names = tail["source"].cast(pl.String)
-            self.sessionizer.tail = tail.with_columns(names.replace(renamed).cast(tail.schema["source"]).alias("source"))
+            moved = rename_values(tail, "source", renamed)
+            if moved is not None:
+                self.sessionizer.tail = moved
         if self.previous_acc is not None and self.previous_acc.rename_sources(renamed):
             self.previous = {}  # changed: stored anew
 

@@ -459,6 +459,22 @@ def exclude(df: pl.DataFrame, networks: list[ParsedNetwork]) -> pl.DataFrame:
     """
     if df.is_empty() or not networks:
         return df
+    for family, holes in _holes(networks):
+        df = _exclude_family(df, family, holes)
+    return sort_unique(df, "sum")
+
+
+def covered(df: pl.DataFrame, networks: list[ParsedNetwork]) -> pl.Series:
+    """Which rows of a working frame lie wholly inside one of ``networks``."""
+    mask = pl.Series("covered", [False] * df.height, dtype=pl.Boolean)
+    for family, holes in _holes(networks):
+        mask = mask | _cover(_with_size(df).with_columns(_end=_end()), family, holes)[0]
+    return mask
+
+
+def _holes(networks: list[ParsedNetwork]) -> list[tuple[int, list[_Net]]]:
+    """``networks`` per family, collapsed: sorted and disjoint."""
+    out = []
     for family in (4, 6):
         holes = list(
             ipaddress.collapse_addresses(  # type: ignore[type-var, misc]
@@ -466,19 +482,19 @@ def exclude(df: pl.DataFrame, networks: list[ParsedNetwork]) -> pl.DataFrame:
             )
         )
         if holes:
-            df = _exclude_family(df, family, sorted(holes))
-    return sort_unique(df, "sum")
+            out.append((family, sorted(holes)))
+    return out
 
 
-def _exclude_family(df: pl.DataFrame, family: int, holes: list[_Net]) -> pl.DataFrame:
-    """:func:`exclude` for one family; ``holes`` sorted and disjoint."""
+def _cover(rows: pl.DataFrame, family: int, holes: list[_Net]) -> tuple[pl.Series, pl.Series]:
+    """(covered, contains): rows (with ``_end``) inside a hole, and rows that hold one.
+
+    Holes and rows are CIDR blocks: they nest or are disjoint. A row is covered when the last
+    hole starting at or before it reaches its end; it contains a hole when the first hole
+    starting at or after its start begins before its end."""
     starts = pl.Series([int(h.network_address) for h in holes], dtype=pl.UInt128)
     ends = pl.Series([int(h.broadcast_address) for h in holes], dtype=pl.UInt128)
     last = len(holes) - 1
-    rows = _with_size(df).with_columns(_end=_end())
-    # Holes and rows are CIDR blocks: they nest or are disjoint. A row is covered when the last
-    # hole starting at or before it reaches its end; it contains a hole when the first hole
-    # starting at or after its start begins before its end.
     before = starts.search_sorted(rows["start"], side="right").cast(pl.Int64) - 1
     after = starts.search_sorted(rows["start"], side="left").cast(pl.Int64)
     same = rows["family"] == family
@@ -486,6 +502,13 @@ def _exclude_family(df: pl.DataFrame, family: int, holes: list[_Net]) -> pl.Data
     contains = (
         same & ~covered & (after <= last) & (starts.gather(after.clip(0, last)) <= rows["_end"])
     )
+    return covered, contains
+
+
+def _exclude_family(df: pl.DataFrame, family: int, holes: list[_Net]) -> pl.DataFrame:
+    """:func:`exclude` for one family; ``holes`` sorted and disjoint."""
+    rows = _with_size(df).with_columns(_end=_end())
+    covered, contains = _cover(rows, family, holes)
     keep = rows.filter(~covered & ~contains).select(WORK_COLUMNS)
     split = rows.filter(contains).select(WORK_COLUMNS)
     if split.is_empty():

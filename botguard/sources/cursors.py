@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 from botguard.errors import InputError
-from botguard.sources.files import (
-    STDIN,
-    Start,
-    TruncatedGzip,
-    _compression,
-    _raw_blocks,
-    is_live_name,
-)
+from botguard.sources.files import STDIN, Start, _compression, content_head, is_live_name
 
 #: Content bytes that identify a log (fewer while the log is shorter).
 ID_BYTES = 1024
@@ -35,16 +28,14 @@ TAIL_BYTES = 256
 class Cursor:
     """How far a log was read: its identity (``head_len`` first content bytes and their
     digest), the content offset after the last whole line read, the next line's number,
-    the content size at the time (an unterminated last line is read once the log has
-    stopped growing), whether that run read anything from it (``grew``), and for a
-    compressed log read to its end its packed identity (size and first bytes of the file
-    itself), so that later runs skip it without inflating it."""
+    whether that run read anything from it (``grew``), and for a compressed log read to its
+    end its packed identity (size and first bytes of the file itself), so that later runs
+    skip it without inflating it."""
 
     head_len: int
     head_digest: str
     offset: int
     line_no: int
-    size: int
     grew: bool = False
     packed: str | None = None
     #: Digest of the ``TAIL_BYTES`` before ``offset`` (plain logs): a log replaced by another
@@ -58,9 +49,7 @@ class Cursor:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Cursor:
-        return Cursor(**{k: d[k] for k in ("head_len", "head_digest", "offset", "line_no", "size")},
-                      grew=bool(d.get("grew", False)), packed=d.get("packed"), tail_digest=d.get("tail_digest"),
-                      path=d.get("path"))
+        return Cursor(**{f.name: d[f.name] for f in fields(Cursor) if f.name in d})
 
 
 def _digest(data: bytes) -> str:
@@ -80,6 +69,9 @@ class LogState:
     packed: str | None = None
     plain: bool = True
     same_as: str | None = None
+    #: A live log (not a rotation): its unterminated last line is left for a later run (a
+    #: server may be writing it; read alone, its end would later count as a line of its own).
+    #: A rotated log's last line is as complete as it will get.
     live: bool = True
     path: str = ""
     #: The cursor its first bytes matched, when what it holds at the cursor differs.
@@ -98,12 +90,6 @@ class LogState:
     def start(self) -> Start:
         c = self.cursor
         return Start(c.offset, c.line_no) if c is not None else Start()
-
-    def hold_partial(self) -> bool:
-        """Leave an unterminated last line for a later run while the log is the live one (a
-        server may be writing it): read alone, the line's end would later count as a line
-        of its own. A rotated log's last line is as complete as it will get."""
-        return self.live
 
 
 def _packed_id(fh: Any) -> str:
@@ -135,18 +121,7 @@ def inspect(path: str, cursors: list[Cursor]) -> LogState:
                 size = None
     except OSError as exc:
         raise InputError(f"{path}: cannot open: {exc.strerror}") from None
-    head = b""
-    blocks = _raw_blocks(path, ID_BYTES)
-    try:
-        for block in blocks:
-            head += block
-            if len(head) >= ID_BYTES:
-                break
-    except TruncatedGzip:
-        pass
-    finally:
-        blocks.close()
-    head = head[:ID_BYTES]
+    head, _ = content_head(path, ID_BYTES)  # a gzip still being written: what there is
     matches = [c for c in cursors if 0 < c.head_len <= len(head) and _digest(head[: c.head_len]) == c.head_digest]
     found = max(matches, key=lambda c: c.offset, default=None)
     replaced = None
@@ -184,10 +159,9 @@ def inspect_all(paths: list[str], cursors: list[Cursor]) -> list[LogState]:
     for i, st in enumerate(states):
         if not st.head:
             continue
-        # Logs that hold the same lines begin with the same bytes, as far as the shorter goes
-        # (a copy in progress may be shorter than the identifying kilobyte); two logs that
+        # Logs that hold the same lines begin with the same identifying bytes; two logs that
         # only share a short first line do not.
-        key: object = (st.cursor, _digest(st.head[:ID_BYTES]) if len(st.head) >= ID_BYTES else st.head)
+        key: object = (st.cursor, st.head)
         groups.setdefault(key, []).append(i)
     for members in groups.values():
         if len(members) < 2:
@@ -209,12 +183,9 @@ def advanced(state: LogState, stop: int | None, next_line: int | None, complete:
     start = state.start()
     offset = start.offset if stop is None else stop
     line_no = start.line_no if next_line is None else next_line
-    size = state.size if state.size is not None else offset
     packed = state.packed if complete and not state.plain else None
-    if packed is None and state.cursor is not None and state.cursor.packed == state.packed:
-        packed = state.packed
     tail = _tail_digest(state.path, offset) if state.plain and state.path else None
-    return Cursor(len(state.head), _digest(state.head), offset, line_no, size, grew=stop is not None, packed=packed,
+    return Cursor(len(state.head), _digest(state.head), offset, line_no, grew=stop is not None, packed=packed,
                   tail_digest=tail, path=state.path or None)
 
 

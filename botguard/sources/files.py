@@ -290,16 +290,27 @@ def _fingerprint(path: str) -> tuple[int, bytes, bytes] | None:
             if kind is None:
                 return size, os.pread(fh.fileno(), _HEAD, 0), os.pread(fh.fileno(), _HEAD, max(0, size - _HEAD))
             size = int.from_bytes(os.pread(fh.fileno(), 4, size - 4), "little")
-        head = b""
-        blocks = _raw_blocks(path, _HEAD)  # the reader's own inflation, stopped after 64 KiB
+        head, truncated = content_head(path, _HEAD)
+        return None if truncated else (size, head, b"")
+    except (OSError, InputError):
+        return None
+
+
+def content_head(path: str, n: int) -> tuple[bytes, bool]:
+    """The first ``n`` bytes of a log's content (inflated through the reader's own
+    ``_raw_blocks``, which stops there), and whether the stream broke off before them."""
+    head = b""
+    blocks = _raw_blocks(path, n)
+    try:
         for block in blocks:
             head += block
-            if len(head) >= _HEAD:
+            if len(head) >= n:
                 break
+    except TruncatedGzip:
+        return head[:n], True
+    finally:
         blocks.close()
-        return size, head[:_HEAD], b""
-    except (OSError, TruncatedGzip, InputError):
-        return None
+    return head[:n], False
 
 
 def same_content(paths: list[str]) -> list[tuple[str, str]]:
