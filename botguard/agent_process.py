@@ -105,16 +105,17 @@ class AgentProcess:
             "agent process failed (%s); building the agent table in this process", self.last_failure
         )
 
-    def close(self, *, kill: bool = False) -> None:
-        """Shut the process down; with ``kill``, at once (an error ends the run: do not wait
-        for imports or a table nobody will read)."""
+    def close(self) -> None:
+        """Stop the process and wait until it has gone. It is stopped, not asked to finish:
+        by now its table has been read, or the run has failed and nobody will read it; and
+        it holds nothing that needs closing. Waiting matters: the CLI ends its process
+        quickly only once no child is left (``cli.app.main``)."""
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        if kill:
-            for proc in list(getattr(pool, "_processes", {}).values()):
-                proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> AgentProcess:
         return self
@@ -122,7 +123,7 @@ class AgentProcess:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close(kill=exc_type is not None)
+        self.close()
 
 
 def for_inputs(total_bytes: int | None) -> AgentProcess:

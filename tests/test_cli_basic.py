@@ -64,6 +64,63 @@ def test_python_m_botguard_version() -> None:
     assert proc.stdout.strip() == f"botguard {__version__}"
 
 
+def test_console_script_output_and_exit_codes(tmp_path: Path) -> None:
+    """``main`` ends the process with ``os._exit`` after a command: what the command printed
+    still arrives whole, and the exit code is the command's."""
+    log = _combined_log(tmp_path)
+    run = [sys.executable, "-m", "botguard"]
+    ok = subprocess.run([*run, "parse", str(log), "--json"], capture_output=True, text=True, timeout=120, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["parse"]["parsed"] == 39
+    missing = subprocess.run([*run, "parse", str(tmp_path / "nope.log")], capture_output=True, text=True, timeout=120, check=False)
+    assert missing.returncode == 2
+    assert "nope.log" in missing.stderr
+    wrong = subprocess.run([*run, "parse", str(log), "--format", "jsonl"], capture_output=True, text=True, timeout=120, check=False)
+    assert wrong.returncode == 1
+    assert "jsonl" in wrong.stderr
+
+
+def test_quick_exit_runs_exit_handlers_and_falls_back_while_threads_live(monkeypatch: pytest.MonkeyPatch) -> None:
+    import atexit
+    import os
+    import threading
+
+    from botguard.cli import app as cli
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(status: int) -> None:
+        raise Exited(status)
+
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    ran: list[str] = []
+    # The real handlers belong to this test process (pytest's, multiprocessing's): stand-in.
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: ran.append("handlers"))
+    with pytest.raises(Exited) as done:
+        cli._quick_exit(3)
+    assert done.value.args == (3,)
+    assert ran == ["handlers"]  # the exit handlers run before the quick exit
+    with pytest.raises(Exited) as done:
+        cli._quick_exit(None)
+    assert done.value.args == (0,)
+    # A message is printed by the normal exit; so is any exit while another thread runs.
+    with pytest.raises(SystemExit) as normal:
+        cli._quick_exit("bad config")
+    assert normal.value.code == "bad config"
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        with pytest.raises(SystemExit) as normal:
+            cli._quick_exit(2)
+        assert normal.value.code == 2
+    finally:
+        release.set()
+        worker.join()
+    assert ran == ["handlers", "handlers"]
+
+
 def test_command_tree_is_complete() -> None:
     names = {" ".join(p) for p in COMMANDS}
     assert {"parse", "config", "config check", "config show"} <= names
