@@ -550,17 +550,14 @@ def bench_flat(log: LogFile, args: argparse.Namespace, work: Path) -> list[Row]:
     return list(rows.values())
 
 
-def bench_incremental(base: LogFile, label: str, args: argparse.Namespace, work: Path) -> Row:
-    """A cron run with ``--incremental``: the state holds everything before the last minutes
-    (an incremental run over those lines), then each repetition reads the same log grown by
-    the last minutes, from a fresh copy of that state: only the new lines are read."""
+def bench_incremental(base: LogFile, label: str, args: argparse.Namespace, work: Path, window: str | None = None) -> Row:
+    """A cron run with ``--incremental``, as cron makes it: the state holds everything before
+    the last minutes (an incremental run over the log as it was then), the same log has grown
+    by the last minutes since, and each repetition reads it from a fresh copy of that state:
+    only the new lines are read. With ``window`` (``state.window``) shorter than the log's
+    day, the state holds two windows, as it does on every run after a deployment's first
+    window: the steady state."""
     before, recent, lines = split_tail(base, base.path.parent / "incremental", SLICE_MINUTES)
-    live = before.with_name("live.log")  # before + recent: the log as the next run finds it
-    if not live.exists() or live.stat().st_size != before.stat().st_size + recent.stat().st_size:
-        with live.open("wb") as out:
-            for part in (before, recent):
-                with part.open("rb") as src:
-                    shutil.copyfileobj(src, out)
     bg = botguard_exe()
     data = work / "data"
     data.mkdir(exist_ok=True)
@@ -568,13 +565,25 @@ def bench_incremental(base: LogFile, label: str, args: argparse.Namespace, work:
     state = work / "state.db"
     for leftover in work.glob("state*.db*"):
         leftover.unlink()
-    row = Row(f"analyze --incremental, last {SLICE_MINUTES} min of {label}", lines, recent.stat().st_size)
-    prime = measure([bg, "analyze", str(before), "--format", "combined", "--state", str(state), "--incremental",
-                     "--out", str(work / "prime"), "--force", "--quiet"], env=env)
+    config: list[str] = []
+    if window:
+        conf = work / "incremental.yaml"
+        conf.write_text(f"state:\n  window: {window}\n", encoding="utf-8")
+        config = ["--config", str(conf)]
+    name = f"analyze --incremental, last {SLICE_MINUTES} min of {label}" + (f", two {window} windows" if window else "")
+    row = Row(name, lines, recent.stat().st_size)
+    # One path throughout, as cron sees the live log: it is the earlier lines when the state
+    # is made, then grows by the recent ones.
+    live = work / "access.log"
+    shutil.copyfile(before, live)
+    prime = measure([bg, "analyze", str(live), "--format", "combined", "--state", str(state), "--incremental",
+                     *config, "--out", str(work / "prime"), "--force", "--quiet"], env=env)
     if prime.returncode != 0:
         row.add(prime)
         row.note = "populating the state " + row.note
         return row
+    with live.open("ab") as out, recent.open("rb") as src:
+        shutil.copyfileobj(src, out)
     row.note = f"state of {count_lines(before):,} earlier lines ({state.stat().st_size / 1e6:.0f} MB); fresh copy each run"
     for _ in range(args.repeat):
         copy = work / "state-run.db"
@@ -583,7 +592,8 @@ def bench_incremental(base: LogFile, label: str, args: argparse.Namespace, work:
         for part in work.glob("state.db*"):
             shutil.copy2(part, work / part.name.replace("state.db", "state-run.db"))
         row.add(measure([bg, "analyze", str(live), "--format", "combined", "--state", str(copy), "--incremental",
-                         "--out", str(work / "incr"), "--force", "--json"], env=env))
+                         *config, "--out", str(work / "incr"), "--force", "--json"], env=env))
+    live.unlink()
     return row
 
 
@@ -940,7 +950,9 @@ def main(argv: list[str] | None = None) -> int:
         incr_rows = [bench_incremental(ensure_log(0.2, args.seed, args.cache, args.generator), "0.2M", args, work)]
         if "2M" in logs:
             incr_rows.append(bench_incremental(logs["2M"], "2M", args, work))
-        incr = incr_rows[-1]
+            incr_rows.append(bench_incremental(logs["2M"], "2M", args, work, window="12h"))
+        # Judged on the slowest 2M case (the steady state, with two windows).
+        incr = max(incr_rows[1:] or incr_rows, key=lambda r: r.seconds if r.seconds is not None else float("inf"))
         export = bench_export(args.repeat)
         profile: list[tuple[str, float, float]] = []
         profile_label = ""

@@ -25,12 +25,14 @@ class PolicyResult:
     notes: list[str] = field(default_factory=list)
 
 
-def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | sketches.Registers | None, cfg: Config) -> pl.DataFrame:
+def find_campaigns(
+    clients: pl.DataFrame, product_regs: pl.DataFrame | sketches.Registers | sketches.RegisterUnion | None, cfg: Config
+) -> pl.DataFrame:
     """Groups of low-volume, asset-less, referer-less addresses sharing one agent string and
     splitting the catalogue between them. Returns client, campaign, campaign_size, overlap."""
     cc = cfg.policy.campaigns
     empty = pl.DataFrame(schema={"client": pl.String, "campaign": pl.String, "campaign_size": pl.Int64, "campaign_overlap": pl.Float64})
-    if not cc.enabled or clients.is_empty() or product_regs is None or len(product_regs) == 0:
+    if not cc.enabled or clients.is_empty() or product_regs is None or product_regs.is_empty():
         return empty
     cand = clients.filter(
         (pl.col("requests") <= cc.max_requests_per_member)
@@ -78,7 +80,7 @@ def find_campaigns(clients: pl.DataFrame, product_regs: pl.DataFrame | sketches.
          "client": [c for _, m, _ in ordered for c in m]},
         schema={"_g": pl.UInt64, "client": pl.String},
     ).with_columns(sketches.key_hash(pl.col("client")).alias("_ck"))
-    if isinstance(product_regs, sketches.Registers):
+    if not isinstance(product_regs, pl.DataFrame):
         product_regs = product_regs.rows(members["_ck"])
     union_regs = (
         product_regs.join(members.select("_ck", "_g"), on="_ck", how="inner")
@@ -110,7 +112,7 @@ def decide(
     scored: pl.DataFrame,
     cfg: Config,
     *,
-    product_regs: pl.DataFrame | sketches.Registers | None = None,
+    product_regs: pl.DataFrame | sketches.Registers | sketches.RegisterUnion | None = None,
     force: bool = False,
 ) -> PolicyResult:
     pol = cfg.policy

@@ -236,6 +236,55 @@ def test_previous_window_is_merged_into_the_judgement(tmp_path: Path, shop: byte
     assert set(extra) <= {0, 1} and sum(extra) > 0
 
 
+def test_untouched_clients_keep_their_rows_and_end_as_the_whole_way(
+    tmp_path: Path, shop: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run recomputes only the clients it saw and keeps the others' rows from the previous
+    run: with two windows, after many small appends (each touching a few clients), every
+    output is exactly what the whole way (both windows merged, every client folded) gives
+    over the same state."""
+    import sqlite3
+
+    from botguard.features.carry import Carry
+
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("state:\n  window: 1h\n")
+    cfg = load_config(cfg_file)
+    log = tmp_path / "access.log"
+    lines = shop.splitlines(keepends=True)
+    cut = int(len(lines) * 0.8)
+    log.write_bytes(b"".join(lines[:cut]))
+    assert _inc([log], cfg, tmp_path, "prime")["incremental"]["window_closed"]
+    kept_runs = []
+    original = Carry._judge_touched
+
+    def spy(self: Carry, n_sessions: int) -> Any:
+        judged = original(self, n_sessions)
+        kept_runs.append(judged is not None and len(judged.rows) > len(pl.concat(self.touched).unique()))
+        return judged
+
+    monkeypatch.setattr(Carry, "_judge_touched", spy)
+    rest = lines[cut:]
+    steps = [rest[: len(rest) // 3], rest[len(rest) // 3: -40], rest[-40:]]
+    for i, step in enumerate(steps):
+        if i == len(steps) - 1:
+            shutil.copy(tmp_path / "state.db", tmp_path / "whole.db")
+        with log.open("ab") as fh:
+            fh.write(b"".join(step))
+        _inc([log], cfg, tmp_path, f"r{i}")
+    assert kept_runs and all(kept_runs)  # rows were kept for clients not touched
+    # The same last run, from the same state without the kept rows: the whole way.
+    with sqlite3.connect(tmp_path / "whole.db") as con:
+        con.execute("DELETE FROM carry WHERE name LIKE 'res.%'")
+    analyze([str(log)], cfg, out_dir=tmp_path / "whole", state_path=tmp_path / "whole.db", incremental=True)
+    assert len(kept_runs) == len(steps)  # the whole way did not go through the kept rows
+    last = tmp_path / f"r{len(steps) - 1}"
+    for name in ("features.parquet", "decisions.parquet", "samples.parquet"):
+        assert_frame_equal(pl.read_parquet(last / name), pl.read_parquet(tmp_path / "whole" / name))
+    assert json.loads((last / "summary.json").read_text())["sessions"] == json.loads(
+        (tmp_path / "whole" / "summary.json").read_text())["sessions"]
+
+
 def test_damaged_carry_is_set_aside_with_a_warning(tmp_path: Path, cfg: Config, shop: bytes) -> None:
     import sqlite3
 

@@ -106,21 +106,30 @@ def build_features(
     tail = sess.flush()
     if len(tail):
         acc.add(tail)
-    if carry is not None and carry.previous_acc is not None:
-        acc.absorb(carry.previous_acc)
-    acc.finish_parts()
-    # Agent parsing is Python, one call per distinct agent; the session and client frames are
-    # Polars: the two run side by side (in a thread, or in the caller's process).
+        if carry is not None:
+            carry.touch(tail)
     if agent_process is None:
         agent_process = AgentProcess(start=False)
-    agent_job = agent_process.submit(acc.ua_counts["user_agent"].unique(), cfg) if acc.ua_counts is not None else None
-    sessions = acc.sessions()
-    n_sessions = acc.total_sessions()
-    clients = acc.clients()
+    if carry is not None:
+        seen = carry.agents_seen()
+        agent_job = agent_process.submit(seen, cfg) if seen is not None else None
+        judged = carry.judge()
+        ua_counts, sessions, n_sessions, clients = judged.ua_counts, pl.DataFrame(), judged.n_sessions, judged.clients
+        samples, timeline, product_regs = judged.samples, judged.timeline, judged.product_regs
+    else:
+        acc.finish_parts()
+        # Agent parsing is Python, one call per distinct agent; the session and client frames
+        # are Polars: the two run side by side (in a thread, or in the caller's process).
+        ua_counts = acc.ua_counts
+        agent_job = agent_process.submit(ua_counts["user_agent"].unique(), cfg) if ua_counts is not None else None
+        sessions = acc.sessions()
+        n_sessions = acc.total_sessions()
+        clients = acc.clients()
+        samples, timeline, product_regs = acc.samples(), acc.timeline, acc.sketches.get("products")
     agents = agent_job() if agent_job is not None else pl.DataFrame()
     warnings: list[str] = []
     if len(clients):
-        clients = _join_agents(clients, acc.ua_counts, agents)
+        clients = _join_agents(clients, ua_counts, agents)
         clients = _enrich_network(clients, cfg, ranges, resolver, warnings)
     if len(clients):
         keyless = int(clients.filter((pl.col("client") == "-") | pl.col("client").str.starts_with("- | "))["requests"].sum())
@@ -132,7 +141,7 @@ def build_features(
                 + ". Check that the format captures the client address, or set "
                 "session.key (e.g. field:session_id for a session cookie)"
             )
-        warnings.extend(w for w in (_proxy_hint(clients), _agentless_hint(acc.ua_counts)) if w)
+        warnings.extend(w for w in (_proxy_hint(clients), _agentless_hint(ua_counts)) if w)
     if sess.late_hits:
         warnings.append(
             f"{sess.late_hits} lines arrived later than session.out_of_order_tolerance "
@@ -143,11 +152,11 @@ def build_features(
         n_sessions=n_sessions,
         clients=clients,
         agents=agents,
-        samples=acc.samples(),
-        timeline=_timeline(acc.timeline, clients),
+        samples=samples,
+        timeline=_timeline(timeline, clients),
         warnings=warnings,
         late_hits=sess.late_hits,
-        product_regs=acc.sketches.get("products"),
+        product_regs=product_regs,
     )
 
 

@@ -401,6 +401,25 @@ class FeatureAccumulator:
             else:
                 self.sketches[name] = regs
 
+    def restricted(self, keys: pl.Series) -> FeatureAccumulator:
+        """A copy holding only the clients of ``keys`` (64-bit client keys): their rows
+        (``client_rows``) come out as they would from the whole state, at the cost of those
+        clients. The catalogue sketch is not per client and is left out."""
+        self.finish_parts()
+        out = FeatureAccumulator(self.cfg, keep_sessions=self.keep_sessions)
+        wanted = pl.col("_ck").is_in(keys.implode())
+
+        def pick(frame: pl.DataFrame | None) -> pl.DataFrame | None:
+            return None if frame is None else frame.filter(wanted)
+
+        out.open, out.client_sums, out.hist = pick(self.open), pick(self.client_sums), pick(self.hist)
+        out.ua_counts, out.timeline = pick(self.ua_counts), pick(self.timeline)
+        out.closed = [f.filter(wanted) for f in self.closed]
+        out._sample_parts = [f.filter(wanted) for f in self._sample_parts]
+        out._sample_state = self._sample_state.filter(wanted)
+        out.sketches = {name: regs.restricted(keys) for name, regs in self.sketches.items() if regs.key == "_ck"}
+        return out
+
     def rename_sources(self, renamed: dict[str, str]) -> bool:
         """Sample lines name the log they are in now (``renamed``: old name → new, all at once,
         as logrotate shifts every rotation by one). Whether any sample changed."""
@@ -447,6 +466,22 @@ class FeatureAccumulator:
     def clients(self) -> pl.DataFrame:
         """One row per client. Folds every remaining session into the client sums: call
         ``sessions()`` first if you want the session rows too."""
+        rows = self.client_rows()
+        if rows.is_empty():
+            return pl.DataFrame()
+        return finish_clients(rows, self.total_products(), self.regs.get("agent_clients"), self.p)
+
+    def total_products(self) -> float:
+        """Distinct products over all clients (the catalogue seen)."""
+        catalogue = self.sketches.get("catalogue")
+        if catalogue is None or catalogue.is_empty():
+            return 0.0
+        return float(sketches.estimate(catalogue, ["_all"], self.p)["distinct"][0])
+
+    def client_rows(self) -> pl.DataFrame:
+        """One row per client, keyed by ``_ck``, with every column that depends on the client's
+        own traffic alone (``finish_clients`` adds the two that depend on everyone's). An
+        incremental run keeps these rows and recomputes only the clients it saw."""
         self.finish_sketches()
         if self.open is not None:
             self.n_sessions += len(self.open)  # open sessions end here
@@ -457,16 +492,11 @@ class FeatureAccumulator:
         agg, p = self.client_sums, self.p
         for name, col in (("products", "distinct_products"), ("paths", "distinct_paths"), ("agents", "distinct_agents")):
             regs = self.sketches.get(name) if name != "agents" else self.regs.get(name)
-            if regs is not None and len(regs):
+            if regs is not None and not regs.is_empty():
                 est = sketches.estimate(regs, ["_ck"], p, col)
                 agg = add_columns(agg, est, "_ck")
             else:
                 agg = agg.with_columns(pl.lit(0.0).alias(col))
-        catalogue = self.sketches.get("catalogue")
-        total_products = (
-            float(sketches.estimate(catalogue, ["_all"], p)["distinct"][0])
-            if catalogue is not None and len(catalogue) else 0.0
-        )
         agg = agg.with_columns(
             pl.col("distinct_products", "distinct_paths", "distinct_agents").fill_null(0.0).round(0)
         )
@@ -485,21 +515,33 @@ class FeatureAccumulator:
             .select("_ck", "user_agent")
             if self.ua_counts is not None else pl.DataFrame(schema={"_ck": pl.UInt64, "user_agent": pl.String})
         )
-        agg = add_columns(agg, top_ua, "_ck").drop("_ck")
-        agent_clients = self.regs.get("agent_clients")
-        if agent_clients is not None and len(agent_clients):
-            per_agent = sketches.estimate(agent_clients, ["_uk"], p, "clients_per_agent")
-            agg = add_columns(agg.with_columns(sketches.key_hash(pl.col("user_agent")).alias("_uk")), per_agent, "_uk")
-            agg = agg.drop("_uk").with_columns(pl.col("clients_per_agent").fill_null(1.0).round(0))
-        else:
-            agg = agg.with_columns(pl.lit(1.0).alias("clients_per_agent"))
-        agg = agg.with_columns(_derived(session=False)).with_columns(
-            pl.when(total_products > 0).then(pl.col("distinct_products") / total_products).otherwise(0.0).alias("catalogue_coverage"),
+        agg = add_columns(agg, top_ua, "_ck")
+        return agg.with_columns(_derived(session=False)).with_columns(
             pl.when(pl.col("product_pages") > 0)
             .then((1 - pl.col("distinct_products") / pl.col("product_pages")).clip(0, 1))
             .otherwise(0.0).alias("product_revisit_share"),
         )
-        return agg.sort("client")
+
+
+def finish_clients(
+    rows: pl.DataFrame, total_products: float, agent_clients: pl.DataFrame | None, p: int
+) -> pl.DataFrame:
+    """``client_rows`` with the columns that depend on every client: how many clients share
+    the top agent (``agent_clients``: the agent → client sketch) and the share of all
+    products seen (``total_products``). Sorted by client."""
+    if agent_clients is not None and len(agent_clients):
+        per_agent = sketches.estimate(agent_clients, ["_uk"], p, "clients_per_agent")
+        rows = add_columns(rows.with_columns(sketches.key_hash(pl.col("user_agent")).alias("_uk")), per_agent, "_uk")
+        rows = rows.drop("_uk").with_columns(pl.col("clients_per_agent").fill_null(1.0).round(0))
+    else:
+        rows = rows.with_columns(pl.lit(1.0).alias("clients_per_agent"))
+    rows = rows.with_columns(
+        pl.when(total_products > 0).then(pl.col("distinct_products") / total_products).otherwise(0.0).alias("catalogue_coverage"),
+    )
+    order = [c for c in rows.columns if c not in ("_ck", "clients_per_agent", "catalogue_coverage")]
+    order.insert(order.index("user_agent") + 1, "clients_per_agent")
+    order.insert(order.index("product_revisit_share"), "catalogue_coverage")
+    return rows.select(order).sort("client")
 
 
 #: How per-client sums merge: a client's rows in time order (``first`` is the earliest).

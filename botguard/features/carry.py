@@ -27,8 +27,10 @@ from typing import Any
 
 import polars as pl
 
+from botguard import __version__
 from botguard.config.models import Config
-from botguard.features.aggregate import FeatureAccumulator
+from botguard.features import sketches
+from botguard.features.aggregate import FeatureAccumulator, finish_clients
 from botguard.frames import rename_values
 from botguard.ingest import ParseStats
 from botguard.sessionize import Sessionizer
@@ -103,6 +105,11 @@ class Carry:
     rolled: bool = False
     #: Hits of this run older than the previous window: not counted.
     aged_out: int = 0
+    #: The previous run's client rows (``FeatureAccumulator.client_rows`` over both windows),
+    #: and the client keys this run has added hits to (per batch): only those clients' rows
+    #: are computed again (``judge``).
+    kept_rows: pl.DataFrame | None = None
+    touched: list[pl.Series] = field(default_factory=list)
 
     @classmethod
     def fresh(cls, cfg: Config) -> Carry:
@@ -114,6 +121,7 @@ class Carry:
         past the current window's end close it and start the next one at that end (lines
         dated past ``clock_limit`` move nothing)."""
         window = timedelta(seconds=self.cfg.state.window)
+        self.touch(hits)
         hits = self._route_older(hits)
         while not hits.is_empty():
             lo, hi = hits.select(
@@ -156,6 +164,11 @@ class Carry:
             self.previous_acc.add(kept)
             self.previous = {}  # changed: stored anew
         return hits
+
+    def touch(self, hits: pl.DataFrame) -> None:
+        """Note the clients of ``hits`` as changed since the kept rows were computed."""
+        if len(hits):
+            self.touched.append(hits["_ck"].unique())
 
     def rename_sources(self, renamed: dict[str, str]) -> None:
         """Follow rotated logs: carried sample lines name the log that holds them now."""
@@ -226,6 +239,8 @@ class Carry:
                 parser_columns=meta.get("parser_columns"),
                 columns_seen=set(meta.get("columns_seen", [])),
             )
+            if blobs.get("res.meta") == _rows_meta() and "res.clients" in blobs:
+                carry.kept_rows = _frame(blobs["res.clients"])
             if carry.previous:
                 # Read now: damage shows here, not mid-run.
                 counters = meta["previous"]
@@ -271,3 +286,104 @@ class Carry:
             "parser_columns": self.parser_columns,
         }).encode()
         self.sealed = blobs
+
+    # ------------------------------------------------------------------ the results
+    def judge(self) -> Judged:
+        """This run's client rows and what goes with them, over both windows, after ``seal``
+        (and after the held-back lines were added to the current window).
+
+        A cron run sees a few minutes of traffic, from a small share of the clients. The
+        rows of the others are those the previous run computed, kept in the carry: only the
+        clients this run touched are computed again, from their part of each window's
+        state. Merging the whole previous window into the current one and folding every
+        client's state, as one pass does, cost O(state) per run (0.7 s of a 2.3 s cron run
+        with 10,000 clients). The columns that depend on every client (clients per agent,
+        catalogue coverage) are computed over all of them. A window that closed in this run,
+        or a carry without kept rows, takes the whole way; both ways give the same rows
+        (tested)."""
+        cur, prev = self.current, self.previous_acc
+        n_sessions = cur.total_sessions() + (prev.total_sessions() if prev is not None else 0)
+        judged = None
+        if self.kept_rows is not None and not self.rolled:
+            judged = self._judge_touched(n_sessions)
+        if judged is None:
+            if prev is not None:
+                cur.absorb(prev)
+            rows = cur.client_rows()
+            clients = (
+                finish_clients(rows, cur.total_products(), cur.regs.get("agent_clients"), cur.p)
+                if len(rows) else pl.DataFrame()
+            )
+            judged = Judged(clients, rows, cur.ua_counts, cur.samples(), cur.timeline, n_sessions,
+                            cur.sketches.get("products"))
+        if self.sealed is not None:
+            self.sealed["res.meta"] = _rows_meta()
+            self.sealed["res.clients"] = _frame_bytes(judged.rows)
+        return judged
+
+    def agents_seen(self) -> pl.Series | None:
+        """The distinct agents of both windows (to parse while ``judge`` runs)."""
+        accs = [a for a in (self.current, self.previous_acc) if a is not None]
+        for acc in accs:
+            acc.finish_parts()
+        counts = [a.ua_counts for a in accs if a.ua_counts is not None]
+        return pl.concat([c["user_agent"] for c in counts]).unique() if counts else None
+
+    def _judge_touched(self, n_sessions: int) -> Judged | None:
+        assert self.kept_rows is not None
+        cur, prev = self.current, self.previous_acc
+        touched = (
+            pl.concat(self.touched).unique() if self.touched else pl.Series("_ck", [], dtype=pl.UInt64)
+        )
+        part = cur.restricted(touched)
+        if prev is not None:
+            part.absorb(prev.restricted(touched))
+        fresh = part.client_rows()
+        kept = self.kept_rows.filter(~pl.col("_ck").is_in(touched.implode()))
+        if len(fresh) and fresh.columns != kept.columns:
+            return None  # kept by another version of the features: the whole way
+        rows = pl.concat([kept, fresh], how="vertical_relaxed") if len(fresh) else kept
+        # Agent counts, samples and the hourly timeline of both windows, merged as a whole
+        # absorb merges them (they are small: a row per client and agent, or per hour).
+        light = _light(cur)
+        if prev is not None:
+            light.absorb(_light(prev))
+        light.finish_sketches()  # the agent → clients sketch, from every (client, agent) pair
+        catalogues = [a.sketches["catalogue"] for a in (cur, prev) if a is not None and "catalogue" in a.sketches]
+        union = pl.concat([c.rows() for c in catalogues]) if catalogues else None
+        total = 0.0
+        if union is not None and len(union):
+            merged = union.group_by("_all", "reg").agg(pl.col("rank").max())
+            total = float(sketches.estimate(merged, ["_all"], cur.p)["distinct"][0])
+        clients = finish_clients(rows, total, light.regs.get("agent_clients"), cur.p) if len(rows) else pl.DataFrame()
+        products = [a.sketches["products"] for a in (cur, prev) if a is not None and "products" in a.sketches]
+        return Judged(clients, rows, light.ua_counts, light.samples(), light.timeline, n_sessions,
+                      sketches.RegisterUnion(products) if products else None)
+
+
+@dataclass
+class Judged:
+    """What ``Carry.judge`` gives the feature stage: the finished client rows, the rows to
+    keep for the next run, and the frames built beside them."""
+
+    clients: pl.DataFrame
+    rows: pl.DataFrame
+    ua_counts: pl.DataFrame | None
+    samples: pl.DataFrame
+    timeline: pl.DataFrame | None
+    n_sessions: int
+    product_regs: Any
+
+
+def _rows_meta() -> bytes:
+    """Kept rows are only read back by the botguard that wrote them (their columns are its)."""
+    return json.dumps({"version": __version__, "format": FORMAT}).encode()
+
+
+def _light(acc: FeatureAccumulator) -> FeatureAccumulator:
+    """``acc``'s agent counts, timeline and samples alone."""
+    light = FeatureAccumulator(acc.cfg, keep_sessions=False)
+    acc.finish_parts()
+    light.ua_counts, light.timeline = acc.ua_counts, acc.timeline
+    light._sample_parts, light._sample_state = list(acc._sample_parts), acc._sample_state
+    return light

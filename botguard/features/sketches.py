@@ -131,6 +131,25 @@ class Registers:
         sparse = sum(f[self.key].n_unique() for f in self.sparse or [])
         return sparse + len(self.index)
 
+    def is_empty(self) -> bool:
+        """No register set (cheap: ``len`` merges the pending rows first)."""
+        return not len(self.index) and not any(len(f) for f in [*(self.sparse or []), *self.pending])
+
+    def restricted(self, keys: pl.Series) -> Registers:
+        """A copy holding only the registers of ``keys``: what a result over those keys needs,
+        without merging or copying the others (``FeatureAccumulator.restricted``)."""
+        out = Registers(self.key, self.p)
+        wanted = pl.col(self.key).is_in(keys.cast(pl.UInt64).implode())
+        parts = [f.filter(wanted) for f in [*(self.sparse or []), *self.pending]]
+        rows = pl.concat(parts) if parts else _empty([self.key])
+        # Sparse rows of several slices and pending ones may repeat a register: one max each.
+        out.sparse = [rows.group_by([self.key, "reg"]).agg(pl.col("rank").max())] if len(rows) else None
+        index = self.index.filter(wanted)
+        if len(index):
+            out.dense = self.dense[index["_row"].to_numpy()]  # a copy
+            out.index = index.with_columns(pl.int_range(0, len(index), dtype=pl.UInt32).alias("_row"))
+        return out
+
     def add(self, frames: list[pl.DataFrame]) -> None:
         """One batch's (key, reg, rank) rows, or several. Dense keys' rows are applied at once
         (a vectorized max into their rows); the others wait in ``pending``."""
@@ -265,14 +284,16 @@ class Registers:
             self.sparse = merge_sliced(self.sparse, [light], [key])
 
     def rows(self, keys: pl.Series | None = None) -> pl.DataFrame:
-        """Sparse (key, reg, rank) rows, of every key or only of ``keys``."""
-        self.flush()
-        sparse = self._sparse_rows()
-        index = self.index
-        if keys is not None:
-            wanted = keys.cast(pl.UInt64).implode()
-            sparse = sparse.filter(pl.col(self.key).is_in(wanted))
-            index = index.filter(pl.col(self.key).is_in(wanted))
+        """Sparse (key, reg, rank) rows, of every key or only of ``keys`` (then without
+        merging the pending rows of the others)."""
+        if keys is None:
+            self.flush()
+            sparse, index = self._sparse_rows(), self.index
+        else:
+            wanted = pl.col(self.key).is_in(keys.cast(pl.UInt64).implode())
+            parts = [f.filter(wanted) for f in [*(self.sparse or []), *self.pending]]
+            sparse = pl.concat(parts).group_by([self.key, "reg"]).agg(pl.col("rank").max()) if parts else _empty([self.key])
+            index = self.index.filter(wanted)
         if index.is_empty():
             return sparse
         block = self.dense[index["_row"].to_numpy()]
@@ -301,6 +322,21 @@ class Registers:
             })
             agg = pl.concat([agg, dense.cast(agg.schema)])
         return _estimate_from(agg, [self.key], self.p, name)
+
+
+class RegisterUnion:
+    """The union of several ``Registers`` of one key (the two windows of an incremental
+    analysis), read without merging them: ``rows`` may repeat a register, with different
+    ranks, and a reader takes the max, as sketches merge."""
+
+    def __init__(self, parts: list[Registers]) -> None:
+        self.parts = parts
+
+    def is_empty(self) -> bool:
+        return all(p.is_empty() for p in self.parts)
+
+    def rows(self, keys: pl.Series | None = None) -> pl.DataFrame:
+        return pl.concat([p.rows(keys) for p in self.parts])
 
 
 def _register_sums(regs: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
