@@ -45,7 +45,7 @@ def _warm() -> None:
     matchers, _ = agent._matchers()
     for group in matchers:
         for matcher in group:
-            _ = matcher.pattern
+            getattr(matcher, "pattern", None)  # the lazy matcher's compiled regex
 
 
 def _table(agents: pl.Series, cfg: Config) -> pl.DataFrame:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from botguard.config import default_config_path, load_config
 from botguard.config.models import AgentConfig
@@ -226,6 +227,24 @@ def test_version_lag_is_data_driven(cfg: Any) -> None:
     lag = dict(zip(frame["user_agent"], frame["ua_version_lag"], strict=True))
     assert (lag[CHROME_32], lag[chrome_34]) == (2, 0)
     assert not frame["ua_stale"].any()
+
+
+def test_version_lag_of_tables_built_apart_is_that_of_one_table(cfg: Any) -> None:
+    """An incremental run parses only new agents and recomputes the lag over the kept and the
+    new rows: the same table as parsing all of them together."""
+    from botguard.features import agent_table
+    from botguard.features.agent import version_lag
+
+    safari_26 = AGENTS["safari"].replace("Version/17.1", "Version/26.0")
+    earlier = [CHROME_32, AGENTS["firefox"], AGENTS["safari"], None]
+    later = [CHROME_120, safari_26, AGENTS["chrome_android"]]
+    whole = agent_table(pl.Series([*earlier, *later]), cfg)
+    apart = pl.concat([agent_table(pl.Series(earlier), cfg), agent_table(pl.Series(later), cfg)])
+    assert_frame_equal(version_lag(apart).sort("user_agent", nulls_last=False), whole)
+    # Chrome 32 was current among the earlier agents alone.
+    alone = agent_table(pl.Series(earlier), cfg)
+    assert alone.filter(pl.col("user_agent") == CHROME_32)["ua_version_lag"][0] == 0
+    assert whole.filter(pl.col("user_agent") == CHROME_32)["ua_version_lag"][0] == 88
 
 
 def test_chrome_mobile_shares_chrome_versions(cfg: Any) -> None:

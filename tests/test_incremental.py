@@ -264,6 +264,15 @@ def test_untouched_clients_keep_their_rows_and_end_as_the_whole_way(
         return judged
 
     monkeypatch.setattr(Carry, "_judge_touched", spy)
+    parsed: list[tuple[int, int]] = []  # (agents kept from the previous run, agents parsed)
+    split = Carry.split_agents
+
+    def spy_agents(self: Carry, seen: pl.Series) -> Any:
+        known, new = split(self, seen)
+        parsed.append((0 if known is None else len(known), len(new)))
+        return known, new
+
+    monkeypatch.setattr(Carry, "split_agents", spy_agents)
     rest = lines[cut:]
     steps = [rest[: len(rest) // 3], rest[len(rest) // 3: -40], rest[-40:]]
     for i, step in enumerate(steps):
@@ -273,11 +282,13 @@ def test_untouched_clients_keep_their_rows_and_end_as_the_whole_way(
             fh.write(b"".join(step))
         _inc([log], cfg, tmp_path, f"r{i}")
     assert kept_runs and all(kept_runs)  # rows were kept for clients not touched
+    assert all(known > new for known, new in parsed)  # most agents were parsed before
     # The same last run, from the same state without the kept rows: the whole way.
     with sqlite3.connect(tmp_path / "whole.db") as con:
         con.execute("DELETE FROM carry WHERE name LIKE 'res.%'")
     analyze([str(log)], cfg, out_dir=tmp_path / "whole", state_path=tmp_path / "whole.db", incremental=True)
     assert len(kept_runs) == len(steps)  # the whole way did not go through the kept rows
+    assert parsed[-1][0] == 0  # and parsed every agent again
     last = tmp_path / f"r{len(steps) - 1}"
     for name in ("features.parquet", "decisions.parquet", "samples.parquet"):
         assert_frame_equal(pl.read_parquet(last / name), pl.read_parquet(tmp_path / "whole" / name))

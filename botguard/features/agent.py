@@ -290,9 +290,6 @@ def _flags(frame: pl.DataFrame) -> pl.DataFrame:
         is_headless=pl.col("_headless") | tags.list.contains("automation"),
         is_empty=empty,
         _lag_family=lag_family,
-        _major=pl.when((lag_family == "Safari") & (pl.col("ua_major") >= SAFARI_YEAR_JUMP[0]))
-        .then(pl.col("ua_major") - SAFARI_YEAR_JUMP[1])
-        .otherwise(pl.col("ua_major")),
     )
     impossible = pl.col("ua_major") > pl.col("_lag_family").replace_strict(
         MAX_PLAUSIBLE_MAJOR, default=None, return_dtype=pl.Int32
@@ -322,12 +319,24 @@ def _flags(frame: pl.DataFrame) -> pl.DataFrame:
         & lag_family.is_not_null()
         & ~(known | pl.col("ua_is_bot_parser") | pl.col("is_malformed"))
     )
-    newest = pl.when(pl.col("is_browser_like")).then(pl.col("_major")).max().over("_lag_family")
-    lag = pl.when(pl.col("is_browser_like")).then(newest - pl.col("_major"))
-    stale = lag > pl.col("_lag_family").replace_strict(
-        STALE_MAJOR_LAG, default=None, return_dtype=pl.Int32
+    return version_lag(frame)
+
+
+def version_lag(frame: pl.DataFrame) -> pl.DataFrame:
+    """``ua_version_lag`` and ``ua_stale`` of every agent of ``frame`` (``ua_family``,
+    ``ua_major``, ``is_browser_like``): majors behind the newest browser-like major of its
+    family among these agents. The only columns that depend on the other agents: a table
+    kept from earlier runs gets them again over the agents of this one."""
+    lag_family = pl.col("ua_family").replace_strict(BROWSER_FAMILIES, default=None)
+    major = (
+        pl.when((lag_family == "Safari") & (pl.col("ua_major") >= SAFARI_YEAR_JUMP[0]))
+        .then(pl.col("ua_major") - SAFARI_YEAR_JUMP[1])
+        .otherwise(pl.col("ua_major"))
     )
-    return frame.with_columns(ua_version_lag=lag, ua_stale=stale.fill_null(False))
+    newest = pl.when(pl.col("is_browser_like")).then(major).max().over(lag_family)
+    lag = pl.when(pl.col("is_browser_like")).then(newest - major)
+    stale = lag > lag_family.replace_strict(STALE_MAJOR_LAG, default=None, return_dtype=pl.Int32)
+    return frame.with_columns(ua_version_lag=lag.cast(pl.Int32), ua_stale=stale.fill_null(False))
 
 
 def _any_match(texts: pl.Series, patterns: Sequence[str]) -> pl.Series:

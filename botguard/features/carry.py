@@ -110,6 +110,9 @@ class Carry:
     #: are computed again (``judge``).
     kept_rows: pl.DataFrame | None = None
     touched: list[pl.Series] = field(default_factory=list)
+    #: The previous run's agent table (``features.agent_table``), built under this config:
+    #: only agents it lacks are parsed (``split_agents``).
+    kept_agents: pl.DataFrame | None = None
 
     @classmethod
     def fresh(cls, cfg: Config) -> Carry:
@@ -241,6 +244,8 @@ class Carry:
             )
             if blobs.get("res.meta") == _rows_meta() and "res.clients" in blobs:
                 carry.kept_rows = _frame(blobs["res.clients"])
+            if blobs.get("res.agents.meta") == _agents_meta(cfg) and "res.agents" in blobs:
+                carry.kept_agents = _frame(blobs["res.agents"])
             if carry.previous:
                 # Read now: damage shows here, not mid-run.
                 counters = meta["previous"]
@@ -329,6 +334,25 @@ class Carry:
         counts = [a.ua_counts for a in accs if a.ua_counts is not None]
         return pl.concat([c["user_agent"] for c in counts]).unique() if counts else None
 
+    def split_agents(self, seen: pl.Series) -> tuple[pl.DataFrame | None, pl.Series]:
+        """The kept agent table's rows of the ``seen`` agents, and the agents it lacks (to
+        parse). Parsing is pure Python, once per agent: a cron run mostly sees agents an
+        earlier run parsed already."""
+        from botguard.features.agent import agent_key
+
+        keys = seen.to_frame("user_agent").select(agent_key(pl.col("user_agent")).alias("user_agent")).unique()
+        if self.kept_agents is None:
+            return None, keys.to_series()
+        known = self.kept_agents.join(keys, on="user_agent", how="semi", nulls_equal=True)
+        new = keys.join(self.kept_agents.select("user_agent"), on="user_agent", how="anti", nulls_equal=True)
+        return known, new.to_series()
+
+    def keep_agents(self, table: pl.DataFrame) -> None:
+        """Keep this run's agent table for the next run."""
+        if self.sealed is not None:
+            self.sealed["res.agents.meta"] = _agents_meta(self.cfg)
+            self.sealed["res.agents"] = _frame_bytes(table)
+
     def _judge_touched(self, n_sessions: int) -> Judged | None:
         assert self.kept_rows is not None
         cur, prev = self.current, self.previous_acc
@@ -378,6 +402,12 @@ class Judged:
 def _rows_meta() -> bytes:
     """Kept rows are only read back by the botguard that wrote them (their columns are its)."""
     return json.dumps({"version": __version__, "format": FORMAT}).encode()
+
+
+def _agents_meta(cfg: Config) -> bytes:
+    """A kept agent table is only read back under the botguard and config that built it."""
+    settings = hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True, default=str).encode()).hexdigest()
+    return json.dumps({"version": __version__, "format": FORMAT, "config": settings[:16]}).encode()
 
 
 def _light(acc: FeatureAccumulator) -> FeatureAccumulator:
