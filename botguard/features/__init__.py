@@ -110,15 +110,8 @@ def build_features(
             carry.touch(tail)
     if agent_process is None:
         agent_process = AgentProcess(start=False)
-    known_agents: pl.DataFrame | None = None
     if carry is not None:
-        # Only agents the carry's table lacks are parsed, while the clients are judged.
-        seen = carry.agents_seen()
-        agent_job = None
-        if seen is not None:
-            known_agents, new_agents = carry.split_agents(seen)
-            if len(new_agents):
-                agent_job = agent_process.submit(new_agents, cfg)
+        agent_job: Callable[[], pl.DataFrame] | None = carry.agent_table(agent_process)
         judged = carry.judge()
         ua_counts, sessions, n_sessions, clients = judged.ua_counts, pl.DataFrame(), judged.n_sessions, judged.clients
         samples, timeline, product_regs = judged.samples, judged.timeline, judged.product_regs
@@ -133,14 +126,6 @@ def build_features(
         clients = acc.clients()
         samples, timeline, product_regs = acc.samples(), acc.timeline, acc.sketches.get("products")
     agents = agent_job() if agent_job is not None else pl.DataFrame()
-    if known_agents is not None and len(known_agents):
-        from botguard.features.agent import version_lag
-
-        # The version lag is relative to the newest browser of each family among all agents.
-        both = pl.concat([known_agents, agents], how="vertical_relaxed") if len(agents) else known_agents
-        agents = version_lag(both).sort("user_agent", nulls_last=False)
-    if carry is not None and len(agents):
-        carry.keep_agents(agents)
     warnings: list[str] = []
     if len(clients):
         clients = _join_agents(clients, ua_counts, agents)

@@ -420,6 +420,15 @@ class FeatureAccumulator:
         out.sketches = {name: regs.restricted(keys) for name, regs in self.sketches.items() if regs.key == "_ck"}
         return out
 
+    def side_frames(self) -> FeatureAccumulator:
+        """A copy with only the agent counts, hourly timeline and samples: what a result over
+        every client needs beside the client rows (``absorb`` merges them as it does here)."""
+        self.finish_parts()
+        out = FeatureAccumulator(self.cfg, keep_sessions=False)
+        out.ua_counts, out.timeline = self.ua_counts, self.timeline
+        out._sample_parts, out._sample_state = list(self._sample_parts), self._sample_state
+        return out
+
     def rename_sources(self, renamed: dict[str, str]) -> bool:
         """Sample lines name the log they are in now (``renamed``: old name → new, all at once,
         as logrotate shifts every rotation by one). Whether any sample changed."""

@@ -21,9 +21,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -35,6 +36,9 @@ from botguard.frames import rename_values
 from botguard.ingest import ParseStats
 from botguard.sessionize import Sessionizer
 from botguard.sources.cursors import Cursor
+
+if TYPE_CHECKING:
+    from botguard.agent_process import AgentProcess
 
 #: Bumped when the carried frames change shape: an older carry is then set aside.
 FORMAT = 1
@@ -111,7 +115,7 @@ class Carry:
     kept_rows: pl.DataFrame | None = None
     touched: list[pl.Series] = field(default_factory=list)
     #: The previous run's agent table (``features.agent_table``), built under this config:
-    #: only agents it lacks are parsed (``split_agents``).
+    #: only agents it lacks are parsed (``agent_table``).
     kept_agents: pl.DataFrame | None = None
 
     @classmethod
@@ -326,18 +330,38 @@ class Carry:
             self.sealed["res.clients"] = _frame_bytes(judged.rows)
         return judged
 
-    def agents_seen(self) -> pl.Series | None:
-        """The distinct agents of both windows (to parse while ``judge`` runs)."""
+    def agent_table(self, agent_process: AgentProcess) -> Callable[[], pl.DataFrame]:
+        """Start the agent table (``features.agent_table``) of both windows' agents; the
+        returned callable finishes it and keeps it for the next run. Rows of the agents the
+        kept table holds are reused and only the others are parsed (in ``agent_process``,
+        while the clients are judged): parsing is pure Python, once per agent, and a cron run
+        mostly sees agents an earlier run parsed. The version lag, the one column that
+        depends on the other agents, is then computed over all of them."""
+        from botguard.features.agent import version_lag
+
         accs = [a for a in (self.current, self.previous_acc) if a is not None]
         for acc in accs:
             acc.finish_parts()
-        counts = [a.ua_counts for a in accs if a.ua_counts is not None]
-        return pl.concat([c["user_agent"] for c in counts]).unique() if counts else None
+        counts = [a.ua_counts["user_agent"] for a in accs if a.ua_counts is not None]
+        if not counts:
+            return pl.DataFrame
+        known, new = self.split_agents(pl.concat(counts))
+        job = agent_process.submit(new, self.cfg) if len(new) else pl.DataFrame
+
+        def finish() -> pl.DataFrame:
+            table = job()
+            if known is not None and len(known):
+                both = pl.concat([known, table], how="vertical_relaxed") if len(table) else known
+                table = version_lag(both).sort("user_agent", nulls_last=False)
+            if self.sealed is not None and len(table):
+                self.sealed["res.agents.meta"] = _agents_meta(self.cfg)
+                self.sealed["res.agents"] = _frame_bytes(table)
+            return table
+
+        return finish
 
     def split_agents(self, seen: pl.Series) -> tuple[pl.DataFrame | None, pl.Series]:
-        """The kept agent table's rows of the ``seen`` agents, and the agents it lacks (to
-        parse). Parsing is pure Python, once per agent: a cron run mostly sees agents an
-        earlier run parsed already."""
+        """The kept agent table's rows of the ``seen`` agents, and the distinct agents it lacks."""
         from botguard.features.agent import agent_key
 
         keys = seen.to_frame("user_agent").select(agent_key(pl.col("user_agent")).alias("user_agent")).unique()
@@ -346,12 +370,6 @@ class Carry:
         known = self.kept_agents.join(keys, on="user_agent", how="semi", nulls_equal=True)
         new = keys.join(self.kept_agents.select("user_agent"), on="user_agent", how="anti", nulls_equal=True)
         return known, new.to_series()
-
-    def keep_agents(self, table: pl.DataFrame) -> None:
-        """Keep this run's agent table for the next run."""
-        if self.sealed is not None:
-            self.sealed["res.agents.meta"] = _agents_meta(self.cfg)
-            self.sealed["res.agents"] = _frame_bytes(table)
 
     def _judge_touched(self, n_sessions: int) -> Judged | None:
         assert self.kept_rows is not None
@@ -369,16 +387,13 @@ class Carry:
         rows = pl.concat([kept, fresh], how="vertical_relaxed") if len(fresh) else kept
         # Agent counts, samples and the hourly timeline of both windows, merged as a whole
         # absorb merges them (they are small: a row per client and agent, or per hour).
-        light = _light(cur)
+        light = cur.side_frames()
         if prev is not None:
-            light.absorb(_light(prev))
+            light.absorb(prev.side_frames())
         light.finish_sketches()  # the agent → clients sketch, from every (client, agent) pair
         catalogues = [a.sketches["catalogue"] for a in (cur, prev) if a is not None and "catalogue" in a.sketches]
-        union = pl.concat([c.rows() for c in catalogues]) if catalogues else None
-        total = 0.0
-        if union is not None and len(union):
-            merged = union.group_by("_all", "reg").agg(pl.col("rank").max())
-            total = float(sketches.estimate(merged, ["_all"], cur.p)["distinct"][0])
+        seen = sketches.RegisterUnion(catalogues).estimate("_all", cur.p) if catalogues else None
+        total = float(seen["distinct"][0]) if seen is not None and len(seen) else 0.0
         clients = finish_clients(rows, total, light.regs.get("agent_clients"), cur.p) if len(rows) else pl.DataFrame()
         products = [a.sketches["products"] for a in (cur, prev) if a is not None and "products" in a.sketches]
         return Judged(clients, rows, light.ua_counts, light.samples(), light.timeline, n_sessions,
@@ -408,12 +423,3 @@ def _agents_meta(cfg: Config) -> bytes:
     """A kept agent table is only read back under the botguard and config that built it."""
     settings = hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True, default=str).encode()).hexdigest()
     return json.dumps({"version": __version__, "format": FORMAT, "config": settings[:16]}).encode()
-
-
-def _light(acc: FeatureAccumulator) -> FeatureAccumulator:
-    """``acc``'s agent counts, timeline and samples alone."""
-    light = FeatureAccumulator(acc.cfg, keep_sessions=False)
-    acc.finish_parts()
-    light.ua_counts, light.timeline = acc.ua_counts, acc.timeline
-    light._sample_parts, light._sample_state = list(acc._sample_parts), acc._sample_state
-    return light

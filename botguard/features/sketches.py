@@ -135,16 +135,21 @@ class Registers:
         """No register set (cheap: ``len`` merges the pending rows first)."""
         return not len(self.index) and not any(len(f) for f in [*(self.sparse or []), *self.pending])
 
+    def _of(self, keys: pl.Series) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The sparse rows (one per register) and the dense index rows of ``keys``, without
+        merging the pending rows of the other keys."""
+        wanted = pl.col(self.key).is_in(keys.cast(pl.UInt64).implode())
+        parts = [f.filter(wanted) for f in [*(self.sparse or []), *self.pending]]
+        # Sparse rows of several slices and pending ones may repeat a register: one max each.
+        sparse = pl.concat(parts).group_by([self.key, "reg"]).agg(pl.col("rank").max()) if parts else _empty([self.key])
+        return sparse, self.index.filter(wanted)
+
     def restricted(self, keys: pl.Series) -> Registers:
         """A copy holding only the registers of ``keys``: what a result over those keys needs,
         without merging or copying the others (``FeatureAccumulator.restricted``)."""
         out = Registers(self.key, self.p)
-        wanted = pl.col(self.key).is_in(keys.cast(pl.UInt64).implode())
-        parts = [f.filter(wanted) for f in [*(self.sparse or []), *self.pending]]
-        rows = pl.concat(parts) if parts else _empty([self.key])
-        # Sparse rows of several slices and pending ones may repeat a register: one max each.
-        out.sparse = [rows.group_by([self.key, "reg"]).agg(pl.col("rank").max())] if len(rows) else None
-        index = self.index.filter(wanted)
+        sparse, index = self._of(keys)
+        out.sparse = [sparse] if len(sparse) else None
         if len(index):
             out.dense = self.dense[index["_row"].to_numpy()]  # a copy
             out.index = index.with_columns(pl.int_range(0, len(index), dtype=pl.UInt32).alias("_row"))
@@ -290,10 +295,7 @@ class Registers:
             self.flush()
             sparse, index = self._sparse_rows(), self.index
         else:
-            wanted = pl.col(self.key).is_in(keys.cast(pl.UInt64).implode())
-            parts = [f.filter(wanted) for f in [*(self.sparse or []), *self.pending]]
-            sparse = pl.concat(parts).group_by([self.key, "reg"]).agg(pl.col("rank").max()) if parts else _empty([self.key])
-            index = self.index.filter(wanted)
+            sparse, index = self._of(keys)
         if index.is_empty():
             return sparse
         block = self.dense[index["_row"].to_numpy()]
@@ -337,6 +339,11 @@ class RegisterUnion:
 
     def rows(self, keys: pl.Series | None = None) -> pl.DataFrame:
         return pl.concat([p.rows(keys) for p in self.parts])
+
+    def estimate(self, key: str, p: int, name: str = "distinct") -> pl.DataFrame:
+        """Cardinality per key of the union (each register at its highest rank)."""
+        merged = self.rows().group_by(key, "reg").agg(pl.col("rank").max())
+        return estimate(merged, [key], p, name)
 
 
 def _register_sums(regs: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
