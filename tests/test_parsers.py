@@ -228,6 +228,35 @@ def test_rejects_carry_reasons(cfg: Config) -> None:
     ]
 
 
+@pytest.mark.parametrize("k", range(1, 8))
+def test_each_reject_reason_is_found_alone(cfg: Config, k: int) -> None:
+    """A batch whose only bad line is one of each kind: the no-reject shortcut (column counts
+    and bounds) must not miss any reason the per-row chain gives."""
+    lines = [
+        '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ok"',
+        "complete garbage",
+        '192.0.2.1 - - [99/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ua"',
+        '999.2.3.4 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ua"',
+        '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" abc 5 "-" "ua"',
+        '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 1000 5 "-" "ua"',
+        '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 99 5 "-" "ua"',
+        '192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 100 5 "-" "ua"',
+    ]
+    reasons = ["no_match", "bad_timestamp", "bad_client_ip", "bad_status", "bad_status", "bad_status", None]
+    hits, rejects = parse("combined", [lines[0], lines[k]], cfg)
+    if reasons[k - 1] is None:
+        assert rejects.is_empty() and hits["status"].to_list() == [200, 100]
+    else:
+        assert hits["line_no"].to_list() == [1]
+        assert rejects.select("line_no", "reason").rows() == [(2, reasons[k - 1])]
+
+
+def test_a_missing_status_is_not_a_reject(cfg: Config) -> None:
+    lines = ['192.0.2.1 - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" - 5 "-" "ua"']
+    hits, rejects = parse("combined", lines, cfg)
+    assert rejects.is_empty() and hits["status"].to_list() == [None]
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

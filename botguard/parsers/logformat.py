@@ -334,7 +334,8 @@ class RegexLogParser:
         suspect: pl.Series | None = None
         frame = None
         # One-byte search first: memchr is twenty times faster than a two-byte pattern.
-        if not chunk.find(b"\\") or not (chunk.find(b'\\"') or chunk.find(b"\\\\")):
+        backslash = chunk.find(b"\\")
+        if not backslash or not (chunk.find(b'\\"') or chunk.find(b"\\\\")):
             frame = _read_fields(chunk.data, plan, n_lines)
         if frame is None:
             data = chunk.data
@@ -385,7 +386,7 @@ class RegexLogParser:
             pl.lit(None, pl.String).alias("line"),
             pl.lit(True).alias("_matched"),
         )
-        hits, rejects = finish(raw, default_tz)
+        hits, rejects = finish(raw, default_tz, escapes=backslash)
         n_rest = len(frame) - len(good)
         if n_rest or len(rejects):
             if lines is None:
