@@ -121,6 +121,20 @@ def test_timestamp_offsets_convert_to_utc(cfg: Config, stamp: str, expected: dat
     assert hits.schema["ts"] == pl.Datetime("us", "UTC")
 
 
+@pytest.mark.parametrize("odd", ["+ABCD", "+2500", "+0060", "Z", "+01:00", "0100", "+01000"])
+def test_odd_zones_read_the_same_on_both_paths(cfg: Config, odd: str) -> None:
+    """The bytes path applies "+hhmm" zones per distinct zone and leaves any other spelling to
+    the full parser: a batch mixing them reads as the line path reads each line."""
+    lines = [
+        f'192.0.2.1 - - [10/Oct/2023:13:55:36 {zone}] "GET / HTTP/1.1" 200 1 "-" "ua"'
+        for zone in ("+0200", odd, "-0700", odd)
+    ]
+    hits, rejects = parse("combined", lines, cfg)  # asserts both paths give the same frames
+    assert hits.filter(pl.col("line_no") == 1)["ts"].to_list() == [ts(2023, 10, 10, 11, 55, 36)]
+    assert hits.filter(pl.col("line_no") == 3)["ts"].to_list() == [ts(2023, 10, 10, 20, 55, 36)]
+    assert len(hits) + len(rejects) == 4
+
+
 def test_naive_timestamp_uses_default_timezone(cfg: Config) -> None:
     line = '192.0.2.1 - - [10/Oct/2023:13:55:36] "GET / HTTP/1.1" 200 1 "-" "ua"'
     hits, rejects = parse("combined", [line], cfg, tz="Europe/Paris")

@@ -22,7 +22,7 @@ from functools import cached_property
 
 import polars as pl
 
-from botguard.parsers.normalize import finish, with_line_text
+from botguard.parsers.normalize import SPLIT_DATE, SPLIT_ZONE, finish, with_line_text
 from botguard.sources.files import Chunk
 
 # ``$name`` or ``${name}``; a "}" after a plain ``$name`` is a literal (HAProxy's {agent|referer}).
@@ -369,12 +369,11 @@ class RegexLogParser:
             if col.target is None:
                 continue
             if col.kind == "time_open":
-                exprs.append(
-                    pl.concat_str(
-                        pl.col(f"c{k}").str.slice(1), pl.col(f"c{k + 1}").str.strip_suffix("]"),
-                        separator=" ",
-                    ).alias(col.target)
-                )
+                # The halves apart: finish parses the clock and applies the zone per distinct zone.
+                exprs += [
+                    pl.col(f"c{k}").str.slice(1).alias(SPLIT_DATE),
+                    pl.col(f"c{k + 1}").str.strip_suffix("]").alias(SPLIT_ZONE),
+                ]
             elif col.kind == "bracketed":
                 exprs.append(pl.col(f"c{k}").str.slice(1, pl.col(f"c{k}").str.len_chars() - 2).alias(col.target))
             else:

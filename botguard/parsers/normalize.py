@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 from functools import lru_cache
 
 import polars as pl
@@ -18,6 +19,10 @@ from botguard.schema import HITS_SCHEMA, REJECTS_SCHEMA, UTC_TS
 
 _V4 = r"^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$"
 _MISSING = ("", "-")
+#: ``$time_local`` as its two space-separated halves: "10/Oct/2000:13:55:36" and "-0700".
+SPLIT_DATE, SPLIT_ZONE = "_time_date", "_time_zone"
+_TIME_COLUMNS = ("time_local", "time_iso8601", "msec", SPLIT_DATE, SPLIT_ZONE)
+_ZONE = re.compile(r"([+-])([01]\d|2[0-3])([0-5]\d)")
 
 
 @lru_cache(maxsize=1 << 18)
@@ -42,24 +47,19 @@ def normalize_ip(raw: str) -> str | None:
     return str(addr)
 
 
-def normalize_ip_column(
-    col: pl.Series,
-    is_v4: pl.Series | None = None,
-    slow: Callable[[str], str | None] = normalize_ip,
-) -> pl.Series:
-    """Vectorized fast path for canonical dotted IPv4 (kept as is); ``slow`` only once per
-    other distinct value (IPv6, ports, garbage). ``is_v4`` (dotted IPv4 or null) may come
-    precomputed from the caller's own pass."""
-    if is_v4 is None:
-        is_v4 = col.str.contains(_V4).fill_null(True)
-    idx = (~is_v4).arg_true()
-    if idx.is_empty():
+def normalize_ip_column(col: pl.Series, slow: Callable[[str], str | None] = normalize_ip) -> pl.Series:
+    """Each value as ``slow`` (by default ``normalize_ip``) gives it, worked out once per
+    distinct value: canonical dotted IPv4 (what most logs hold) is recognised by a strict
+    pattern and kept as it is, the rest (IPv6, ports, garbage) goes through ``slow``. A batch
+    has far fewer distinct addresses than lines, and when every value is already canonical
+    the column comes back untouched."""
+    distinct = col.drop_nulls().unique()
+    other = distinct.filter(~distinct.str.contains(_V4)).to_list()
+    mapping = {v: slow(v) for v in other}
+    changed = {k: v for k, v in mapping.items() if v != k}
+    if not changed:
         return col
-    # Only the other rows (IPv6, ports, garbage) are mapped, and each distinct value once.
-    rest = col.gather(idx)
-    mapping = {v: slow(v) for v in rest.unique().to_list()}
-    mapped = rest.replace_strict(mapping, default=None, return_dtype=pl.String)
-    return col.clone().scatter(idx, mapped)
+    return col.replace(pl.Series(list(changed), dtype=pl.String), pl.Series(list(changed.values()), dtype=pl.String))
 
 
 def _trusted_checker(trusted: Iterable[str]):  # type: ignore[no-untyped-def]
@@ -123,14 +123,25 @@ def _ts_exprs(cols: set[str], default_tz: str) -> list[pl.Expr]:
             .dt.replace_time_zone(default_tz, ambiguous="earliest", non_existent="null")
             .dt.convert_time_zone("UTC")
         )
-        if "time_local" not in cols:
+        if "time_local" not in cols and SPLIT_DATE not in cols:
             # JSON logs carry whatever text the server wrote: nginx's $time_local too.
             out.append(
                 pl.col("time_iso8601").str.to_datetime("%d/%b/%Y:%H:%M:%S %z", strict=False, cache=True)
                 .dt.convert_time_zone("UTC")
             )
-    if "time_local" in cols:
-        c = pl.col("time_local")
+    local: pl.Expr | None = pl.col("time_local") if "time_local" in cols else None
+    if SPLIT_DATE in cols:
+        # [$time_local] read as two space-separated fields (logformat's CSV path): the clock
+        # alone, read as if UTC, is shifted by its zone once per distinct zone after the
+        # collect (``_zoned``); joining the two texts on every line cost twice the parse.
+        # The joined text is for the lines that does not read.
+        out.append(
+            pl.col(SPLIT_DATE).str.to_datetime("%d/%b/%Y:%H:%M:%S", strict=False, cache=True)
+            .dt.replace_time_zone("UTC")
+        )
+        local = pl.concat_str(pl.col(SPLIT_DATE), pl.col(SPLIT_ZONE), separator=" ")
+    if local is not None:
+        c = local
         out.append(c.str.to_datetime("%d/%b/%Y:%H:%M:%S %z", strict=False, cache=True).dt.convert_time_zone("UTC"))
         out.append(
             c.str.to_datetime("%d/%b/%Y:%H:%M:%S", strict=False, cache=True)
@@ -205,6 +216,31 @@ def epoch_to_ts(col: pl.Expr) -> pl.Expr:
     )
     # Beyond the Int64 range (a garbage number): null, so the line is a bad_timestamp reject.
     return us.cast(pl.Int64, strict=False).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+
+
+def _zone_minutes(zone: str | None) -> int | None:
+    """"+hhmm" → minutes east of UTC; None for anything else (left to the full parser)."""
+    m = _ZONE.fullmatch(zone or "")
+    if m is None:
+        return None
+    minutes = int(m.group(2)) * 60 + int(m.group(3))
+    return -minutes if m.group(1) == "-" else minutes
+
+
+def _zoned(ts: pl.Series, zone: pl.Series) -> pl.Series:
+    """``ts``, local clocks read as if UTC, moved to UTC by each line's zone, worked out once
+    per distinct zone (a log has one or two); null where the zone does not read, so the
+    fallback parsers see those lines."""
+    offsets = {z: _zone_minutes(z) for z in zone.unique().to_list()}
+    if not offsets:
+        return ts
+    if len(offsets) == 1:
+        minutes = next(iter(offsets.values()))
+        if minutes is None:
+            return pl.Series(ts.name, [None] * len(ts), dtype=ts.dtype)
+        return ts if minutes == 0 else ts - timedelta(minutes=minutes)
+    shift = (zone.replace_strict(offsets, return_dtype=pl.Int64) * 60_000_000).cast(pl.Duration("us"))
+    return ts - shift
 
 
 def _present(value: pl.Expr) -> pl.Expr:
@@ -325,18 +361,20 @@ def finish(raw: pl.LazyFrame, default_tz: str, *, escapes: bool = True) -> tuple
         pl.col("line_no"),
         pl.col("line"),
         pl.col("_matched"),
-        *[pl.col(c) for c in ("time_local", "time_iso8601", "msec") if c in cols],
+        *[pl.col(c) for c in _TIME_COLUMNS if c in cols],
     ]
     # Typed casts and the dotted-IPv4 test in the same pass; only the rare rest needs Python.
     df = raw.select(exprs).with_columns(
         pl.col("_status_raw").cast(pl.Int16, strict=False).alias("status"),
         pl.col("_bytes_raw").cast(pl.Int64, strict=False).alias("bytes"),
         pl.col("_rt_raw").cast(pl.Float64, strict=False).alias("request_time_s"),
-        pl.col("_ip_raw").str.contains(_V4).fill_null(True).alias("_v4"),
-        pl.col("path").str.contains(r"^[a-zA-Z][a-zA-Z0-9+.-]*://").fill_null(False).alias("_abs"),
+        # Origin-form targets start with "/": the scheme pattern runs only if one does not.
+        (~pl.col("path").str.starts_with("/")).any().alias("_odd_path"),
     ).collect()
     # Rare cases, fixed on the few rows that need it rather than paying on every row.
-    time_cols = [c for c in ("time_local", "time_iso8601", "msec") if c in cols]
+    if SPLIT_ZONE in cols:
+        df = df.with_columns(_zoned(df["ts"], df[SPLIT_ZONE]))
+    time_cols = [c for c in _TIME_COLUMNS if c in cols]
     for fallback in ts_exprs[1:]:
         if df["ts"].null_count() == 0:
             break
@@ -344,9 +382,9 @@ def finish(raw: pl.LazyFrame, default_tz: str, *, escapes: bool = True) -> tuple
         # Only the time columns of those rows: gathering whole rows copies every string.
         fixed = df.select(*time_cols)[idx].select(fallback.alias("ts"))["ts"]
         df = df.with_columns(df["ts"].scatter(idx, fixed))
-    absolute = df["_abs"]
-    if absolute.any():
+    if len(df) and df["_odd_path"][0]:
         # Absolute-form targets (proxies, ALB) keep only path and query.
+        absolute = df["path"].str.contains(r"^[a-zA-Z][a-zA-Z0-9+.-]*://").fill_null(False)
         df = df.with_columns(
             pl.when(absolute).then(
                 pl.col("path").str.replace(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*", "")
@@ -357,7 +395,7 @@ def finish(raw: pl.LazyFrame, default_tz: str, *, escapes: bool = True) -> tuple
     if escapes:
         df = df.with_columns(_hex_unescaped(df["referer"]))
 
-    ip = normalize_ip_column(df["_ip_raw"], df["_v4"])
+    ip = normalize_ip_column(df["_ip_raw"])
     df = df.with_columns(ip.alias("client_ip"), pl.lit(None, pl.String).alias("peer_ip"))
     reason = (
         pl.when(~pl.col("_matched")).then(pl.lit("no_match"))
