@@ -7,8 +7,10 @@ turns a wrong ``--format`` into a refusal instead of a quietly empty result.
 
 from __future__ import annotations
 
-from collections import Counter
+import os
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +22,7 @@ from botguard.config.models import Config
 from botguard.errors import InputError, RefusedError
 from botguard.parsers import LogParser, get_parser, sniff_candidates
 from botguard.parsers.normalize import apply_trusted_proxies
-from botguard.schema import HITS_SCHEMA
+from botguard.schema import HITS_SCHEMA, REJECTS_SCHEMA
 from botguard.sources.cursors import Cursor, advanced, inspect_all, lost, merged
 from botguard.sources.files import Chunk, SourceProblem, expand_inputs, read_chunks, same_content
 
@@ -115,14 +117,16 @@ MIN_JUDGED_LINES = 200
 FUTURE_SLACK = timedelta(days=1)
 
 
-def _lines_frame(chunk: Chunk, stats: ParseStats) -> pl.DataFrame:
+def _lines_frame(chunk: Chunk) -> tuple[pl.DataFrame, int]:
+    """The chunk's lines (``line``, ``line_no``, ``source``) and how many had invalid UTF-8."""
+    invalid = 0
     try:
         lines = pl.read_lines(chunk.data)
     except pl.exceptions.ComputeError:
         # Not UTF-8 (Latin-1 logs): decode with replacement, count the damaged lines.
         text = chunk.data.decode("utf-8", errors="replace")
         lines = pl.read_lines(text.encode("utf-8"))
-        stats.invalid_utf8_lines += int(lines["line"].str.contains(REPLACEMENT, literal=True).sum())
+        invalid = int(lines["line"].str.contains(REPLACEMENT, literal=True).sum())
     n = len(lines)
     exprs = [
         pl.int_range(chunk.first_line_no, chunk.first_line_no + n, dtype=pl.Int64).alias("line_no"),
@@ -130,7 +134,23 @@ def _lines_frame(chunk: Chunk, stats: ParseStats) -> pl.DataFrame:
     ]
     if chunk.find(b"\r"):  # CRLF logs: strip only when there is something to strip
         exprs.append(pl.col("line").str.strip_chars_end("\r"))
-    return lines.with_columns(exprs)
+    return lines.with_columns(exprs), invalid
+
+
+@dataclass
+class _Parsed:
+    """One chunk parsed, before it is counted: ``lines`` read, hits, rejects (blank and comment
+    lines among them), lines with invalid UTF-8."""
+
+    lines: int
+    hits: pl.DataFrame
+    rejects: pl.DataFrame
+    invalid_utf8: int = 0
+
+
+#: Chunks parsed at once when the parser keeps no state between chunks: one parse leaves
+#: part of a core idle (its single-threaded string passes), a second fills it.
+PARSE_WORKERS = min(2, os.cpu_count() or 1)
 
 
 def sniff(lines: pl.DataFrame, cfg: Config) -> LogParser:
@@ -247,7 +267,8 @@ class Ingest:
         return total - sum(s.start().offset for s in self.log_states if s.size is not None and not s.done)
 
     def _chunks(self) -> Iterator[Chunk]:
-        batch = self.cfg.ingest.batch_bytes
+        # Pieces of a batch, parsed side by side (see ``_parsed``) and joined again (``_joined``).
+        batch = max(1, self.cfg.ingest.batch_bytes // PARSE_WORKERS)
         if self.cursors is None:
             for path in self.paths:
                 yield from read_chunks(path, batch, self.stats.problems)
@@ -282,15 +303,56 @@ class Ingest:
         return merged(self.cursors or [], self.log_states, self._advanced)
 
     def _parsed(self) -> Iterator[pl.DataFrame]:
-        # Reading a batch from the page cache and counting its lines is a tenth of the parse
-        # time: done in a thread of its own, it costs no core.
-        for chunk in prefetched(self._chunks(), "botguard-read"):
-            self.stats.bytes_read += chunk.size
-            hits = self._parse_chunk(chunk)
-            if self.on_progress:
-                self.on_progress(chunk.size)
-            if len(hits):
-                yield hits
+        """Hits of each chunk, in order. Reading a batch from the page cache and counting its
+        lines is a tenth of the parse time: done in a thread of its own, it costs no core.
+        Chunks are parsed ``PARSE_WORKERS`` at a time once the parser is known and keeps no
+        state between chunks (W3C's ``#Fields:`` does); they are counted in log order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        pending: deque[tuple[Chunk, Future[_Parsed]]] = deque()
+
+        def counted(keep: int) -> Iterator[pl.DataFrame]:
+            while len(pending) > keep:
+                hits = self._counted(*pending.popleft())
+                if len(hits):
+                    yield hits
+
+        with ThreadPoolExecutor(max_workers=PARSE_WORKERS, thread_name_prefix="botguard-parse") as pool:
+            for chunk in prefetched(self._chunks(), "botguard-read"):
+                if getattr(self.parser, "stateless", False):
+                    pending.append((chunk, pool.submit(self._parse_raw, chunk)))
+                    yield from counted(PARSE_WORKERS - 1)
+                else:
+                    # No parser yet (the first chunk sniffs one) or one with state: in turn.
+                    yield from counted(0)
+                    done: Future[_Parsed] = Future()
+                    done.set_result(self._parse_raw(chunk))
+                    pending.append((chunk, done))
+                    yield from counted(0)
+            yield from counted(0)
+
+    @staticmethod
+    def _joined(pieces: Iterator[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+        """Parsed pieces joined ``PARSE_WORKERS`` at a time: the later stages see batches of
+        about ``batch_bytes`` (their per-batch costs do not double), while two parses of half
+        a batch each hold no more memory than one of a whole batch did. Pieces of different
+        logs are not joined."""
+        group: list[pl.DataFrame] = []
+        for hits in pieces:
+            if group and hits["source"][0] != group[-1]["source"][-1]:
+                # A batch never spans two logs: a log's lines are placed by their own times.
+                yield Ingest._join(group)
+                group = []
+            group.append(hits)
+            if len(group) == PARSE_WORKERS:
+                yield Ingest._join(group)
+                group = []
+        if group:
+            yield Ingest._join(group)
+
+    @staticmethod
+    def _join(group: list[pl.DataFrame]) -> pl.DataFrame:
+        return pl.concat(group, rechunk=True) if len(group) > 1 else group[0]
 
     def batches(
         self, prefetch: bool = True, then: Callable[[pl.DataFrame], pl.DataFrame] | None = None
@@ -299,32 +361,46 @@ class Ingest:
         worker thread while the caller works on this one: Polars releases the GIL, so parsing
         and the later stages keep both cores busy. One batch in flight bounds the memory.
         ``then`` is applied to each batch in that worker too (the first per-hit stage)."""
-        source = self._parsed() if then is None else map(then, self._parsed())
+        parsed = self._joined(self._parsed())
+        source = parsed if then is None else map(then, parsed)
         yield from prefetched(source, "botguard-ingest") if prefetch else source
 
-    def _parse_chunk(self, chunk: Chunk) -> pl.DataFrame:
-        cfg, stats = self.cfg, self.stats
+    def _parse_raw(self, chunk: Chunk) -> _Parsed:
+        """Parse one chunk; nothing is counted here (``_counted`` does, in order), so chunks of
+        a stateless parser may be parsed side by side. Sniffs the format on the first chunk."""
+        cfg = self.cfg
         tz = cfg.ingest.default_timezone
-        parsed: tuple[pl.DataFrame, pl.DataFrame] | None = None
         if self.parser is not None and hasattr(self.parser, "parse_bytes"):
             # Straight from bytes when the format allows: no per-line frame at all.
             parsed = self.parser.parse_bytes(chunk, tz)
-        if parsed is not None:
-            stats.lines += chunk.n_lines
-            hits, rejects = parsed
-        else:
-            lines = _lines_frame(chunk, stats)
-            stats.lines += len(lines)
-            if lines.is_empty():
-                return pl.DataFrame(schema=HITS_SCHEMA)
-            if self.parser is None:
-                sample = lines.head(cfg.ingest.sniff_lines * 4).filter(
-                    (pl.col("line").str.strip_chars() != "") & ~pl.col("line").str.starts_with("#")
-                )
-                self.parser = sniff(sample.head(cfg.ingest.sniff_lines), cfg)
-                stats.format = self.parser.name
-                stats.format_sniffed = True
-            hits, rejects = self.parser.parse(lines.lazy(), tz)
+            if parsed is not None:
+                return _Parsed(chunk.n_lines, *self._proxied(parsed))
+        lines, invalid = _lines_frame(chunk)
+        if lines.is_empty():
+            return _Parsed(0, pl.DataFrame(schema=HITS_SCHEMA), pl.DataFrame(schema=REJECTS_SCHEMA), invalid)
+        if self.parser is None:
+            sample = lines.head(cfg.ingest.sniff_lines * 4).filter(
+                (pl.col("line").str.strip_chars() != "") & ~pl.col("line").str.starts_with("#")
+            )
+            self.parser = sniff(sample.head(cfg.ingest.sniff_lines), cfg)
+            self.stats.format = self.parser.name
+            self.stats.format_sniffed = True
+        return _Parsed(len(lines), *self._proxied(self.parser.parse(lines.lazy(), tz)), invalid)
+
+    def _proxied(self, parsed: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
+        hits, rejects = parsed
+        if self.cfg.ingest.trusted_proxies and len(hits):
+            hits = apply_trusted_proxies(hits, list(self.cfg.ingest.trusted_proxies))
+        return hits, rejects
+
+    def _counted(self, chunk: Chunk, future: Future[_Parsed]) -> pl.DataFrame:
+        """The chunk's hits, once its lines, rejects and times are in the statistics."""
+        stats = self.stats
+        parsed = future.result()
+        stats.bytes_read += chunk.size
+        stats.lines += parsed.lines
+        stats.invalid_utf8_lines += parsed.invalid_utf8
+        hits, rejects = parsed.hits, parsed.rejects
         if len(rejects):
             # Blank and comment lines are not rejects; sorting them out here, among the few
             # lines that failed, is cheaper than a pass over every line.
@@ -339,8 +415,6 @@ class Ingest:
             rejects = rejects.filter(~blank & ~comment)
         if len(rejects):
             self._reject(rejects)
-        if cfg.ingest.trusted_proxies:
-            hits = apply_trusted_proxies(hits, list(cfg.ingest.trusted_proxies))
         stats.parsed += len(hits)
         if len(hits):
             unseen = [c for c in WATCHED_COLUMNS if c not in stats.columns_seen]
@@ -361,6 +435,8 @@ class Ingest:
         # A wrong format shows in the first batch: stop early instead of reading gigabytes.
         if stats.parsed + stats.rejected >= 5000 and stats.error_ratio > 0.5:
             self.finish()
+        if self.on_progress:
+            self.on_progress(chunk.size)
         return hits
 
     def _reject(self, rejects: pl.DataFrame) -> None:

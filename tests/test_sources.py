@@ -8,6 +8,7 @@ import os
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -272,6 +273,46 @@ def test_tiny_batches_give_identical_hits(tmp_path: Path, cfg: Config) -> None:
     assert tiny_hits.equals(hits)
     assert tiny_hits["line_no"].to_list() == [*range(1, 201), *range(202, 402)]
     assert tiny_stats.to_dict() == stats.to_dict()
+
+
+def test_pieces_parsed_side_by_side_come_out_in_log_order(
+    tmp_path: Path, cfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks of a stateless parser are parsed two at a time; when a later chunk finishes
+    first, hits, rejects (the rejects file too) and statistics still follow the log."""
+    import time
+
+    from botguard import ingest as ingest_mod
+    from botguard.parsers.logformat import RegexLogParser
+
+    path = tmp_path / "a.log"
+    path.write_bytes(b"garbage one\n" + LOG_BYTES + b"garbage two\n" + LOG_BYTES)
+    tiny = _cfg(tmp_path, "ingest: {batch_bytes: 600, max_error_ratio: 0.5}\n")
+    parse_bytes = RegexLogParser.parse_bytes
+    calls = []
+
+    def slow_odd(self: RegexLogParser, chunk: Any, tz: str) -> Any:
+        calls.append(chunk.first_line_no)
+        if len(calls) % 2:
+            time.sleep(0.02)  # the first of each pair finishes last
+        return parse_bytes(self, chunk, tz)
+
+    def run(workers: int) -> tuple[pl.DataFrame, dict[str, Any], str]:
+        monkeypatch.setattr(ingest_mod, "PARSE_WORKERS", workers)
+        monkeypatch.setattr(RegexLogParser, "parse_bytes", slow_odd)
+        rejects = io.StringIO()
+        ing = Ingest([str(path)], tiny, format="combined", rejects=rejects)
+        hits = pl.concat(list(ing.batches()))
+        return hits, ing.finish().to_dict(), rejects.getvalue()
+
+    side_by_side = run(2)
+    assert len(calls) > 20
+    one_by_one = run(1)
+    assert side_by_side[0].equals(one_by_one[0])
+    assert side_by_side[0]["line_no"].to_list() == [*range(2, 202), *range(203, 403)]
+    assert side_by_side[1] == one_by_one[1]
+    assert side_by_side[2] == one_by_one[2]
+    assert [line.split("\t")[1] for line in side_by_side[2].splitlines()] == ["1", "202"]
 
 
 def test_line_numbers_restart_per_source(tmp_path: Path, cfg: Config) -> None:

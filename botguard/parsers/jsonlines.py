@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -214,6 +214,9 @@ def _halved(texts: pl.Series, plan: _Plan) -> pl.DataFrame:
 @dataclass(frozen=True)
 class JsonLinesParser:
     """JSON objects one per line, with a map from hits columns to (dotted) JSON keys."""
+
+    #: Keeps nothing from one chunk to the next: chunks may be parsed side by side.
+    stateless: ClassVar[bool] = True
 
     name: str
     fields_map: dict[str, str] = field(default_factory=dict)

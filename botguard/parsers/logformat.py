@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import ClassVar
 
 import polars as pl
 
@@ -307,6 +308,9 @@ def _well_formed(frame: pl.DataFrame, plan: _CsvPlan) -> pl.Series:
 @dataclass(frozen=True)
 class RegexLogParser:
     """A parser for one line-oriented format described by an nginx log_format string."""
+
+    #: Keeps nothing from one chunk to the next: chunks may be parsed side by side.
+    stateless: ClassVar[bool] = True
 
     name: str
     log_format: str

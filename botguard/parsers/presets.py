@@ -10,6 +10,7 @@ deserve their own capture step; all formats share ``normalize.finish``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 from urllib.parse import unquote
 
 import polars as pl
@@ -37,6 +38,9 @@ def _unquote_distinct(col: pl.Series) -> pl.Series:
 
 @dataclass(frozen=True)
 class CloudFrontParser:
+    #: Keeps nothing from one chunk to the next: chunks may be parsed side by side.
+    stateless: ClassVar[bool] = True
+
     name: str = "cloudfront"
 
     @property
