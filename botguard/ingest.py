@@ -359,7 +359,8 @@ class Ingest:
     ) -> Iterator[pl.DataFrame]:
         """Hits batches in log order. With ``prefetch``, the next batch is read and parsed in a
         worker thread while the caller works on this one: Polars releases the GIL, so parsing
-        and the later stages keep both cores busy. One batch in flight bounds the memory.
+        and the later stages keep both cores busy. One batch in flight (its pieces parsing
+        side by side, see ``_parsed``) bounds the memory.
         ``then`` is applied to each batch in that worker too (the first per-hit stage)."""
         parsed = self._joined(self._parsed())
         source = parsed if then is None else map(then, parsed)
