@@ -313,22 +313,17 @@ class Ingest:
 
         def counted(keep: int) -> Iterator[pl.DataFrame]:
             while len(pending) > keep:
-                hits = self._counted(*pending.popleft())
+                chunk, future = pending.popleft()
+                hits = self._counted(chunk, future.result())
                 if len(hits):
                     yield hits
 
         with ThreadPoolExecutor(max_workers=PARSE_WORKERS, thread_name_prefix="botguard-parse") as pool:
             for chunk in prefetched(self._chunks(), "botguard-read"):
-                if getattr(self.parser, "stateless", False):
-                    pending.append((chunk, pool.submit(self._parse_raw, chunk)))
-                    yield from counted(PARSE_WORKERS - 1)
-                else:
-                    # No parser yet (the first chunk sniffs one) or one with state: in turn.
-                    yield from counted(0)
-                    done: Future[_Parsed] = Future()
-                    done.set_result(self._parse_raw(chunk))
-                    pending.append((chunk, done))
-                    yield from counted(0)
+                # No parser yet (the first chunk sniffs one) or one with state: one at a time.
+                side_by_side = getattr(self.parser, "stateless", False)
+                pending.append((chunk, pool.submit(self._parse_raw, chunk)))
+                yield from counted(PARSE_WORKERS - 1 if side_by_side else 0)
             yield from counted(0)
 
     @staticmethod
@@ -394,10 +389,9 @@ class Ingest:
             hits = apply_trusted_proxies(hits, list(self.cfg.ingest.trusted_proxies))
         return hits, rejects
 
-    def _counted(self, chunk: Chunk, future: Future[_Parsed]) -> pl.DataFrame:
+    def _counted(self, chunk: Chunk, parsed: _Parsed) -> pl.DataFrame:
         """The chunk's hits, once its lines, rejects and times are in the statistics."""
         stats = self.stats
-        parsed = future.result()
         stats.bytes_read += chunk.size
         stats.lines += parsed.lines
         stats.invalid_utf8_lines += parsed.invalid_utf8

@@ -203,6 +203,15 @@ class Carry:
         return (self.lines[0] + self.previous_lines[0], self.lines[1] + self.previous_lines[1])
 
     @property
+    def windows(self) -> list[FeatureAccumulator]:
+        """The current window's accumulator and, once there is one, the previous window's."""
+        return [a for a in (self.current, self.previous_acc) if a is not None]
+
+    def _sketches(self, name: str) -> list[sketches.Registers]:
+        """Both windows' sketch ``name``, where they have it."""
+        return [a.sketches[name] for a in self.windows if name in a.sketches]
+
+    @property
     def span_start(self) -> datetime | None:
         """Where the traffic this run judges starts: the previous window's start, if any."""
         return self.previous_start or self.window_start
@@ -339,7 +348,7 @@ class Carry:
         depends on the other agents, is then computed over all of them."""
         from botguard.features.agent import version_lag
 
-        accs = [a for a in (self.current, self.previous_acc) if a is not None]
+        accs = self.windows
         for acc in accs:
             acc.finish_parts()
         counts = [a.ua_counts["user_agent"] for a in accs if a.ua_counts is not None]
@@ -391,11 +400,11 @@ class Carry:
         if prev is not None:
             light.absorb(prev.side_frames())
         light.finish_sketches()  # the agent → clients sketch, from every (client, agent) pair
-        catalogues = [a.sketches["catalogue"] for a in (cur, prev) if a is not None and "catalogue" in a.sketches]
+        catalogues = self._sketches("catalogue")
         seen = sketches.RegisterUnion(catalogues).estimate("_all", cur.p) if catalogues else None
         total = float(seen["distinct"][0]) if seen is not None and len(seen) else 0.0
         clients = finish_clients(rows, total, light.regs.get("agent_clients"), cur.p) if len(rows) else pl.DataFrame()
-        products = [a.sketches["products"] for a in (cur, prev) if a is not None and "products" in a.sketches]
+        products = self._sketches("products")
         return Judged(clients, rows, light.ua_counts, light.samples(), light.timeline, n_sessions,
                       sketches.RegisterUnion(products) if products else None)
 

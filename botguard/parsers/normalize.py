@@ -134,17 +134,16 @@ def _ts_exprs(cols: set[str], default_tz: str) -> list[pl.Expr]:
         # [$time_local] read as two space-separated fields (logformat's CSV path): the clock
         # alone, read as if UTC, is shifted by its zone once per distinct zone after the
         # collect (``_zoned``); joining the two texts on every line cost twice the parse.
-        # The joined text is for the lines that does not read.
+        # The joined text is for the lines that do not read so.
         out.append(
             pl.col(SPLIT_DATE).str.to_datetime("%d/%b/%Y:%H:%M:%S", strict=False, cache=True)
             .dt.replace_time_zone("UTC")
         )
         local = pl.concat_str(pl.col(SPLIT_DATE), pl.col(SPLIT_ZONE), separator=" ")
     if local is not None:
-        c = local
-        out.append(c.str.to_datetime("%d/%b/%Y:%H:%M:%S %z", strict=False, cache=True).dt.convert_time_zone("UTC"))
+        out.append(local.str.to_datetime("%d/%b/%Y:%H:%M:%S %z", strict=False, cache=True).dt.convert_time_zone("UTC"))
         out.append(
-            c.str.to_datetime("%d/%b/%Y:%H:%M:%S", strict=False, cache=True)
+            local.str.to_datetime("%d/%b/%Y:%H:%M:%S", strict=False, cache=True)
             .dt.replace_time_zone(default_tz, ambiguous="earliest", non_existent="null")
             .dt.convert_time_zone("UTC")
         )
@@ -162,20 +161,16 @@ def _per_distinct(values: pl.Series, which: pl.Series, decode: Callable[[str], s
     return values.replace({v: decode(v) for v in todo.to_list()}) if len(todo) else values
 
 
-def _url_decoded(agent: str) -> str:
-    from urllib.parse import unquote
-
-    return unquote(agent)
-
-
 def _decoded_agents(agents: pl.Series, escapes: bool) -> pl.Series:
     """Agents a CDN logged URL-encoded (Akamai: ``Mozilla%2F5.0%20(Windows…``) decoded, then
     nginx's ``\\xHH`` escapes (``_hex_decoded``); an agent with a real space was not encoded and
     stays as it is. Checked per distinct agent: a batch has few, and one ``unique`` costs a
     third of scanning every agent's text for each marker."""
+    from urllib.parse import unquote
+
     distinct = agents.unique().drop_nulls()
     encoded = distinct.str.contains("%2", literal=True) & ~distinct.str.contains(" ", literal=True)
-    mapping: dict[str, str] = {v: _url_decoded(v) for v in distinct.filter(encoded).to_list()}
+    mapping: dict[str, str] = {v: unquote(v) for v in distinct.filter(encoded).to_list()}
     if escapes:
         marked = distinct.filter(distinct.replace(mapping).str.contains("\\x", literal=True)).to_list()
         for v in marked:
@@ -234,10 +229,8 @@ def _zoned(ts: pl.Series, zone: pl.Series) -> pl.Series:
     offsets = {z: _zone_minutes(z) for z in zone.unique().to_list()}
     if not offsets:
         return ts
-    if len(offsets) == 1:
-        minutes = next(iter(offsets.values()))
-        if minutes is None:
-            return pl.Series(ts.name, [None] * len(ts), dtype=ts.dtype)
+    minutes = next(iter(offsets.values()))
+    if len(offsets) == 1 and minutes is not None:
         return ts if minutes == 0 else ts - timedelta(minutes=minutes)
     shift = (zone.replace_strict(offsets, return_dtype=pl.Int64) * 60_000_000).cast(pl.Duration("us"))
     return ts - shift
@@ -363,13 +356,11 @@ def finish(raw: pl.LazyFrame, default_tz: str, *, escapes: bool = True) -> tuple
         pl.col("_matched"),
         *[pl.col(c) for c in _TIME_COLUMNS if c in cols],
     ]
-    # Typed casts and the dotted-IPv4 test in the same pass; only the rare rest needs Python.
+    # Typed casts in the same pass; only the rare rest needs Python.
     df = raw.select(exprs).with_columns(
         pl.col("_status_raw").cast(pl.Int16, strict=False).alias("status"),
         pl.col("_bytes_raw").cast(pl.Int64, strict=False).alias("bytes"),
         pl.col("_rt_raw").cast(pl.Float64, strict=False).alias("request_time_s"),
-        # Origin-form targets start with "/": the scheme pattern runs only if one does not.
-        (~pl.col("path").str.starts_with("/")).any().alias("_odd_path"),
     ).collect()
     # Rare cases, fixed on the few rows that need it rather than paying on every row.
     if SPLIT_ZONE in cols:
@@ -382,8 +373,9 @@ def finish(raw: pl.LazyFrame, default_tz: str, *, escapes: bool = True) -> tuple
         # Only the time columns of those rows: gathering whole rows copies every string.
         fixed = df.select(*time_cols)[idx].select(fallback.alias("ts"))["ts"]
         df = df.with_columns(df["ts"].scatter(idx, fixed))
-    if len(df) and df["_odd_path"][0]:
-        # Absolute-form targets (proxies, ALB) keep only path and query.
+    if (~df["path"].str.starts_with("/")).any():
+        # Absolute-form targets (proxies, ALB) keep only path and query. Origin-form targets
+        # start with "/": the scheme pattern runs only when some path does not.
         absolute = df["path"].str.contains(r"^[a-zA-Z][a-zA-Z0-9+.-]*://").fill_null(False)
         df = df.with_columns(
             pl.when(absolute).then(
