@@ -178,7 +178,10 @@ def decide(
             "capped at challenge: claims to be {} and no ranges of it are loaded (`botguard ranges list`)", pl.col("claimed_crawler"))),
         (blocked & shared, "challenge", pl.format(
             "capped at challenge: shared address ({} agents, {} sessions, browser-like)", pl.col("distinct_agents").cast(pl.Int64), pl.col("sessions"))),
-        (blocked & thin, "challenge", pl.format("capped at challenge: only {} requests", pl.col("requests"))),
+        (blocked & thin, "challenge", pl.format(
+            "capped at challenge: only {} request{}", pl.col("requests"),
+            pl.when(pl.col("requests") == 1).then(pl.lit("")).otherwise(pl.lit("s")),
+        )),
     ]
     ai = _declared_ai_crawler(df, cfg)
     ai_reason = pl.format(

@@ -4,6 +4,10 @@ Positive evidence (rules with weight > 0, the classifier, the anomaly detector) 
 noisy-OR: independent reasons each close part of the remaining gap to 1, so no single weak
 signal blocks and several agreeing ones do. Evidence of a person (negative weights) scales
 the result down. The classifier can add at most ``model.weight``.
+
+Noisy-OR assumes the reasons are independent; rules that measure one behaviour twice (pace in
+product pages and in all pages, say) are not, so a rule ``group`` counts once: its strongest
+match for the client.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ import polars as pl
 
 from botguard.config.models import Config
 
-EVIDENCE_SCHEMA = {"client": pl.String, "rule": pl.String, "weight": pl.Float64, "kind": pl.String, "reason": pl.String}
+EVIDENCE_SCHEMA = {
+    "client": pl.String, "rule": pl.String, "weight": pl.Float64, "kind": pl.String, "reason": pl.String,
+    "group": pl.String,
+}
 
 
 def model_evidence(model_scores: pl.DataFrame | None, cfg: Config) -> pl.DataFrame:
@@ -30,6 +37,7 @@ def model_evidence(model_scores: pl.DataFrame | None, cfg: Config) -> pl.DataFra
         ((pl.col("model_score") - lo) / (1 - lo) * w).alias("weight"),
         pl.lit("model").alias("kind"),
         pl.format("classifier: bot probability {}", pl.col("model_score").round(2)).alias("reason"),
+        pl.lit("model").alias("group"),
     )
     frames = [bot]
     if aw > 0 and "anomaly_score" in model_scores.columns:
@@ -40,6 +48,7 @@ def model_evidence(model_scores: pl.DataFrame | None, cfg: Config) -> pl.DataFra
                 (pl.col("anomaly_score") * aw).alias("weight"),
                 pl.lit("anomaly").alias("kind"),
                 pl.format("unlike known traffic: anomaly {}", pl.col("anomaly_score").round(2)).alias("reason"),
+                pl.lit("anomaly").alias("group"),
             )
         )
     return pl.concat(frames).cast(EVIDENCE_SCHEMA)  # type: ignore[arg-type]
@@ -48,9 +57,16 @@ def model_evidence(model_scores: pl.DataFrame | None, cfg: Config) -> pl.DataFra
 def score(clients: pl.DataFrame, evidence: pl.DataFrame) -> pl.DataFrame:
     """client, score, reasons (strongest first), kind (of the strongest positive evidence)."""
     ev = evidence.filter(pl.col("weight") != 0)
+    group = pl.coalesce("group", "rule") if "group" in ev.columns else pl.col("rule")
     pos = pl.col("weight").filter(pl.col("weight") > 0)
     neg = pl.col("weight").filter(pl.col("weight") < 0).abs()
-    ordered = ev.sort(["client", "weight"], descending=[False, True])
+    # Strongest first, then one row per (client, group, direction): the rest of a group is the
+    # same evidence again.
+    ordered = (
+        ev.with_columns(group.alias("_group"), pl.col("weight").abs().alias("_strength"))
+        .sort(["client", "_strength"], descending=[False, True], maintain_order=True)
+        .filter(pl.int_range(pl.len()).over("client", "_group", pl.col("weight") > 0) == 0)
+    )
     agg = ordered.group_by("client", maintain_order=True).agg(
         (1 - (1 - pos.clip(0, 1)).product()).alias("_pos"),
         (1 - neg.clip(0, 1)).product().alias("_keep"),

@@ -165,7 +165,7 @@ def test_unknown_key_in_a_rule_lists_rule_keys(tmp_path: Path) -> None:
     (problem,) = _problems(path)
     assert problem == (
         f"{path}:3: rules[{rid}].colour: unknown key "
-        "(allowed: enabled, id, kind, reason, weight, when)"
+        "(allowed: enabled, group, id, kind, reason, weight, when)"
     )
 
 

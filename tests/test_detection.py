@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from botguard.cli.app import app
 from botguard.config import load_config
 from botguard.errors import ConfigError
-from botguard.rules import RuleSyntaxError, compile_when, render_reason
+from botguard.rules import RuleSyntaxError, compile_when, evaluate, render_reason
 from botguard.scoring import score
 
 # --------------------------------------------------------------------------- rules
@@ -76,6 +76,55 @@ def test_noisy_or_and_negative_evidence() -> None:
     assert out["b"]["score"] == pytest.approx(0.4)
     assert out["b"]["reasons"] == ["three", "against: person"]
     assert out["c"]["score"] == 0.0 and out["c"]["reasons"] == []
+
+
+def test_a_rule_group_counts_once_with_its_strongest_match() -> None:
+    """Two measures of one behaviour (same group) are one piece of evidence: the stronger
+    counts and speaks; a rule of another group still adds; negative evidence groups too."""
+    clients = pl.DataFrame({"client": ["a", "b"]})
+    ev = pl.DataFrame({
+        "client": ["a", "a", "a", "b", "b", "b"],
+        "rule": ["fast_pages", "fast_products", "agent", "human1", "human2", "fast_pages"],
+        "weight": [0.5, 0.6, 0.5, -0.2, -0.5, 0.8],
+        "kind": ["scraper"] * 3 + ["human", "human", "scraper"],
+        "reason": ["pages fast", "products fast", "library", "h1", "h2", "pages fast"],
+        "group": ["pace", "pace", None, "person", "person", "pace"],
+    })
+    out = {r["client"]: r for r in score(clients, ev).iter_rows(named=True)}
+    assert out["a"]["score"] == pytest.approx(1 - 0.4 * 0.5)
+    assert out["a"]["reasons"] == ["products fast", "library"]
+    assert out["a"]["rules"] == ["fast_products", "agent"]
+    assert out["b"]["score"] == pytest.approx(0.8 * 0.5)
+    assert out["b"]["reasons"] == ["pages fast", "against: h2"]
+
+
+def test_default_rule_groups_shorten_the_reasons_of_a_fast_assetless_crawler() -> None:
+    cfg = load_config()
+    groups = {r.id: r.group for r in cfg.rules}
+    assert groups["fast_catalogue_walk"] == groups["fast_page_walk"] == groups["sustained_browsing"] == "pace"
+    assert groups["assetless_catalogue_crawl"] == groups["assetless_page_crawl"] == "assetless"
+    row = {c: None for c in _empty_clients_columns()}
+    row.update(client="x", requests=400, pages=400, product_pages=400, pages_per_min=60.0,
+               product_pages_per_min=60.0, assets_per_page=0.0, asset_share=0.0, no_referer_page_share=1.0,
+               app_ua_share=0.0, robots_hits=0, distinct_products=390.0, distinct_agents=1)
+    clients = pl.DataFrame([row], schema=_empty_clients_schema())
+    ev = evaluate(clients, cfg)
+    matched = set(ev["rule"])
+    assert {"fast_catalogue_walk", "fast_page_walk", "assetless_catalogue_crawl", "assetless_page_crawl"} <= matched
+    out = score(clients, ev).row(0, named=True)
+    assert "fast_catalogue_walk" in out["rules"] and "fast_page_walk" not in out["rules"]
+    assert "assetless_catalogue_crawl" in out["rules"] and "assetless_page_crawl" not in out["rules"]
+    assert not any(r.startswith("400 pages without assets") for r in out["reasons"])
+
+
+def _empty_clients_schema() -> dict[str, pl.DataType]:
+    from botguard.schema import CLIENT_FEATURES_SCHEMA
+
+    return dict(CLIENT_FEATURES_SCHEMA)
+
+
+def _empty_clients_columns() -> list[str]:
+    return list(_empty_clients_schema())
 
 
 # --------------------------------------------------------------------------- end to end
@@ -407,10 +456,59 @@ def test_blocklist_entry_validation_matches_ipaddress(value: str) -> None:
     y=st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False), st.integers()),
 )
 def test_split_templates_render_like_render_reason(template: str, x: object, y: object) -> None:
+    """Without brackets or plural specs a template reads as Python's format would, field by
+    field: the reference below is the plain regex substitution."""
+    import re
+
     from botguard.rules import _render, _split_template
 
+    def reference(row: dict[str, object]) -> str:
+        def sub(m: re.Match[str]) -> str:
+            value = row.get(m.group(1))
+            if value is None:
+                return "?"
+            try:
+                return format(value, m.group(2) or "")
+            except (ValueError, TypeError):
+                return str(value)
+
+        return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}", sub, template)
+
     row = {"x": x, "y": y}
-    assert _render(_split_template(template), {k: [v] for k, v in row.items()}, 0) == render_reason(template, row)
+    assert _render(_split_template(template), {k: [v] for k, v in row.items()}, 0) == reference(row)
+    assert render_reason(template, row) == reference(row)
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        ({"p": 17, "a": 0}, "probes: 17 paths"),
+        ({"p": 0, "a": 12}, "probes; 12 requests with payloads"),
+        ({"p": 1, "a": 1}, "probes: 1 path; 1 request with payloads"),
+        ({"p": None, "a": float("nan")}, "probes"),
+    ],
+)
+def test_reason_optional_parts_and_plurals(row: dict[str, object], expected: str) -> None:
+    template = "probes[: {p} path{p:s}][; {a:.0f} request{a:s} with payloads]"
+    assert render_reason(template, row) == expected
+
+
+def test_reason_literal_brackets_and_unbalanced_ones(tmp_path: Path) -> None:
+    from botguard.rules import TemplateError, _split_template
+
+    assert render_reason("[[{n}]] of [[all]]", {"n": 3}) == "[3] of [all]"
+    for bad in ("a [b", "a ]b", "[a [b] c]"):
+        with pytest.raises(TemplateError):
+            _split_template(bad)
+    f = tmp_path / "c.yaml"
+    f.write_text(
+        "rules:\n  - id: odd\n    when: requests > 1\n    weight: 0.1\n    kind: scraper\n"
+        "    reason: 'many [requests {requests}'\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    assert "c.yaml:6: rules[odd].reason: '[' is never closed" in str(err.value)
 
 
 def test_agent_reasons_quote_the_agent_that_matched_not_the_clients_usual_one(tmp_path: Path) -> None:

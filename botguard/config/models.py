@@ -178,6 +178,9 @@ class RuleSpec(Strict):
     kind: str
     reason: str
     enabled: bool = True
+    #: Rules that read the same behaviour (two measures of pace, of missing assets …) share a
+    #: group: a client matching several of them counts, and is told, the strongest only.
+    group: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
 
 
 class ModelConfig(Strict):

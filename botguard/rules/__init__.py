@@ -18,6 +18,7 @@ import polars as pl
 
 from botguard.config.loader import register_validator
 from botguard.config.models import Config, RuleSpec
+from botguard.scoring import EVIDENCE_SCHEMA
 
 
 class RuleSyntaxError(ValueError):
@@ -99,52 +100,101 @@ def _close(name: str, columns: set[str]) -> list[str]:
 
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+_TOKEN = re.compile(r"\[\[|\]\]|\[|\]|" + _FIELD.pattern)
+
+#: Literal text, then the field after it (name and format spec), if any.
+_Piece = tuple[str, str | None, str]
+#: Segments of a template: (optional, pieces). An optional segment is shown only when every
+#: field in it has a value worth showing (see ``_shown``).
+Template = list[tuple[bool, list[_Piece]]]
+
+
+class TemplateError(ValueError):
+    pass
+
+
+def _split_template(template: str) -> Template:
+    """'{a:.0f} pages[ ({b})]' → [(False, [('', 'a', '.0f'), (' pages', None, '')]),
+    (True, [(' (', 'b', ''), (')', None, '')])].
+
+    The syntax a reason may use: ``{column}`` or ``{column:spec}`` (a Python format spec) for
+    a value; ``{column:s}`` for a plural 's' (none when the value is 1); ``[...]`` for a part
+    shown only when its values are there and not zero; ``[[`` and ``]]`` for literal brackets.
+    """
+    segments: Template = []
+    pieces: list[_Piece] = []
+    literal: list[str] = []
+    optional = False
+    last = 0
+
+    def close(next_optional: bool) -> None:
+        nonlocal pieces, optional
+        pieces.append(("".join(literal), None, ""))
+        literal.clear()
+        segments.append((optional, pieces))
+        pieces, optional = [], next_optional
+
+    for m in _TOKEN.finditer(template):
+        literal.append(template[last : m.start()])
+        last = m.end()
+        token = m.group(0)
+        if token in ("[[", "]]"):
+            literal.append(token[0])
+        elif token == "[":
+            if optional:
+                raise TemplateError(f"'[' at position {m.start()} inside another [...]: optional parts do not nest")
+            close(True)
+        elif token == "]":
+            if not optional:
+                raise TemplateError(f"']' at position {m.start()} closes nothing (write ']]' for a literal bracket)")
+            close(False)
+        else:
+            pieces.append(("".join(literal), m.group(1), m.group(2) or ""))
+            literal.clear()
+    literal.append(template[last:])
+    if optional:
+        raise TemplateError("'[' is never closed by ']' (write '[[' for a literal bracket)")
+    close(False)
+    return [(opt, ps) for opt, ps in segments if opt or any(text or name for text, name, _ in ps)]
+
+
+def _format(value: Any, spec: str) -> str:
+    if value is None:
+        return "?"
+    if spec == "s" and isinstance(value, int | float) and not isinstance(value, bool):
+        return "" if value == 1 else "s"
+    try:
+        return format(value, spec)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def _shown(value: Any) -> bool:
+    """Worth showing in an optional part: not missing, not zero, not empty, not NaN."""
+    if value is None or value is False or value == "":
+        return False
+    if isinstance(value, int | float):
+        return value == value and value != 0
+    return True
+
+
+def _render(template: Template, values: dict[str, list[Any]], i: int) -> str:
+    """Row ``i`` of ``values`` (column name → list of values) through ``template``."""
+    out: list[str] = []
+    for optional, pieces in template:
+        row = [(text, name, spec, None if name is None or name not in values else values[name][i]) for text, name, spec in pieces]
+        if optional and not all(_shown(value) for _, name, _, value in row if name is not None):
+            continue
+        for text, name, spec, value in row:
+            out.append(text)
+            if name is not None:
+                out.append(_format(value, spec))
+    return "".join(out)
 
 
 def render_reason(template: str, row: dict[str, Any]) -> str:
     """'{product_pages_per_min:.0f} product pages/min' with the client's values."""
-
-    def sub(m: re.Match[str]) -> str:
-        value = row.get(m.group(1))
-        spec = m.group(2) or ""
-        if value is None:
-            return "?"
-        try:
-            return format(value, spec)
-        except (ValueError, TypeError):
-            return str(value)
-
-    return _FIELD.sub(sub, template)
-
-
-def _split_template(template: str) -> list[tuple[str, str | None, str]]:
-    """'{a:.0f} pages' → [('', 'a', '.0f'), (' pages', None, '')]: literal text, then a field."""
-    parts: list[tuple[str, str | None, str]] = []
-    last = 0
-    for m in _FIELD.finditer(template):
-        parts.append((template[last : m.start()], m.group(1), m.group(2) or ""))
-        last = m.end()
-    parts.append((template[last:], None, ""))
-    return parts
-
-
-def _render(parts: list[tuple[str, str | None, str]], values: dict[str, list[Any]], i: int) -> str:
-    """``render_reason`` for row ``i`` of ``values`` (same output, field by field)."""
-    out: list[str] = []
-    for literal, name, spec in parts:
-        out.append(literal)
-        if name is None:
-            continue
-        column = values.get(name)
-        value = None if column is None else column[i]
-        if value is None:
-            out.append("?")
-            continue
-        try:
-            out.append(format(value, spec))
-        except (ValueError, TypeError):
-            out.append(str(value))
-    return "".join(out)
+    return _render(_split_template(template), {k: [v] for k, v in row.items()}, 0)
 
 
 @dataclass(frozen=True)
@@ -158,10 +208,11 @@ def compile_rules(cfg: Config, columns: set[str] | None = None) -> list[Compiled
 
 
 def evaluate(clients: pl.DataFrame, cfg: Config) -> pl.DataFrame:
-    """One row per (client, matched rule): client, rule, weight, kind, reason."""
+    """One row per (client, matched rule): client, rule, weight, kind, reason, group (the
+    rule's group, else its id)."""
     rules = compile_rules(cfg, set(clients.columns))
     if not rules or clients.is_empty():
-        return pl.DataFrame(schema={"client": pl.String, "rule": pl.String, "weight": pl.Float64, "kind": pl.String, "reason": pl.String})
+        return pl.DataFrame(schema=EVIDENCE_SCHEMA)
     # Rule by rule, the matching clients only (in rule order, then client order): unpivoting
     # a clients × rules frame first made a row for every pair, matched or not.
     lf = clients.lazy()
@@ -170,7 +221,7 @@ def evaluate(clients: pl.DataFrame, cfg: Config) -> pl.DataFrame:
         for r in rules
     ]))
     if long.is_empty():
-        return pl.DataFrame(schema={"client": pl.String, "rule": pl.String, "weight": pl.Float64, "kind": pl.String, "reason": pl.String})
+        return pl.DataFrame(schema=EVIDENCE_SCHEMA)
     by_id = {r.spec.id: r.spec for r in rules}
     # Reasons are formatted per matched (client, rule): per distinct client, not per hit. Each
     # template is split once; values are read from column lists, not from one dict per row.
@@ -189,6 +240,7 @@ def evaluate(clients: pl.DataFrame, cfg: Config) -> pl.DataFrame:
         pl.col("rule").replace_strict({k: v.weight for k, v in by_id.items()}, return_dtype=pl.Float64).alias("weight"),
         pl.col("rule").replace_strict({k: v.kind for k, v in by_id.items()}, return_dtype=pl.String).alias("kind"),
         pl.Series("reason", reasons, dtype=pl.String),
+        pl.col("rule").replace_strict({k: v.group or k for k, v in by_id.items()}, return_dtype=pl.String).alias("group"),
     )
 
 
@@ -224,4 +276,8 @@ def _validate(cfg: Config) -> list[tuple[tuple[Any, ...], str]]:
         for m in _FIELD.finditer(rule.reason):
             if m.group(1) not in CLIENT_FEATURE_COLUMNS:
                 problems.append((("rules", i, "reason"), f"unknown feature {{{m.group(1)}}} in reason"))
+        try:
+            _split_template(rule.reason)
+        except TemplateError as exc:
+            problems.append((("rules", i, "reason"), f"{exc}; allowed: {{column}}, {{column:spec}}, [optional part], [[ and ]] for brackets"))
     return problems
