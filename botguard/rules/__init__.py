@@ -182,13 +182,13 @@ def _render(template: Template, values: dict[str, list[Any]], i: int) -> str:
     """Row ``i`` of ``values`` (column name → list of values) through ``template``."""
     out: list[str] = []
     for optional, pieces in template:
-        row = [(text, name, spec, None if name is None or name not in values else values[name][i]) for text, name, spec in pieces]
-        if optional and not all(_shown(value) for _, name, _, value in row if name is not None):
+        if optional and not all(_shown(values[name][i]) if name in values else False
+                                for _, name, _ in pieces if name is not None):
             continue
-        for text, name, spec, value in row:
+        for text, name, spec in pieces:
             out.append(text)
             if name is not None:
-                out.append(_format(value, spec))
+                out.append(_format(values[name][i] if name in values else None, spec))
     return "".join(out)
 
 
