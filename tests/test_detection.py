@@ -103,11 +103,13 @@ def test_default_rule_groups_shorten_the_reasons_of_a_fast_assetless_crawler() -
     groups = {r.id: r.group for r in cfg.rules}
     assert groups["fast_catalogue_walk"] == groups["fast_page_walk"] == groups["sustained_browsing"] == "pace"
     assert groups["assetless_catalogue_crawl"] == groups["assetless_page_crawl"] == "assetless"
-    row = {c: None for c in _empty_clients_columns()}
+    from botguard.schema import CLIENT_FEATURES_SCHEMA
+
+    row: dict[str, object] = dict.fromkeys(CLIENT_FEATURES_SCHEMA)
     row.update(client="x", requests=400, pages=400, product_pages=400, pages_per_min=60.0,
                product_pages_per_min=60.0, assets_per_page=0.0, asset_share=0.0, no_referer_page_share=1.0,
                app_ua_share=0.0, robots_hits=0, distinct_products=390.0, distinct_agents=1)
-    clients = pl.DataFrame([row], schema=_empty_clients_schema())
+    clients = pl.DataFrame([row], schema=CLIENT_FEATURES_SCHEMA)
     ev = evaluate(clients, cfg)
     matched = set(ev["rule"])
     assert {"fast_catalogue_walk", "fast_page_walk", "assetless_catalogue_crawl", "assetless_page_crawl"} <= matched
@@ -115,16 +117,6 @@ def test_default_rule_groups_shorten_the_reasons_of_a_fast_assetless_crawler() -
     assert "fast_catalogue_walk" in out["rules"] and "fast_page_walk" not in out["rules"]
     assert "assetless_catalogue_crawl" in out["rules"] and "assetless_page_crawl" not in out["rules"]
     assert not any(r.startswith("400 pages without assets") for r in out["reasons"])
-
-
-def _empty_clients_schema() -> dict[str, pl.DataType]:
-    from botguard.schema import CLIENT_FEATURES_SCHEMA
-
-    return dict(CLIENT_FEATURES_SCHEMA)
-
-
-def _empty_clients_columns() -> list[str]:
-    return list(_empty_clients_schema())
 
 
 # --------------------------------------------------------------------------- end to end

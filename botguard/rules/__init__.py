@@ -225,11 +225,12 @@ def evaluate(clients: pl.DataFrame, cfg: Config) -> pl.DataFrame:
     by_id = {r.spec.id: r.spec for r in rules}
     # Reasons are formatted per matched (client, rule): per distinct client, not per hit. Each
     # template is split once; values are read from column lists, not from one dict per row.
-    needed = sorted({m.group(1) for r in rules for m in _FIELD.finditer(r.spec.reason)} & set(clients.columns))
+    templates = {rule_id: _split_template(spec.reason) for rule_id, spec in by_id.items()}
+    fields = {name for t in templates.values() for _, pieces in t for _, name, _ in pieces if name is not None}
+    needed = sorted(fields & set(clients.columns))
     matched = clients.filter(pl.col("client").is_in(long["client"].unique().implode())).select("client", *needed)
     position = {c: i for i, c in enumerate(matched["client"].to_list())}
     values = {name: matched[name].to_list() for name in needed}
-    templates = {rule_id: _split_template(spec.reason) for rule_id, spec in by_id.items()}
     reasons = [
         _render(templates[rule], values, position[client])
         for client, rule in zip(long["client"].to_list(), long["rule"].to_list(), strict=True)
@@ -273,6 +274,7 @@ def _validate(cfg: Config) -> list[tuple[tuple[Any, ...], str]]:
             except pl.exceptions.PolarsError as exc:
                 first = str(exc).strip().splitlines()[0]
                 problems.append((("rules", i, "when"), f"{rule.when!r} does not type-check: {first}"))
+        # Field by field, even in a template whose brackets are wrong: every error at once.
         for m in _FIELD.finditer(rule.reason):
             if m.group(1) not in CLIENT_FEATURE_COLUMNS:
                 problems.append((("rules", i, "reason"), f"unknown feature {{{m.group(1)}}} in reason"))
