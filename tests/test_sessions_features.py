@@ -421,6 +421,57 @@ def test_url_classes_that_are_not_what_they_look_like(cfg) -> None:  # type: ign
     }
 
 
+#: (path, product key or None, asset) across shop platforms: the defaults must know the
+#: catalogue of a shop nobody configured for.
+PLATFORM_URLS = [
+    ("/products/red-shoe", "red-shoe", False),  # Shopify
+    ("/collections/shoes/products/red-shoe", "red-shoe", False),
+    ("/cdn/shop/files/red.jpg?v=1", None, True),
+    ("/product/red-shoe/", "red-shoe", False),  # WooCommerce
+    ("/product-category/shoes/", None, False),
+    ("/products/page/2/", None, False),
+    ("/wp-content/uploads/2024/01/shoe-300x300.jpg", None, True),
+    ("/red-running-shoe.html", "red-running-shoe", False),  # Magento
+    ("/catalog/product/view/id/123", "123", False),
+    ("/media/catalog/product/r/e/red.jpg", None, True),
+    ("/en/men/12-red-shoe.html", "12-red-shoe", False),  # PrestaShop
+    ("/index.php?id_product=12&controller=product", "12", False),
+    ("/index.php?route=product/product&product_id=42", "42", False),  # OpenCart
+    ("/image/cache/catalog/shoe-228x228.jpg", None, True),
+    ("/Some-Product-Name/dp/B08N5WRWNW/ref=sr_1_1", "B08N5WRWNW", False),  # Amazon
+    ("/gp/product/B08N5WRWNW", "B08N5WRWNW", False),
+    ("/itm/red-shoe/123456789012", "red-shoe/123456789012", False),  # eBay
+    ("/listing/1234567/red-shoe", "1234567/red-shoe", False),  # Etsy
+    ("/ip/red-shoe/123456", "red-shoe/123456", False),  # Walmart
+    ("/p/red-shoe/-/A-12345678", "red-shoe/-/A-12345678", False),  # Target
+    ("/site/red-shoe/6401234.p?skuId=6401234", "6401234", False),  # Best Buy
+    ("/us/en/p/red-shoe-12345678/", "red-shoe-12345678", False),  # IKEA
+    ("/en-us/product/red-shoe/12345.html", "red-shoe/12345", False),
+    ("/product/31893/62100/red-shoe", "31893/62100/red-shoe", False),  # a classic shop with a mobile site
+    ("/m/product/31893/62100/red-shoe", "31893/62100/red-shoe", False),
+    ("/image/60844/productModel/200x200", None, True),
+    ("/_next/image?url=%2Fimg%2Fa.jpg&w=640&q=75", None, True),  # Next.js storefronts
+    ("/s/Sites-Store/dw/image/v2/AAA_PRD/on/demandware.static/-/Sites-master/default/dw1/images/a", None, True),
+    ("/about-us.html", None, False),
+    ("/en/terms-and-conditions.html", None, False),
+    ("/blog/red-shoe-review.html", None, False),
+    ("/search?q=shoes", None, False),
+]
+
+
+def test_default_patterns_know_the_catalogue_of_common_shop_platforms(cfg) -> None:  # type: ignore[no-untyped-def]
+    flagged = flag_hits(hits_frame([("198.51.100.3", float(i), p) for i, (p, _, _) in enumerate(PLATFORM_URLS)]), cfg).collect()
+    got = [(key if product else None, asset) for key, product, asset in flagged.select("product_key", "is_product", "is_asset").rows()]
+    assert got == [(key, asset) for _, key, asset in PLATFORM_URLS]
+
+
+def test_a_price_endpoint_with_an_asset_extension_is_data_not_an_asset(cfg) -> None:  # type: ignore[no-untyped-def]
+    """Shopify's /products/<handle>.js is the product's price and stock: a poller of it is not a
+    browser loading scripts."""
+    flagged = flag_hits(hits_frame([("198.51.100.3", 0.0, "/products/red-shoe.js"), ("198.51.100.3", 1.0, "/assets/app.js")]), cfg).collect()
+    assert flagged.select("is_api", "is_asset", "is_page").rows() == [(True, False, True), (False, True, False)]
+
+
 def test_one_private_address_with_most_traffic_is_named_as_a_likely_proxy(cfg) -> None:  # type: ignore[no-untyped-def]
     rows = [("10.0.0.5", float(i), f"/p/{i}") for i in range(150)] + [("198.51.100.4", float(i), "/") for i in range(20)]
     warnings = build_features([hits_frame(rows)], cfg, ranges=_no_ranges(cfg)).warnings

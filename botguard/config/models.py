@@ -107,6 +107,7 @@ class CatalogueConfig(Strict):
     sort_filter_params: list[str]
     asset_extensions: list[str]
     asset_prefixes: list[str]
+    asset_patterns: list[Regex] = Field(default_factory=list)
     cart_patterns: list[Regex]
     checkout_patterns: list[Regex]
     login_patterns: list[Regex]

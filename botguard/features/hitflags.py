@@ -60,10 +60,15 @@ def path_flags(paths: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     path = pl.col("path").fill_null("")
     lpath = path.str.to_lowercase()
     ext_alt = "|".join(e.lower() for e in cat.asset_extensions)
-    is_asset = lpath.str.contains(rf"\.(?:{ext_alt})$") | (
-        pl.any_horizontal([lpath.str.starts_with(p.lower()) for p in cat.asset_prefixes])
-        if cat.asset_prefixes else pl.lit(False)
-    )
+    is_api = _any(path, cat.api_patterns)
+    is_asset = (
+        lpath.str.contains(rf"\.(?:{ext_alt})$")
+        | (
+            pl.any_horizontal([lpath.str.starts_with(p.lower()) for p in cat.asset_prefixes])
+            if cat.asset_prefixes else pl.lit(False)
+        )
+        | _any(path, cat.asset_patterns)
+    ) & ~is_api
     product = (
         pl.coalesce([path.str.extract(p, 1) for p in cat.product_patterns])
         if cat.product_patterns else pl.lit(None, pl.String)
@@ -76,7 +81,7 @@ def path_flags(paths: pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
         is_asset.alias("is_asset"),
         background.alias("is_background"),
         product.alias("_product_path"),
-        _any(path, cat.api_patterns).alias("is_api"),
+        is_api.alias("is_api"),
         _any(path, cat.listing_patterns).alias("is_listing"),
         _any(path, cat.cart_patterns).alias("is_cart"),
         _any(path, cat.checkout_patterns).alias("is_checkout"),
