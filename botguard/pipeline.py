@@ -297,18 +297,19 @@ def _analyze(
     as_of = data_to or datetime.now(UTC)
     out_dir.mkdir(parents=True, exist_ok=True)
     chash = config_hash(cfg)
-    if state_path is not None and refused is None:
+    if state_path is not None:
         from botguard.state import StateStore
 
-        with nullcontext(store) if store is not None else StateStore(state_path) as held:
-            allowed = _allowed(cfg, decisions)
-            held.record(entries, as_of, cfg.state)
-            held.forget_within(allowed)
-            entries = held.active(as_of, allow=allowed)
-    if carry is not None and carry.sealed is not None:
-        # After the blocks: a run killed in between reads the same lines again next time,
-        # and recording the same run twice changes nothing.
-        store.save_carry(carry.sealed)
+        with nullcontext(store) if store is not None else StateStore(state_path) as held, held.transaction():
+            # One transaction: the blocks and the carried state that produced them are kept
+            # together, or (a killed run) neither is and the next run reads the lines again.
+            if refused is None:
+                allowed = _allowed(cfg, decisions)
+                held.record(entries, as_of, cfg.state)
+                held.forget_within(allowed)
+                entries = held.active(as_of, allow=allowed)
+            if carry is not None and carry.sealed is not None:
+                held.save_carry(carry.sealed)
     header = {
         "generator": f"botguard {__version__}",
         "config_hash": chash,

@@ -226,6 +226,7 @@ class StateStore:
         self.readonly = readonly
         self._lock_fd: int | None = None
         self._ttl_cfg: TTLConfig | None = None
+        self._depth = 0  # open transaction() blocks
         if readonly:
             if not self.path.exists():
                 raise FileNotFoundError(f"no botguard state at {self.path}")
@@ -276,16 +277,31 @@ class StateStore:
         self.close()
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction around everything done inside (nested ones join it): a run's blocks
+        and carried state are committed together, with one sync of the file instead of one
+        each."""
         if self.readonly:
             raise PermissionError(f"state at {self.path} was opened read-only")
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self._conn
+            finally:
+                self._depth -= 1
+            return
         self._conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield self._conn
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
+        finally:
+            self._depth = 0
         self._conn.execute("COMMIT")
+
+    _transaction = transaction
 
     def _migrate(self) -> None:
         with self._transaction() as conn:

@@ -559,3 +559,32 @@ def test_explain_names_the_log_that_holds_the_line_after_rotation(tmp_path: Path
     for source, line_no, path in samples.select("source", "line_no", "path").iter_rows():
         text = Path(source).read_bytes().splitlines()[line_no - 1]
         assert f" {path}".encode() in text or f" {path}?".encode() in text
+
+
+def test_a_run_that_fails_while_saving_keeps_neither_its_blocks_nor_its_state(
+    tmp_path: Path, cfg: Config, shop: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks and the carried state that produced them commit together: a run that dies in
+    between leaves the state as it was, and the next run reads the same lines again."""
+    from botguard.state import StateStore
+
+    log = tmp_path / "access.log"
+    log.write_bytes(shop)
+
+    def dies(self: StateStore, blobs: dict[str, bytes]) -> None:
+        raise OSError("disk full")
+
+    def run(name: str) -> dict[str, Any]:  # forced past the blast-radius cap: the shop is half bots
+        return analyze([str(log)], cfg, out_dir=tmp_path / name, state_path=tmp_path / "state.db",
+                       incremental=True, force=True).summary
+
+    with monkeypatch.context() as m:
+        m.setattr(StateStore, "save_carry", dies)
+        with pytest.raises(OSError, match="disk full"):
+            run("killed")
+    with StateStore(tmp_path / "state.db") as store:
+        assert store.decisions().is_empty() and store.load_carry() == {}
+    again = run("again")
+    assert again["incremental"]["new_lines"] == shop.count(b"\n")
+    with StateStore(tmp_path / "state.db") as store:
+        assert len(store.decisions()) == again["blocklist"]["entries"] > 0 and store.load_carry()
