@@ -126,6 +126,9 @@ class NetworkLookup:
         )
 
     def _maxmind(self, ips: pl.Series) -> pl.DataFrame:
+        schema = {"asn": pl.Int64, "as_org": pl.String, "country": pl.String}
+        if not self._readers:  # no database: nothing to look up, address by address
+            return pl.DataFrame({c: pl.repeat(None, len(ips), dtype=t, eager=True) for c, t in schema.items()})
         asns: list[int | None] = []
         orgs: list[str | None] = []
         countries: list[str | None] = []
@@ -139,10 +142,7 @@ class NetworkLookup:
             orgs.append(org if isinstance(org, str) else None)
             countries.append(country if isinstance(country, str) else None)
         self._report_lookup_errors()
-        return pl.DataFrame(
-            {"asn": asns, "as_org": orgs, "country": countries},
-            schema={"asn": pl.Int64, "as_org": pl.String, "country": pl.String},
-        )
+        return pl.DataFrame({"asn": asns, "as_org": orgs, "country": countries}, schema=schema)
 
     def _records(self, ip: str) -> Iterator[dict[str, Any]]:
         for label, reader in self._readers:
