@@ -162,6 +162,9 @@ def decide(
     checkable = [spec.name for spec in cfg.crawlers.verify]
     unchecked = (pl.col("crawler_status") == "unverified") & pl.col("claimed_crawler").is_in(checkable)
     private = _private_mask(df, cfg)
+    from botguard.features import behind_cdn
+
+    edge = pl.col("cdn").is_in(list(behind_cdn(df, pol.cdn_share))).fill_null(False) if "cdn" in df.columns else pl.lit(False)
     # A declared monitor, health check or webhook that stays on a few paths.
     service = (
         (pl.col("service_ua_share") >= 0.9) & (pl.col("distinct_paths") <= 5)
@@ -171,6 +174,8 @@ def decide(
     flagged = pl.col("action").is_in(["block", "challenge"])
     caps: list[tuple[pl.Expr, str, pl.Expr]] = [
         (flagged & pl.lit(private), "monitor", pl.lit("not blocked: private or reserved address (load balancer, health check, internal service?)")),
+        (flagged & edge, "monitor", pl.format(
+            "not blocked: {} edge address, carrying the requests of many visitors (set ingest.trusted_proxies)", pl.col("cdn"))),
         (flagged & service, "monitor", pl.format(
             "not blocked: declared monitoring/health-check/webhook agent, {} requests on {} page paths (allowlist it: policy.allowlist.agents)",
             pl.col("requests"), pl.col("distinct_paths").cast(pl.Int64))),

@@ -344,19 +344,19 @@ def update_ranges(
                 continue
             parts = [parse_ranges(p.read_bytes(), p.name) for p in paths]
             origin = ", ".join(str(p.resolve()) for p in paths)
-        elif not source.url:
+        elif not source.urls:
             statuses.append(_kept(source.name, source.kind, "skipped", previous, stamp,
                                   "no URL; import a copy with `botguard ranges update --from DIR`"))
             continue
         else:
             try:
-                body = fetch(source.url, timeout)
+                # All of a source's lists or none: half of them would pass for the whole.
+                parts = [parse_ranges(fetch(url, timeout), url.rsplit("/", 1)[-1]) for url in source.urls]
             except Exception as exc:  # any network failure keeps the previous copy
                 statuses.append(_kept(source.name, source.kind, "failed", previous, stamp,
                                       f"download failed: {exc}"))
                 continue
-            parts = [parse_ranges(body, source.url.rsplit("/", 1)[-1])]
-            origin = source.url
+            origin = ", ".join(source.urls)
         merged = _merge_parsed(parts)
         if not merged.networks:
             statuses.append(_kept(source.name, source.kind, "failed", previous, stamp,

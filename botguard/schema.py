@@ -87,6 +87,7 @@ NETWORK_SCHEMA: dict[str, pl.DataType] = {
     "country": pl.String(),  # ISO 3166-1 alpha-2
     "is_datacenter": pl.Boolean(),  # null when nothing loaded could tell
     "datacenter_source": pl.String(),  # a range source name, 'cidr' or 'asn'
+    "cdn": pl.String(),  # the CDN whose published edge ranges hold the address (ranges of kind cdn)
 }
 
 ACTIONS = ("block", "challenge", "monitor", "allow")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -831,3 +831,45 @@ def test_behind_a_cdn_a_swarm_spread_over_popular_agents_is_found_by_its_excess(
     for i in range(20):
         usual += [(f"192.0.3.{i + 1}", t0 + timedelta(hours=9, seconds=20 * k), f"/p/{3000 + 2 * i + k}", None, f"Mozilla/5.0 Other/{i}") for k in range(2)]
     assert campaigns(usual) == set()
+
+
+def test_cdn_edges_that_front_the_site_are_never_blocked_and_the_run_says_why() -> None:
+    """An origin log behind a CDN names the CDN's edges: each carries many visitors, and a
+    blocklist of them would block the shop's customers. A few clients on a CDN's addresses
+    among many others (a scraper on Cloudflare Workers) are judged like anyone."""
+    from botguard.features import build_features
+    from botguard.pipeline import score_clients
+    from botguard.ranges import RangeSet
+    from botguard.schema import HITS_SCHEMA
+
+    cfg = load_config()
+    t0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
+
+    def frame(ips: list[str], agent: str) -> pl.DataFrame:
+        rows = [(ip, t0 + timedelta(seconds=k), f"/products/item-{k}") for ip in ips for k in range(200)]
+        df = pl.DataFrame({
+            "ts": [r[1] for r in rows], "client_ip": [r[0] for r in rows], "method": "GET", "path": [r[2] for r in rows],
+            "protocol": "HTTP/1.1", "status": 200, "bytes": 100, "user_agent": agent, "source": "t",
+            "line_no": list(range(1, len(rows) + 1)),
+        })
+        return df.select([(pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in HITS_SCHEMA.items()])
+
+    def run(others: int) -> tuple[dict[str, tuple[str, list[str]]], list[str]]:
+        edges = [f"104.16.0.{i}" for i in range(1, 4)]
+        hits = pl.concat([frame(edges, "python-requests/2.31.0"),
+                          frame([f"198.51.{i // 250}.{i % 250 + 1}" for i in range(others)], "curl/8.5.0")]).sort("ts")
+        ranges = RangeSet({"cloudflare": ["104.16.0.0/13"]}, kinds={"cloudflare": "cdn"})
+        res = build_features([hits], cfg, ranges=ranges)
+        decisions = score_clients(res.clients, cfg, force=True).decisions
+        got = {c: (a, r) for c, a, r in decisions.select("client", "action", "reasons").iter_rows() if c in edges}
+        assert res.clients.filter(pl.col("client").is_in(edges))["cdn"].to_list() == ["cloudflare"] * 3
+        return got, res.warnings
+
+    fronted, warnings = run(others=3)
+    assert {a for a, _ in fronted.values()} == {"monitor"}
+    assert all(r[-1] == "not blocked: cloudflare edge address, carrying the requests of many visitors "
+               "(set ingest.trusted_proxies)" for _, r in fronted.values())
+    assert any(w.startswith("the log names CDN edge addresses, not visitors: cloudflare (50% of requests)") for w in warnings)
+    among_many, warnings = run(others=30)
+    assert {a for a, _ in among_many.values()} == {"block"}
+    assert not any("CDN edge" in w for w in warnings)

@@ -162,7 +162,7 @@ def test_network_features_from_fixture_databases(mmdb_cfg: Config) -> None:
     assert rows["192.0.2.10"] == {
         "ip": "192.0.2.10", "ip_version": 4, "prefix": "192.0.2.0/24", "asn": 64500,
         "as_org": "Example Hosting GmbH", "country": "DE", "is_datacenter": False,
-        "datacenter_source": None,
+        "datacenter_source": None, "cdn": None,
     }
     assert rows["192.0.2.200"]["asn"] == 64501
     assert (rows["192.0.2.200"]["is_datacenter"], rows["192.0.2.200"]["datacenter_source"]) == (

@@ -184,7 +184,7 @@ def test_list_ranges_reports_counts_and_ages(
 
 
 def _urls(cfg: Config) -> dict[str, str]:
-    return {s.url: s.name for s in cfg.ranges.sources if s.url}
+    return {u: s.name for s in cfg.ranges.sources for u in s.urls}
 
 
 def test_download_updates_and_failed_download_keeps_previous_copy(
@@ -220,6 +220,28 @@ def test_download_updates_and_failed_download_keeps_previous_copy(
     assert (tmp_path / "googlebot.txt").read_bytes() == before
     assert load_ranges(cfg, tmp_path).loaded("googlebot")
     assert load_ranges(cfg, tmp_path).networks["bingbot"] == ["198.51.100.0/24"]
+
+
+def test_a_source_of_several_lists_is_fetched_whole_or_kept(cfg: Config, tmp_path: Path) -> None:
+    """Cloudflare publishes its IPv4 and IPv6 edges apart: one source, both lists, or (one
+    download failing) the previous copy of both."""
+    lists = {"https://www.cloudflare.com/ips-v4": b"173.245.48.0/20\n104.16.0.0/13\n",
+             "https://www.cloudflare.com/ips-v6": b"2606:4700::/32\n"}
+    first = update_ranges(cfg, data_dir=tmp_path, fetch=lambda url, t: lists[url], as_of=AS_OF, only=["cloudflare"])
+    assert [(s.status, s.kind, s.count) for s in first] == [("updated", "cdn", 3)]
+    loaded = load_ranges(cfg, tmp_path)
+    assert loaded.names_of_kind("cdn") == ["cloudflare"]
+    assert loaded.lookup(pl.Series(["104.16.1.1", "2606:4700::1", "8.8.8.8"]), ["cloudflare"]).to_list() == [
+        "cloudflare", "cloudflare", None]
+
+    def half(url: str, timeout: float) -> bytes:
+        if url.endswith("v6"):
+            raise OSError("timed out")
+        return b"198.51.100.0/24\n"
+
+    second = update_ranges(cfg, data_dir=tmp_path, fetch=half, as_of=AS_OF + timedelta(days=1), only=["cloudflare"])
+    assert second[0].status == "failed" and "timed out" in (second[0].message or "")
+    assert load_ranges(cfg, tmp_path).networks["cloudflare"] == ["104.16.0.0/13", "173.245.48.0/20", "2606:4700::/32"]
 
 
 def test_from_dir_must_be_a_folder(cfg: Config, tmp_path: Path) -> None:
@@ -298,16 +320,17 @@ def test_update_from_real_reference_folder(
     statuses = {s.name: s for s in update_ranges(cfg, from_dir=shared_data / "reference",
                                                    data_dir=tmp_path, as_of=AS_OF)}
     for name in ("googlebot", "google-special-crawlers", "google-user-triggered", "bingbot",
-                 "applebot", "aws", "gcp", "azure", "oracle", "digitalocean", "linode"):
+                 "applebot", "aws", "gcp", "azure", "oracle", "digitalocean", "linode", "cloudflare", "fastly"):
         assert statuses[name].status == "updated", statuses[name]
         assert (statuses[name].count or 0) > 0
         assert statuses[name].dropped == 0
     assert statuses["aws"].count and statuses["aws"].count > 5000
     ranges = load_ranges(cfg, tmp_path)
-    ips = pl.Series(["66.249.66.1", "3.5.140.1", "157.55.39.1", "8.8.8.8"])
+    ips = pl.Series(["66.249.66.1", "3.5.140.1", "157.55.39.1", "8.8.8.8", "104.16.1.1", "151.101.1.1"])
     assert ranges.lookup(ips, ["googlebot", "bingbot", "aws"]).to_list() == [
-        "googlebot", "aws", "bingbot", None,
+        "googlebot", "aws", "bingbot", None, None, None,
     ]
+    assert ranges.lookup(ips, ranges.names_of_kind("cdn")).to_list() == [None] * 4 + ["cloudflare", "fastly"]
 
 
 def test_publication_time_is_read_from_provider_files_and_kept(tmp_path: Path) -> None:

@@ -157,9 +157,13 @@ class CrawlersConfig(Strict):
 
 class RangeSource(Strict):
     name: str
-    url: str
+    url: str | list[str]  # several: fetched and merged (Cloudflare's IPv4 and IPv6 lists)
     files: list[str]
-    kind: Literal["crawler", "cloud", "datacenter"]
+    kind: Literal["crawler", "cloud", "datacenter", "cdn"]
+
+    @property
+    def urls(self) -> list[str]:
+        return [u for u in ([self.url] if isinstance(self.url, str) else self.url) if u]
 
 
 class RangesConfig(Strict):
@@ -243,6 +247,7 @@ class PolicyConfig(Strict):
     max_block_share_human_requests: float = Field(ge=0, le=1)
     min_requests_to_block: int = Field(ge=1)
     private_addresses: Literal["auto", "block", "never"] = "auto"
+    cdn_share: float = Field(default=0.2, gt=0, le=1)
     ai_crawlers: Literal["score", "allow", "monitor", "challenge", "block"] = "monitor"
 
 

@@ -140,7 +140,7 @@ def build_features(
                 + ". Check that the format captures the client address, or set "
                 "session.key (e.g. field:session_id for a session cookie)"
             )
-        warnings.extend(w for w in (_proxy_hint(clients), _agentless_hint(ua_counts)) if w)
+        warnings.extend(w for w in (_proxy_hint(clients), _cdn_hint(clients, cfg), _agentless_hint(ua_counts)) if w)
     if sess.late_hits:
         warnings.append(
             f"{sess.late_hits} lines arrived later than session.out_of_order_tolerance "
@@ -240,6 +240,28 @@ def _proxy_hint(clients: pl.DataFrame) -> str | None:
         f"{top['ip'][0]} sent {int(top['requests'][0]) / total:.0%} of all requests from a private address: "
         "it looks like a load balancer or proxy in front of the site. List it in ingest.trusted_proxies "
         "(and log X-Forwarded-For) so each visitor's own address is used"
+    )
+
+
+def behind_cdn(clients: pl.DataFrame, share: float) -> dict[str, float]:
+    """CDNs whose edge addresses sent at least ``share`` of the requests, with their shares:
+    the site is behind them and the log names the edge, not the visitor."""
+    if "cdn" not in clients.columns or clients.is_empty():
+        return {}
+    total = int(clients["requests"].sum())
+    by_cdn = clients.filter(pl.col("cdn").is_not_null()).group_by("cdn").agg(pl.col("requests").sum())
+    return {c: n / total for c, n in sorted(by_cdn.iter_rows()) if total and n >= share * total}
+
+
+def _cdn_hint(clients: pl.DataFrame, cfg: Config) -> str | None:
+    behind = behind_cdn(clients, cfg.policy.cdn_share)
+    if not behind:
+        return None
+    names = ", ".join(f"{c} ({s:.0%} of requests)" for c, s in behind.items())
+    return (
+        f"the log names CDN edge addresses, not visitors: {names}. Their clients are not blocked (each "
+        "carries many visitors). List the CDN's ranges in ingest.trusted_proxies and log the visitor's "
+        "address (X-Forwarded-For, or the CDN's own header such as CF-Connecting-IP in a log_format)"
     )
 
 

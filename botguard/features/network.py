@@ -87,6 +87,7 @@ class NetworkLookup:
             self.warnings.append("network.country_db and city_db are not set: country unknown")
         self._cidrs = NetworkIndex.build([net.datacenter_cidrs]) if net.datacenter_cidrs else None
         self._dc_sources = ranges.names_of_kind("cloud", "datacenter") if ranges else []
+        self._cdn_sources = ranges.names_of_kind("cdn") if ranges else []
 
     def _open(self, key: str, path: Path) -> Any:
         if not path.is_file():
@@ -121,7 +122,12 @@ class NetworkLookup:
             "prefix": prefix(distinct, net.prefix_v4, net.prefix_v6),
         })
         frame = frame.hstack(self._maxmind(distinct))
-        return frame.hstack(self._datacenter(frame)).select(
+        cdn = (
+            self.ranges.lookup(distinct, self._cdn_sources)
+            if self.ranges is not None and self._cdn_sources
+            else pl.repeat(None, len(distinct), dtype=pl.String, eager=True)
+        )
+        return frame.hstack([*self._datacenter(frame), cdn.alias("cdn")]).select(
             [pl.col(c).cast(t) for c, t in NETWORK_SCHEMA.items()]
         )
 
