@@ -297,7 +297,8 @@ def _analyze(
     as_of = data_to or datetime.now(UTC)
     out_dir.mkdir(parents=True, exist_ok=True)
     chash = config_hash(cfg)
-    if state_path is not None:
+    sealed = carry.sealed if carry is not None else None
+    if state_path is not None and (refused is None or sealed is not None):
         from botguard.state import StateStore
 
         with nullcontext(store) if store is not None else StateStore(state_path) as held, held.transaction():
@@ -308,8 +309,8 @@ def _analyze(
                 held.record(entries, as_of, cfg.state)
                 held.forget_within(allowed)
                 entries = held.active(as_of, allow=allowed)
-            if carry is not None and carry.sealed is not None:
-                held.save_carry(carry.sealed)
+            if sealed is not None:
+                held.save_carry(sealed)
     header = {
         "generator": f"botguard {__version__}",
         "config_hash": chash,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from botguard.config.models import Config
-from botguard.features import sketches
+from botguard.features import behind_cdn, sketches
 
 
 @dataclass
@@ -162,8 +162,6 @@ def decide(
     checkable = [spec.name for spec in cfg.crawlers.verify]
     unchecked = (pl.col("crawler_status") == "unverified") & pl.col("claimed_crawler").is_in(checkable)
     private = _private_mask(df, cfg)
-    from botguard.features import behind_cdn
-
     edge = pl.col("cdn").is_in(list(behind_cdn(df, pol.cdn_share))).fill_null(False) if "cdn" in df.columns else pl.lit(False)
     # A declared monitor, health check or webhook that stays on a few paths.
     service = (
