@@ -301,10 +301,9 @@ class StateStore:
             self._depth = 0
         self._conn.execute("COMMIT")
 
-    _transaction = transaction
 
     def _migrate(self) -> None:
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             # Statement by statement: executescript() would commit the open transaction.
             for statement in _DDL.split(";"):
                 if statement.strip():
@@ -332,7 +331,7 @@ class StateStore:
 
     def save_carry(self, blobs: dict[str, bytes]) -> None:
         """Replace the carried state (one transaction: a killed run leaves the previous one)."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute("DELETE FROM carry")
             conn.executemany("INSERT INTO carry (name, data) VALUES (?, ?)", list(blobs.items()))
 
@@ -359,7 +358,7 @@ class StateStore:
         )
         self._ttl_cfg = cfg
         try:
-            with self._transaction() as conn:
+            with self.transaction() as conn:
                 before = conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
                 conn.executemany(_UPSERT, frame.iter_rows(named=True))
                 after = conn.execute("SELECT count(*) FROM decisions").fetchone()[0]
@@ -422,7 +421,7 @@ class StateStore:
 
         Keep history long enough for repeat offenders to be recognized (e.g. ``max_ttl``).
         """
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             cur = conn.execute("DELETE FROM decisions WHERE expires_us < ?", (to_us(before),))
             return cur.rowcount
 
@@ -440,7 +439,7 @@ class StateStore:
         work = normalize(conform(pl.DataFrame({"entry": entries}, schema={"entry": pl.String}), BLOCK_ENTRIES_SCHEMA)).frame
         gone = work.filter(covered(work, [parse_network(n) for n in networks]))["entry"].to_list()
         if gone:
-            with self._transaction() as conn:
+            with self.transaction() as conn:
                 conn.executemany("DELETE FROM decisions WHERE entry = ?", [(e,) for e in gone])
         return len(gone)
 
@@ -477,7 +476,7 @@ class StateStore:
     def allow_remove(self, cidr: str) -> bool:
         """Remove a manual allow entry; False when there was none."""
         entry = parse_network(cidr).text
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             cur = conn.execute("DELETE FROM manual WHERE kind = 'allow' AND entry = ?", (entry,))
             return cur.rowcount > 0
 
@@ -488,7 +487,7 @@ class StateStore:
         offence. Use an allow entry to stop it being blocked again.
         """
         entry = parse_network(cidr).text
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             removed = conn.execute(
                 "DELETE FROM manual WHERE kind = 'block' AND entry = ?", (entry,)
             ).rowcount
@@ -517,7 +516,7 @@ class StateStore:
         added = to_us(as_of)
         expires = None if ttl_s is None else added + int(ttl_s * 1_000_000)
         clean_note = comment_text(note, MAX_NOTE_CHARS) if note else None
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             conn.execute(
                 "INSERT INTO manual (kind, entry, added_us, expires_us, note) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (kind, entry) DO UPDATE SET "

@@ -264,7 +264,7 @@ def _flags(frame: pl.DataFrame) -> pl.DataFrame:
     )
     tags = pl.col("crawler_tags")
     empty = ua.is_null()
-    lag_family = pl.col("ua_family").replace_strict(BROWSER_FAMILIES, default=None)
+    lag_family = _lag_family()
     known = (
         pl.col("known_crawler")
         | pl.col("is_library")
@@ -322,12 +322,17 @@ def _flags(frame: pl.DataFrame) -> pl.DataFrame:
     return version_lag(frame)
 
 
+def _lag_family() -> pl.Expr:
+    """The browser family whose majors an agent's version lag is counted in (None: none)."""
+    return pl.col("ua_family").replace_strict(BROWSER_FAMILIES, default=None)
+
+
 def version_lag(frame: pl.DataFrame) -> pl.DataFrame:
     """``ua_version_lag`` and ``ua_stale`` of every agent of ``frame`` (``ua_family``,
     ``ua_major``, ``is_browser_like``): majors behind the newest browser-like major of its
     family among these agents. The only columns that depend on the other agents: a table
     kept from earlier runs gets them again over the agents of this one."""
-    lag_family = pl.col("ua_family").replace_strict(BROWSER_FAMILIES, default=None)
+    lag_family = _lag_family()
     major = (
         pl.when((lag_family == "Safari") & (pl.col("ua_major") >= SAFARI_YEAR_JUMP[0]))
         .then(pl.col("ua_major") - SAFARI_YEAR_JUMP[1])

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from botguard import __version__
+from botguard.config import config_hash
 from botguard.config.models import Config
 from botguard.features import sketches
 from botguard.features.aggregate import FeatureAccumulator, finish_clients
@@ -430,5 +431,4 @@ def _rows_meta() -> bytes:
 
 def _agents_meta(cfg: Config) -> bytes:
     """A kept agent table is only read back under the botguard and config that built it."""
-    settings = hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True, default=str).encode()).hexdigest()
-    return json.dumps({"version": __version__, "format": FORMAT, "config": settings[:16]}).encode()
+    return json.dumps({"version": __version__, "format": FORMAT, "config": config_hash(cfg)}).encode()

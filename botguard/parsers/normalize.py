@@ -407,9 +407,7 @@ def finish(raw: pl.LazyFrame, default_tz: str, *, escapes: bool = True) -> tuple
     df = df.with_columns(reason.alias("_reason"))
     lf = df.lazy()
     hits, rejects = pl.collect_all([
-        lf.filter(pl.col("_reason").is_null()).select(
-            [pl.col(n).cast(t) for n, t in HITS_SCHEMA.items()]
-        ),
+        lf.filter(pl.col("_reason").is_null()).select(hits_schema),
         lf.filter(pl.col("_reason").is_not_null()).select(
             pl.col("source").cast(pl.String), pl.col("line_no").cast(pl.Int64),
             pl.col("_reason").alias("reason"), pl.col("line").cast(pl.String),
