@@ -21,7 +21,7 @@ import polars as pl
 from botguard.config.models import Config
 from botguard.errors import InputError, RefusedError
 from botguard.parsers import LogParser, get_parser, sniff_candidates
-from botguard.parsers.normalize import apply_trusted_proxies
+from botguard.parsers.normalize import TrustedProxies
 from botguard.schema import HITS_SCHEMA, REJECTS_SCHEMA
 from botguard.sources.cursors import Cursor, advanced, inspect_all, lost, merged
 from botguard.sources.files import Chunk, SourceProblem, expand_inputs, read_chunks, same_content
@@ -210,10 +210,12 @@ class Ingest:
         strict: bool = False,
         on_progress: Callable[[int], None] | None = None,
         cursors: list[Cursor] | None = None,
+        ranges: Any = None,
     ) -> None:
         """``cursors`` (from an earlier run's ``cursors_after()``) makes the run incremental:
         each log is read from where an earlier run stopped, and an unterminated last line is
-        left for the next run."""
+        left for the next run. ``ranges`` (a ``RangeSet``) resolves trusted proxies named by
+        their range source; without it they are loaded from the data directory."""
         missing: list[str] = []
         # Incremental runs are cron's: a rotated log that is not there (yet) is skipped, as
         # logrotate's missingok does, and named in the run's problems.
@@ -252,10 +254,41 @@ class Ingest:
         ]
         # Wall clock on purpose: a line dated after it is a skewed clock, not traffic.
         self.clock_limit = datetime.now(UTC) + FUTURE_SLACK
+        self.ranges = ranges
+        self.proxies = TrustedProxies(self._proxy_networks()) if cfg.ingest.trusted_proxies else None
         self.parser: LogParser | None = None
         if self.format != "auto":
             self.parser = get_parser(self.format, cfg)
             self.stats.format = self.parser.name
+
+    def _proxy_networks(self) -> list[str]:
+        """``ingest.trusted_proxies`` with each range source name replaced by its networks.
+
+        A named source that is not loaded stops the run: trusting nobody would make every
+        visitor look like the proxy, and the blocklist would name the proxy's edges.
+        """
+        from botguard.config.types import SOURCE_NAME
+
+        listed = list(self.cfg.ingest.trusted_proxies)
+        named = [p for p in listed if SOURCE_NAME.fullmatch(p)]
+        if not named:
+            return listed
+        if self.ranges is None:
+            from botguard.ranges import load_ranges
+
+            self.ranges = load_ranges(self.cfg)
+        missing = [n for n in named if not self.ranges.loaded(n)]
+        if missing:
+            from botguard.ranges import resolve_data_dir
+
+            problems = [p for p in self.ranges.problems if p.split(":", 1)[0] in missing]
+            raise InputError(
+                f"ingest.trusted_proxies names {', '.join(missing)}, whose ranges are not loaded in "
+                f"{resolve_data_dir(self.cfg)}" + (f" ({'; '.join(problems)})" if problems else "")
+                + ": load them with `botguard ranges update` (or `--from DIR` offline), or list the "
+                "proxies' networks instead"
+            )
+        return [net for p in listed for net in (self.ranges.networks[p] if p in named else [p])]
 
     def total_bytes(self) -> int | None:
         try:
@@ -385,8 +418,8 @@ class Ingest:
 
     def _proxied(self, parsed: tuple[pl.DataFrame, pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame]:
         hits, rejects = parsed
-        if self.cfg.ingest.trusted_proxies and len(hits):
-            hits = apply_trusted_proxies(hits, list(self.cfg.ingest.trusted_proxies))
+        if self.proxies is not None:
+            hits = self.proxies.apply(hits)
         return hits, rejects
 
     def _counted(self, chunk: Chunk, parsed: _Parsed) -> pl.DataFrame:

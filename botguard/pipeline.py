@@ -116,13 +116,13 @@ def compute_features(
     ``build_features``; none is started here, since a spawned process imports the caller's
     main module again (a script without an ``if __name__ == "__main__"`` guard would run
     twice)."""
-    ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict)
+    ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict, ranges=ranges)
     with _progress(progress, ing) as advance:
         from botguard.features import build_features
 
         ing.on_progress = advance
         result = build_features(
-            ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, keep_sessions=keep_sessions,
+            ing.batches(then=_flagger(cfg)), cfg, ranges=ing.ranges, keep_sessions=keep_sessions,
             agent_process=agent_process,
         )
     result.parse_stats = ing.finish()
@@ -228,7 +228,7 @@ def _analyze(
             format = carry.format  # sniffed once: a lone odd line must not be sniffed again
             sniffed_before = True
     ing = Ingest(inputs, cfg, format=format, rejects=rejects, strict=strict,
-                 cursors=carry.cursors if carry is not None else None)
+                 cursors=carry.cursors if carry is not None else None, ranges=ranges)
     if carry is not None:
         ing.stats.columns_seen |= carry.columns_seen  # judged over the carried traffic too
         ing.stats.carried_lines = carry.carried_lines
@@ -248,7 +248,7 @@ def _analyze(
             c.seal(ing.stats, ing.cursors_after())
 
         feats = build_features(
-            ing.batches(then=_flagger(cfg)), cfg, ranges=ranges, keep_sessions=False, agent_process=agent_process,
+            ing.batches(then=_flagger(cfg)), cfg, ranges=ing.ranges, keep_sessions=False, agent_process=agent_process,
             carry=carry, seal=seal, clock_limit=ing.clock_limit,
         )
     from botguard.sinks.atomic import atomic_write

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -479,3 +481,49 @@ def test_log_content_never_drives_the_terminal(tmp_path: Path) -> None:
         assert "\x1b" not in res.output and "\x00" not in res.output and "\x07" not in res.output, res.output
     assert "\\x1b]0;PWNED" in parsed.output and "[bold]EVIL[/]" in explained.output
     assert "\\x1b[2J" in refused.output
+
+
+def test_behind_cloudflare_trusting_its_published_edges_blocks_the_visitor_not_the_edge(tmp_path: Path) -> None:
+    """The whole path a shop behind Cloudflare takes: load the published edge list, name it in
+    ingest.trusted_proxies, and the scraper's own address (from X-Forwarded-For) is blocked
+    while the edges that carried it are not."""
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    (pub / "ips-v4").write_text("173.245.48.0/20\n104.16.0.0/13\n")
+    env = {"BOTGUARD_DATA": str(tmp_path / "ranges")}
+    res = runner.invoke(app, ["ranges", "update", "--from", str(pub)], env=env)
+    assert res.exit_code == 0, res.output
+    t0 = datetime(2026, 3, 2, 12, tzinfo=UTC)
+    lines = []
+    for k in range(600):  # a scraper walking the catalogue, one product a second
+        lines.append((t0 + timedelta(seconds=k), "203.0.113.50", f"/products/item-{k}", "python-requests/2.31.0"))
+    for v in range(40):  # shoppers on their own networks, a few pages each with their images
+        agent = (f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+                 f"Chrome/{120 + v % 5}.0.0.0 Safari/537.36")
+        for k in range(6):
+            at = t0 + timedelta(seconds=15 * v + 40 * k)
+            lines.append((at, f"{81 + v}.{20 + v}.7.{v + 2}", f"/products/item-{v * 7 + k}", agent))
+            lines += [(at + timedelta(seconds=1), f"{81 + v}.{20 + v}.7.{v + 2}", f"/static/{name}", agent)
+                      for name in ("app.css", "app.js", f"item-{v * 7 + k}.jpg")]
+    lines.sort()
+    log = tmp_path / "access.log"
+    log.write_text("".join(
+        f'104.16.0.{n % 3 + 1} - - [{ts:%d/%b/%Y:%H:%M:%S} +0000] "GET {path} HTTP/1.1" 200 900 "-" "{agent}" "{ip}"\n'
+        for n, (ts, ip, path, agent) in enumerate(lines)))
+
+    def analyze(config: str, out: str) -> tuple[str, dict[str, Any]]:
+        cfg = tmp_path / f"{out}.yaml"
+        cfg.write_text(config)
+        res = runner.invoke(app, ["analyze", str(log), "-c", str(cfg), "--format", "nginx_xff", "--out",
+                                  str(tmp_path / out), "--quiet", "--force"], env=env)
+        assert res.exit_code == 0, res.output
+        return ((tmp_path / out / "blocklist.txt").read_text(),
+                json.loads((tmp_path / out / "summary.json").read_text()))
+
+    blocklist, summary = analyze("ingest: {trusted_proxies: []}\n", "edges")
+    assert "104.16.0." not in blocklist.replace("# ", "")
+    assert any("ingest.trusted_proxies: [cloudflare]" in w for w in summary["warnings"])
+    blocklist, summary = analyze("ingest: {trusted_proxies: [cloudflare]}\n", "visitors")
+    listed = [ln for ln in blocklist.splitlines() if ln and not ln.startswith("#")]
+    assert listed == ["203.0.113.50"] or listed == ["203.0.113.50/32"], blocklist
+    assert not any("CDN edge" in w for w in summary["warnings"])

@@ -753,6 +753,79 @@ def test_trusted_proxies_on_a_whole_file(proxy_cfg: Config) -> None:
     ]
 
 
+def _cloudflare_cfg(tmp_path: Path, log_format: str | None = None) -> Config:
+    path = tmp_path / "cdn.yaml"
+    fmt = (f"  format: cdn\n  formats:\n    cdn: {{type: nginx, log_format: '{log_format}'}}\n"
+           if log_format else "  format: nginx_xff\n")
+    path.write_text(f"ingest:\n{fmt}  trusted_proxies: [cloudflare, 10.0.0.0/8]\n", encoding="utf-8")
+    return load_config(path)
+
+
+def test_trusted_proxies_named_by_their_range_source(tmp_path: Path) -> None:
+    """``trusted_proxies: [cloudflare]`` means the networks Cloudflare publishes (loaded with
+    ``ranges update``), so the list keeps up with its edges; names and CIDRs mix."""
+    from botguard.ranges import RangeSet
+
+    ranges = RangeSet({"cloudflare": ["173.245.48.0/20", "2400:cb00::/32"]}, kinds={"cloudflare": "cdn"})
+    log = tmp_path / "cdn.log"
+    log.write_text("\n".join([
+        _xff_line("173.245.48.9", "203.0.113.7"),                 # an edge: the visitor it names
+        _xff_line("2400:cb00::1", "198.51.100.4, 173.245.48.20"),  # the chain's own edge hop is skipped
+        _xff_line("10.0.0.5", "192.0.2.9"),                       # the CIDR still counts
+        _xff_line("198.51.100.9", "203.0.113.7"),                 # not an edge: its claim is ignored
+        _xff_line("173.245.64.1", "203.0.113.7"),                 # just outside the published /20
+    ]) + "\n", encoding="utf-8")
+    hits, _ = read_hits([str(log)], _cloudflare_cfg(tmp_path), ranges=ranges)
+    assert hits.select("client_ip", "peer_ip").rows() == [
+        ("203.0.113.7", "173.245.48.9"),
+        ("198.51.100.4", "2400:cb00::1"),
+        ("192.0.2.9", "10.0.0.5"),
+        ("198.51.100.9", None),
+        ("173.245.64.1", None),
+    ]
+
+
+def test_a_cdn_header_names_the_visitor_only_behind_a_trusted_edge(tmp_path: Path) -> None:
+    """$http_cf_connecting_ip (or True-Client-IP, Fastly-Client-IP) is the CDN's word for the
+    visitor: believed from its edges, ignored from anyone else who sends the header."""
+    from botguard.ranges import RangeSet
+
+    ranges = RangeSet({"cloudflare": ["173.245.48.0/20"]}, kinds={"cloudflare": "cdn"})
+    cfg = _cloudflare_cfg(tmp_path, '$remote_addr - $remote_user [$time_local] "$request" $status '
+                          '$body_bytes_sent "$http_referer" "$http_user_agent" $http_cf_connecting_ip')
+    line = '{} - - [10/Oct/2023:13:55:36 +0000] "GET / HTTP/1.1" 200 5 "-" "ua" {}'
+    log = tmp_path / "cf.log"
+    log.write_text("\n".join([line.format("173.245.48.9", "2001:db8::7"), line.format("198.51.100.9", "203.0.113.7"),
+                              line.format("173.245.48.9", "-")]) + "\n", encoding="utf-8")
+    hits, stats = read_hits([str(log)], cfg, ranges=ranges)
+    assert stats.rejected == 0
+    assert hits.select("client_ip", "peer_ip").rows() == [
+        ("2001:db8::7", "173.245.48.9"), ("198.51.100.9", None), ("173.245.48.9", None)]
+
+
+def test_a_named_proxy_source_that_is_not_loaded_stops_the_run(tmp_path: Path) -> None:
+    """Trusting nobody would make every visitor the edge: the run stops and says what to do."""
+    from botguard.errors import InputError
+    from botguard.ranges import RangeSet
+
+    log = tmp_path / "cdn.log"
+    log.write_text(_xff_line("173.245.48.9", "203.0.113.7") + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"trusted_proxies names cloudflare, whose ranges are not loaded.*"
+                                         r"botguard ranges update"):
+        read_hits([str(log)], _cloudflare_cfg(tmp_path), ranges=RangeSet({}))
+
+
+def test_an_unknown_proxy_source_name_is_a_located_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text("ingest:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - cloudfare\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{path}:4: ingest.trusted_proxies[1]: expected an IP address, a CIDR or one of "
+                              "the range sources (googlebot, ")
+    assert "cloudflare" in problem and problem.endswith("got 'cloudfare'")
+
+
 # --------------------------------------------------------------------------- round trip
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 _SAFE_PATH = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/-._~%"

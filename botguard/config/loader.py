@@ -197,15 +197,40 @@ def register_validator(fn: Validator) -> Validator:
     return fn
 
 
+def _proxy_sources(data: Any) -> list[tuple[tuple[Any, ...], str]]:
+    """A trusted proxy named by its range source must name one that exists: a typo would
+    quietly trust nobody, and every visitor would look like the proxy. Read off the merged
+    YAML, so that it is reported alongside the model's own errors."""
+    from botguard.config.types import SOURCE_NAME
+
+    def get(*keys: str) -> Any:
+        node = data
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        return node
+
+    proxies, sources = get("ingest", "trusted_proxies"), get("ranges", "sources")
+    if not isinstance(proxies, list) or not isinstance(sources, list):
+        return []
+    names = [s["name"] for s in sources if isinstance(s, dict) and isinstance(s.get("name"), str)]
+    return [
+        (("ingest", "trusted_proxies", k),
+         f"expected an IP address, a CIDR or one of the range sources ({', '.join(names)}), got {p!r}")
+        for k, p in enumerate(proxies)
+        if isinstance(p, str) and SOURCE_NAME.fullmatch(p.strip()) and p.strip() not in names
+    ]
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Defaults merged with ``path``. Raises ConfigError listing every problem, located."""
     located = _read_yaml(default_config_path())
     if path is not None:
         located = _merge(located, _read_yaml(Path(path)))
+    problems = [f"{_locate(located.origin, loc)}: {_format_loc(loc, located.data)}: {text}"
+                for loc, text in _proxy_sources(located.data)]
     try:
         cfg = Config.model_validate(located.data)
     except ValidationError as exc:
-        problems = []
         for err in exc.errors():
             loc = _clean_loc(tuple(err["loc"]))
             text = _describe(err)
@@ -215,7 +240,6 @@ def load_config(path: str | Path | None = None) -> Config:
                     text += f" (allowed: {', '.join(known)})"
             problems.append(f"{_locate(located.origin, loc)}: {_format_loc(loc, located.data)}: {text}")
         raise ConfigError(problems) from None
-    problems = []
     import botguard.rules  # noqa: F401  (registers the rule-expression validator)
 
     for validate in _extra_validators:

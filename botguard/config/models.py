@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from botguard.config.types import ASN, ByteSize, Duration, Network, Regex
+from botguard.config.types import ASN, ByteSize, Duration, Network, Proxy, Regex
 
 
 class Strict(BaseModel):
@@ -58,7 +58,7 @@ class IngestConfig(Strict):
     batch_bytes: ByteSize
     sniff_lines: int = Field(ge=1)
     default_timezone: str
-    trusted_proxies: list[Network]
+    trusted_proxies: list[Proxy]  # addresses, CIDRs, or range source names (cloudflare)
     forwarded_field: Literal["x_forwarded_for"]
 
 

@@ -75,6 +75,22 @@ def check_network(value: Any) -> str:
         raise ValueError(f"expected an IP address or CIDR, got {value!r} ({exc})") from None
 
 
+#: A range source's name (``cloudflare``, ``aws``): lower case, starting with a letter, so it
+#: never reads as an address. Which names exist is checked against ``ranges.sources`` later.
+SOURCE_NAME = re.compile(r"[a-z][a-z0-9_.-]*")
+
+
+def check_proxy(value: Any) -> str:
+    """A trusted proxy: an address, a CIDR, or the name of a range source whose networks are
+    meant (``cloudflare``: its edges change, the published list keeps up with them)."""
+    if isinstance(value, str) and SOURCE_NAME.fullmatch(value.strip()):
+        return value.strip()
+    try:
+        return check_network(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or the name of a range source such as 'cloudflare'") from None
+
+
 def check_asn(value: Any) -> int:
     if isinstance(value, str) and value.upper().startswith("AS"):
         value = value[2:]
@@ -91,4 +107,5 @@ Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(for
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 Regex = Annotated[str, BeforeValidator(check_regex)]
 Network = Annotated[str, BeforeValidator(check_network)]
+Proxy = Annotated[str, BeforeValidator(check_proxy)]
 ASN = Annotated[int, BeforeValidator(check_asn)]

@@ -260,8 +260,9 @@ def _cdn_hint(clients: pl.DataFrame, cfg: Config) -> str | None:
     names = ", ".join(f"{c} ({s:.0%} of requests)" for c, s in behind.items())
     return (
         f"the log names CDN edge addresses, not visitors: {names}. Their clients are not blocked (each "
-        "carries many visitors). List the CDN's ranges in ingest.trusted_proxies and log the visitor's "
-        "address (X-Forwarded-For, or the CDN's own header such as CF-Connecting-IP in a log_format)"
+        f"carries many visitors). Log the visitor's address ($http_x_forwarded_for, or the CDN's own header "
+        f"such as $http_cf_connecting_ip, in a log_format) and trust the CDN's edges: ingest.trusted_proxies: "
+        f"[{', '.join(behind)}]"
     )
 
 

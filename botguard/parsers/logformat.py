@@ -59,6 +59,11 @@ _TARGET: dict[str, str | None] = {
     "server_name": "host",
     "request_time": "request_time",
     "http_x_forwarded_for": "http_x_forwarded_for",
+    # A CDN's own header naming the visitor: a chain of one, believed like X-Forwarded-For
+    # only from a trusted proxy (ingest.trusted_proxies: [cloudflare]).
+    "http_cf_connecting_ip": "http_x_forwarded_for",
+    "http_true_client_ip": "http_x_forwarded_for",
+    "http_fastly_client_ip": "http_x_forwarded_for",
     "ssl_ja3": "tls",
     "ssl_ja3_hash": "tls",
     "http_ja3": "tls",
