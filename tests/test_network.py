@@ -283,3 +283,63 @@ def test_broken_maxmind_databases_do_not_crash(cfg: Config, maxmind: Path, name:
     out = network_features(ips, broken, None, warnings=warnings)
     assert out.height == 5
     assert dict(out.schema) == NETWORK_SCHEMA
+
+
+def _addresses_around(reader: object, limit: int = 400) -> list[str]:
+    """Each IPv4 network's first, middle and last address and its two outside neighbours: where
+    a walk that shares one lookup across a network could go wrong."""
+    # MaxMind's own test trees put small networks at 1.1.1.0/26 (and the iterator cannot
+    # walk an IPv4-only tree): every address there, as well.
+    out = {f"1.1.1.{k}" for k in range(64)}
+    try:
+        for k, (network, _) in enumerate(reader):  # type: ignore[attr-defined]
+            if k >= limit:
+                break
+            if network.version != 4:
+                continue
+            first, last = int(network.network_address), int(network.broadcast_address)
+            for value in (first - 1, first, (first + last) // 2, last, last + 1):
+                if 0 <= value < 2**32:
+                    out.add(str(ipaddress.IPv4Address(value)))
+    except ValueError:
+        pass
+    return sorted(out)
+
+
+@pytest.mark.parametrize("name", [
+    "GeoIP2-City-Test.mmdb", "GeoLite2-ASN-Test.mmdb", "GeoIP2-ISP-Test.mmdb", "GeoLite2-Country-Test.mmdb",
+    "MaxMind-DB-test-ipv4-24.mmdb", "MaxMind-DB-test-mixed-28.mmdb", "MaxMind-DB-no-ipv4-search-tree.mmdb",
+])
+def test_one_lookup_per_network_gives_what_each_address_would(cfg: Config, maxmind: Path, name: str) -> None:
+    """IPv4 clients are looked up one database network at a time (the walk): every address
+    must get exactly what its own lookup gives, at the edges of networks too."""
+    import maxminddb
+
+    path = maxmind / name
+    with maxminddb.open_database(str(path)) as reader:
+        ips = [*_addresses_around(reader), "2001:218::1", "::1", "2001:db8::1"]
+        expected = []
+        for ip in ips:
+            try:
+                record = reader.get(ip)
+            except ValueError:
+                record = None
+            expected.append(_expected_fields(record))
+    db = _with_network(cfg, asn_db=str(path), city_db=None, country_db=None)
+    with NetworkLookup(db) as lookup:
+        got = lookup._maxmind(pl.Series("ip", ips))
+    assert len(ips) > 20
+    assert got.rows() == expected
+
+
+def _expected_fields(record: object) -> tuple[object, object, object]:
+    if not isinstance(record, dict):
+        return (None, None, None)
+    traits = record.get("traits") if isinstance(record.get("traits"), dict) else {}
+    asn = record.get("autonomous_system_number", traits.get("autonomous_system_number"))
+    org = next((v for v in (record.get("autonomous_system_organization"), traits.get("autonomous_system_organization"),
+                            record.get("organization"), record.get("isp")) if v is not None), None)
+    country = next((v.get("iso_code") for v in (record.get("country"), record.get("registered_country"))
+                    if isinstance(v, dict) and v.get("iso_code") is not None), None)
+    return (asn if isinstance(asn, int) else None, org if isinstance(org, str) else None,
+            country if isinstance(country, str) else None)
