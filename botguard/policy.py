@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from botguard.config.models import Config
-from botguard.features import behind_cdn, sketches
+from botguard.features import assets_logged, behind_cdn, sketches
 
 
 @dataclass
@@ -51,7 +51,7 @@ def find_campaigns(
     ).select("client", "user_agent", "distinct_products")
     n_members = pl.col("client").list.len()
     groups = cand.group_by("user_agent").agg(pl.col("client"), pl.col("distinct_products").sum().alias("_sum"))
-    if not _assets_logged(clients):
+    if not assets_logged(clients):
         # Every visitor is asset-less here, and a few of the many shoppers on a popular browser
         # arrive without referers too. The candidates are a swarm when their agent is mostly
         # theirs, or when that agent has far more of them among its product readers than is
@@ -98,13 +98,6 @@ def find_campaigns(
     if not rows:
         return empty
     return pl.DataFrame(rows, schema=empty.schema, orient="row")
-
-
-def _assets_logged(clients: pl.DataFrame) -> bool:
-    """Whether the log holds static assets: most browsers that read several pages fetched
-    some. Behind a CDN the origin's log has none, and an asset-less visitor is no evidence."""
-    readers = clients.filter((pl.col("browser_ua_share") >= 0.9) & (pl.col("pages") >= 3))
-    return len(readers) > 0 and float((readers["assets"] > 0).mean() or 0.0) >= 0.3  # type: ignore[arg-type]
 
 
 def decide(

@@ -331,6 +331,9 @@ CLIENT_FEATURES_SCHEMA: dict[str, pl.DataType] = {
     "verified_crawler": pl.String(),
     "fake_crawler": pl.Boolean(),
     "crawler_ranges_after_traffic": pl.Boolean(),
+    # The site's log holds static assets (most browsers reading several pages fetched some):
+    # false behind a CDN that serves them, where an asset-less visitor is no evidence.
+    "assets_logged": pl.Boolean(),
 }
 
 CLIENT_FEATURE_COLUMNS: set[str] = set(CLIENT_FEATURES_SCHEMA)

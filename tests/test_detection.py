@@ -873,3 +873,60 @@ def test_cdn_edges_that_front_the_site_are_never_blocked_and_the_run_says_why() 
     among_many, warnings = run(others=30)
     assert {a for a, _ in among_many.values()} == {"block"}
     assert not any("CDN edge" in w for w in warnings)
+
+
+def test_behind_a_cdn_that_serves_the_assets_a_carrier_nat_is_not_taken_for_agent_rotation() -> None:
+    """Where the origin's log holds no static assets, the shoppers behind a carrier NAT (many
+    agents on one address) are asset-less too: rotation then needs a new agent every few
+    requests. Where assets are logged, asset-less agent rotation is caught as before."""
+    from botguard.features import build_features
+    from botguard.pipeline import score_clients
+    from botguard.ranges import RangeSet
+    from botguard.schema import HITS_SCHEMA
+
+    cfg = load_config()
+    t0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+    def chrome(v: int) -> str:
+        return f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36"
+
+    def run(with_assets: bool) -> tuple[dict[str, list[str]], pl.DataFrame, list[str]]:
+        rows = []  # (ip, ts, path, agent, referer)
+
+        def visit(ip: str, agent: str, start: datetime, person: int) -> None:
+            for k in range(6):  # six of the shop's 40 popular products, in no order
+                at, item = start + timedelta(seconds=45 * k), 200 + (person * 11 + k * 7) % 40
+                rows.append((ip, at, f"/products/item-{item}", agent, "https://shop.example/" if k else None))
+                if with_assets:
+                    rows.extend((ip, at + timedelta(seconds=1), f"/static/{n}", agent, "https://shop.example/")
+                                for n in ("app.css", "app.js", f"item-{item}.jpg"))
+
+        for p in range(20):  # the people behind one carrier NAT address
+            visit("198.51.100.77", chrome(118 + p % 8) + f" p{p}", t0 + timedelta(minutes=9 * p), p)
+        for s in range(40):  # shoppers on their own addresses
+            visit(f"{60 + s}.20.30.40", chrome(120 + s % 5), t0 + timedelta(minutes=5 * s), 20 + s)
+        for k in range(60):  # a scraper with a new agent every other request
+            rows.append(("203.0.113.9", t0 + timedelta(seconds=20 * k), f"/products/item-{k}", chrome(100 + k // 2), None))
+        df = pl.DataFrame({
+            "client_ip": [r[0] for r in rows], "ts": [r[1] for r in rows], "path": [r[2] for r in rows],
+            "user_agent": [r[3] for r in rows], "referer": [r[4] for r in rows], "method": "GET", "protocol": "HTTP/1.1",
+            "status": 200, "bytes": 100, "source": "t", "line_no": list(range(1, len(rows) + 1)),
+        }).sort("ts")
+        hits = df.select([(pl.col(c) if c in df.columns else pl.lit(None)).cast(t).alias(c) for c, t in HITS_SCHEMA.items()])
+        res = build_features([hits], cfg, ranges=RangeSet({}))
+        matched = evaluate(res.clients, cfg).group_by("client").agg("rule")
+        rules = {c: list(r) for c, r in matched.iter_rows()}
+        actions = dict(score_clients(res.clients, cfg, force=True).decisions.select("client", "action").iter_rows())
+        assert actions["198.51.100.77"] in ("allow", "monitor")
+        return rules, res.clients, res.warnings
+
+    rules, clients, warnings = run(with_assets=False)
+    assert clients["assets_logged"].unique().to_list() == [False]
+    assert any(w.startswith("the log holds almost no static assets") for w in warnings)
+    assert not {"agent_rotation", "fast_agent_rotation"} & set(rules.get("198.51.100.77", []))
+    assert "fast_agent_rotation" in rules["203.0.113.9"]
+    rules, clients, warnings = run(with_assets=True)
+    assert clients["assets_logged"].unique().to_list() == [True]
+    assert not any("static assets" in w for w in warnings)
+    assert not {"agent_rotation", "fast_agent_rotation"} & set(rules.get("198.51.100.77", []))
+    assert "agent_rotation" in rules["203.0.113.9"]

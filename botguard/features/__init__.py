@@ -130,6 +130,7 @@ def build_features(
     if len(clients):
         clients = _join_agents(clients, ua_counts, agents)
         clients = _enrich_network(clients, cfg, ranges, resolver, warnings)
+        clients = clients.with_columns(pl.lit(assets_logged(clients)).alias("assets_logged"))
     if len(clients):
         keyless = int(clients.filter((pl.col("client") == "-") | pl.col("client").str.starts_with("- | "))["requests"].sum())
         if keyless:
@@ -140,7 +141,8 @@ def build_features(
                 + ". Check that the format captures the client address, or set "
                 "session.key (e.g. field:session_id for a session cookie)"
             )
-        warnings.extend(w for w in (_proxy_hint(clients), _cdn_hint(clients, cfg), _agentless_hint(ua_counts)) if w)
+        warnings.extend(w for w in (_proxy_hint(clients), _cdn_hint(clients, cfg), _agentless_hint(ua_counts),
+                                    _assetless_hint(clients)) if w)
     if sess.late_hits:
         warnings.append(
             f"{sess.late_hits} lines arrived later than session.out_of_order_tolerance "
@@ -157,6 +159,16 @@ def build_features(
         late_hits=sess.late_hits,
         product_regs=product_regs,
     )
+
+
+def assets_logged(clients: pl.DataFrame) -> bool:
+    """Whether the log holds static assets: most browsers that read several pages fetched
+    some. Behind a CDN the origin's log has none, and an asset-less visitor is no evidence.
+    With no such browsers there is nobody whom missing assets could wrong: true."""
+    if "assets_logged" in clients.columns and len(clients):
+        return bool(clients["assets_logged"][0])
+    readers = clients.filter((pl.col("browser_ua_share") >= 0.9) & (pl.col("pages") >= 3))
+    return readers.is_empty() or float((readers["assets"] > 0).mean() or 0.0) >= 0.3  # type: ignore[arg-type]
 
 
 def _key_name(cfg: Config) -> str:
@@ -263,6 +275,16 @@ def _cdn_hint(clients: pl.DataFrame, cfg: Config) -> str | None:
         f"carries many visitors). Log the visitor's address ($http_x_forwarded_for, or the CDN's own header "
         f"such as $http_cf_connecting_ip, in a log_format) and trust the CDN's edges: ingest.trusted_proxies: "
         f"[{', '.join(behind)}]"
+    )
+
+
+def _assetless_hint(clients: pl.DataFrame) -> str | None:
+    if bool(clients["assets_logged"][0]):
+        return None
+    return (
+        "the log holds almost no static assets (a CDN serves them?): a visitor without assets is no "
+        "evidence here, and many agents on one address count as rotation only with a new agent every few "
+        "requests or no referers (the shoppers behind a carrier NAT look asset-less too)"
     )
 
 
