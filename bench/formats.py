@@ -80,7 +80,7 @@ def ensure_format_logs(log: Path, cache: Path, botguard: str) -> dict[str, tuple
     return out
 
 
-_NDJSON_READ = "import sys, polars as pl; df = pl.read_ndjson(sys.argv[1]); print(len(df))"
+_NDJSON_READ = "import sys, polars as pl; df = pl.read_ndjson(sys.argv[1], infer_schema_length=None); print(len(df))"
 
 
 def ndjson_floor() -> list[str]:
