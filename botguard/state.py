@@ -301,7 +301,6 @@ class StateStore:
             self._depth = 0
         self._conn.execute("COMMIT")
 
-
     def _migrate(self) -> None:
         with self.transaction() as conn:
             # Statement by statement: executescript() would commit the open transaction.

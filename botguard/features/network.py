@@ -152,22 +152,22 @@ class NetworkLookup:
         if not self._readers:  # no database: nothing to look up, address by address
             return pl.DataFrame({c: pl.repeat(None, len(ips), dtype=t, eager=True) for c, t in schema.items()})
         ints = ipv4_to_int(ips)
-        v4 = pl.DataFrame({"row": pl.int_range(len(ips), dtype=pl.UInt32, eager=True), "int": ints}).filter(
-            pl.col("int").is_not_null()).sort("int")
-        v4_rows, v4_ints = v4["row"].to_numpy(), v4["int"].to_numpy()
-        others = ips.filter(ints.is_null())
-        other_rows = pl.int_range(len(ips), dtype=pl.UInt32, eager=True).filter(ints.is_null()).to_numpy()
-        # Rows in the order the lookups fill them: sorted IPv4 addresses, then the others.
-        rows = pl.Series("_row", np.concatenate([v4_rows, other_rows]).astype(np.int64))
+        is_v4 = ints.is_not_null()
+        v4_ints = ints.filter(is_v4).sort().to_numpy()
+        others = ips.filter(~is_v4).to_list()
+        # Lookups fill rows in this order (IPv4 by address, then the rest); the inverse
+        # permutation puts them back in the order of ``ips``.
+        rows = pl.int_range(len(ips), dtype=pl.UInt32, eager=True)
+        filled = pl.concat([rows.filter(is_v4).gather(ints.filter(is_v4).arg_sort()), rows.filter(~is_v4)])
+        inverse = filled.arg_sort()
         per_db = []
         for label, reader in self._readers:
             records, bounds = self._walk_v4(label, reader, v4_ints)
-            records += [_fields(self._get(label, reader, ip)[0]) for ip in others.to_list()]
-            bounds += range(len(v4_ints) + 1, len(v4_ints) + len(others) + 1)
-            lengths = np.diff(np.asarray([0, *bounds], dtype=np.int64)).astype(np.int64)
-            fields = pl.DataFrame(records, schema=schema, orient="row")
-            expanded = fields.gather(pl.Series(np.repeat(np.arange(len(records)), lengths)))
-            per_db.append(expanded.with_columns(rows).sort("_row").drop("_row"))
+            counts = np.diff(np.asarray(bounds, dtype=np.int64), prepend=0).astype(np.int64)
+            shared = pl.Series(np.repeat(np.arange(len(records)), counts))
+            v4 = pl.DataFrame(records, schema=schema, orient="row")[shared]
+            rest = pl.DataFrame([_fields(self._get(label, reader, ip)[0]) for ip in others], schema=schema, orient="row")
+            per_db.append(pl.concat([v4, rest])[inverse])
         self._report_lookup_errors()
         out = per_db[0]
         for later in per_db[1:]:
