@@ -121,19 +121,20 @@ def compute_features(
         from botguard.features import build_features
 
         ing.on_progress = advance
+        flagger = _flagger(cfg)
         result = build_features(
-            ing.batches(then=_flagger(cfg)), cfg, ranges=ing.ranges, keep_sessions=keep_sessions,
-            agent_process=agent_process,
+            ing.batches(then=flagger), cfg, ranges=ing.ranges, keep_sessions=keep_sessions,
+            agent_process=agent_process, flagger=flagger,
         )
     result.parse_stats = ing.finish()
     return result
 
 
-def _flagger(cfg: Config) -> Callable[[pl.DataFrame], pl.DataFrame]:
+def _flagger(cfg: Config, inferred: list[str] | None = None) -> Any:
     """Per-hit flags, run in the parsing thread: it balances the work of the two threads."""
-    from botguard.features.hitflags import flag_hits
+    from botguard.features.hitflags import Flagger
 
-    return lambda hits: flag_hits(hits, cfg).collect()
+    return Flagger(cfg, inferred=inferred)
 
 
 # --------------------------------------------------------------------------- analyze
@@ -247,9 +248,10 @@ def _analyze(
                 c.format_sniffed = ing.stats.format_sniffed or sniffed_before
             c.seal(ing.stats, ing.cursors_after())
 
+        flagger = _flagger(cfg, carry.inferred_products if carry is not None else None)
         feats = build_features(
-            ing.batches(then=_flagger(cfg)), cfg, ranges=ing.ranges, keep_sessions=False, agent_process=agent_process,
-            carry=carry, seal=seal, clock_limit=ing.clock_limit,
+            ing.batches(then=flagger), cfg, ranges=ing.ranges, keep_sessions=False, agent_process=agent_process,
+            carry=carry, seal=seal, clock_limit=ing.clock_limit, flagger=flagger,
         )
     from botguard.sinks.atomic import atomic_write
 
@@ -464,6 +466,8 @@ def _summary(decisions: pl.DataFrame, entries: pl.DataFrame, stats: ParseStats, 
         "parse": stats.to_dict(),
         "sessions": feats.n_sessions,
         "late_hits": feats.late_hits,
+        # Added to catalogue.product_patterns for this run (see catalogue.infer_products).
+        "inferred_product_patterns": list(getattr(feats, "inferred_products", [])),
         "warnings": warnings,
         "timings_s": timings,
     }

@@ -96,8 +96,19 @@ class SiteConfig(Strict):
 
 
 # --------------------------------------------------------------------------- features
+class ProductInferenceConfig(Strict):
+    """When the product patterns find (almost) no product pages, the log's own URL shapes."""
+
+    enabled: bool
+    min_page_views: int = Field(ge=1)
+    min_products: int = Field(ge=2)
+    min_view_share: float = Field(gt=0, le=1)
+    max_patterns: int = Field(ge=1)
+
+
 class CatalogueConfig(Strict):
     product_patterns: list[Regex]
+    infer_products: ProductInferenceConfig
     non_product_patterns: list[Regex] = Field(default_factory=list)
     background_patterns: list[Regex] = Field(default_factory=list)
     api_patterns: list[Regex]

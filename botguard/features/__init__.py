@@ -17,7 +17,8 @@ import polars as pl
 from botguard.agent_process import AgentProcess
 from botguard.config.models import Config
 from botguard.features.aggregate import FeatureAccumulator
-from botguard.features.hitflags import flag_hits
+from botguard.features.hitflags import Flagger
+from botguard.features.product_shapes import describe as describe_inference
 from botguard.frames import add_columns
 from botguard.schema import TOP_AGENT_COLS
 from botguard.sessionize import Sessionizer
@@ -61,6 +62,8 @@ class FeatureResult:
     late_hits: int = 0
     product_regs: Any = None  # sketches.Registers of products per client (campaign overlap)
     parse_stats: Any = None
+    #: Product patterns inferred from the log (``product_shapes``), added to the configured ones.
+    inferred_products: list[str] = field(default_factory=list)
 
 
 def build_features(
@@ -75,6 +78,7 @@ def build_features(
     carry: Carry | None = None,
     seal: Callable[[Carry], None] | None = None,
     clock_limit: datetime | None = None,
+    flagger: Flagger | None = None,
 ) -> FeatureResult:
     """Features of a stream of hits batches. Without ``keep_sessions`` the session rows are
     folded into the client rows as the stream goes (``sessions`` comes back empty and memory
@@ -84,7 +88,12 @@ def build_features(
     With a ``carry`` (incremental analysis) the stream continues an earlier run's state:
     ``seal(carry)`` is called when the stream ends, to store it before this run's results
     fold everything up; the results then cover the carry's previous window too. Hits dated
-    after ``clock_limit`` do not move its windows."""
+    after ``clock_limit`` do not move its windows.
+
+    Batches that come flagged were flagged by ``flagger`` (its inferred product patterns are
+    reported and carried); others are flagged here, by it or by one made for this stream."""
+    if flagger is None:
+        flagger = Flagger(cfg, inferred=carry.inferred_products if carry is not None else None)
     if carry is not None:
         sess, acc = carry.sessionizer, carry.current
         limit = clock_limit or datetime.max.replace(tzinfo=UTC)
@@ -92,7 +101,7 @@ def build_features(
         sess, acc = Sessionizer(cfg), FeatureAccumulator(cfg, keep_sessions=keep_sessions)
     for hits in batches:
         # Callers may flag the hits themselves, e.g. in the thread that parses them.
-        flagged = hits if "_ck" in hits.columns else flag_hits(hits, cfg).collect()
+        flagged = hits if "_ck" in hits.columns else flagger(hits)
         if carry is not None:
             carry.add(sess.push(flagged), limit)  # may close the window: a new accumulator
         else:
@@ -100,6 +109,7 @@ def build_features(
         if on_batch:
             on_batch(hits)
     if carry is not None:
+        carry.inferred_products = flagger.inferred
         if seal is not None:
             seal(carry)
         acc = carry.current
@@ -127,6 +137,8 @@ def build_features(
         samples, timeline, product_regs = acc.samples(), acc.timeline, acc.sketches.get("products")
     agents = agent_job() if agent_job is not None else pl.DataFrame()
     warnings: list[str] = []
+    if flagger.inference is not None and flagger.inference.shapes:
+        warnings.append(describe_inference(flagger.inference))
     if len(clients):
         clients = _join_agents(clients, ua_counts, agents)
         clients = _enrich_network(clients, cfg, ranges, resolver, warnings)
@@ -158,6 +170,7 @@ def build_features(
         warnings=warnings,
         late_hits=sess.late_hits,
         product_regs=product_regs,
+        inferred_products=list(flagger.inferred or []),
     )
 
 

@@ -103,6 +103,9 @@ class Carry:
     format: str | None = None
     format_sniffed: bool = False
     parser_columns: list[str] | None = None
+    #: Product patterns inferred from the carried traffic (``product_shapes``); None while
+    #: no run has had page views enough to settle them.
+    inferred_products: list[str] | None = None
     #: Optional fields (referer, agent …) seen on some line of the carried traffic.
     columns_seen: set[str] = field(default_factory=set)
     #: Set by ``seal``: the blobs to store. ``rolled``: a window closed during this run.
@@ -254,6 +257,7 @@ class Carry:
                 format=meta.get("log_format"),
                 format_sniffed=bool(meta.get("format_sniffed", False)),
                 parser_columns=meta.get("parser_columns"),
+                inferred_products=meta.get("inferred_products"),
                 columns_seen=set(meta.get("columns_seen", [])),
             )
             if blobs.get("res.meta") == _rows_meta() and "res.clients" in blobs:
@@ -303,6 +307,7 @@ class Carry:
             "log_format": self.format,
             "format_sniffed": self.format_sniffed,
             "parser_columns": self.parser_columns,
+            "inferred_products": self.inferred_products,
         }).encode()
         self.sealed = blobs
 

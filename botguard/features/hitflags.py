@@ -6,10 +6,15 @@ so a shop with other URL shapes is one YAML edit away.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
 
 from botguard.config.models import Config
 from botguard.features.sketches import key_hash
+
+if TYPE_CHECKING:
+    from botguard.features.product_shapes import ProductInference
 
 
 def _any(col: pl.Expr, patterns: list[str]) -> pl.Expr:
@@ -213,3 +218,40 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
             (pl.col("is_post") & pl.col("is_login")).alias("is_login_post"),
         )
     )
+
+
+class Flagger:
+    """``flag_hits`` for a stream, with the product patterns settled once for all of it: when
+    the configured patterns key (almost) no page views, the product shapes inferred from the
+    first batch with enough of them (``product_shapes``) join the patterns for the rest of
+    the stream. ``inferred``: None until settled (an incremental run passes on what an earlier
+    run settled), then the patterns added ([] for none)."""
+
+    def __init__(self, cfg: Config, inferred: list[str] | None = None) -> None:
+        self.base = cfg
+        self.cfg = cfg
+        self.inferred: list[str] | None = None
+        self.inference: ProductInference | None = None  # when this stream settled them
+        if inferred is not None or not cfg.catalogue.infer_products.enabled:
+            self._settle(inferred or [])
+
+    def _settle(self, patterns: list[str]) -> None:
+        self.inferred = list(patterns)
+        if patterns:
+            cat = self.base.catalogue
+            self.cfg = self.base.model_copy(
+                update={"catalogue": cat.model_copy(update={"product_patterns": [*cat.product_patterns, *patterns]})}
+            )
+
+    def __call__(self, hits: pl.DataFrame) -> pl.DataFrame:
+        flagged = flag_hits(hits, self.cfg).collect()
+        if self.inferred is not None:
+            return flagged
+        from botguard.features.product_shapes import infer_products
+
+        inference = infer_products(flagged, self.base)
+        if inference is None:
+            return flagged  # too few page views to tell: the next batch (or run) will
+        self.inference = inference
+        self._settle(inference.patterns)
+        return flag_hits(hits, self.cfg).collect() if inference.patterns else flagged

@@ -1,0 +1,165 @@
+"""Product pages inferred from a log's own URL shapes, for shops the configured patterns miss.
+
+Most catalogue evidence reads the product key: coverage, sequential walks, revisits, the swarm
+that shares the catalogue out between addresses. A shop whose product pages are
+'/mens/shoes/air-runner-2' would have none of it, and lose most of its scraper detection without
+a word. So when the configured patterns key (almost) none of a batch's page views, the page
+paths are cut into parent and last segment; a last segment that is an id ('48213',
+'B08N5WRWNW') or a slug ('air-runner-2') gives the path a shape: (depth, id or slug, extension).
+A shop's categories and content pages are a few dozen; its products are the one shape with
+many distinct pages and a large share of the views. That shape becomes a regular expression
+(its parent paths listed when they are few, any parents of its depth otherwise) that is then
+used as a configured product pattern would be.
+
+All the work is per distinct path, in Polars expressions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from botguard.config.models import Config
+
+#: A last segment that names one thing: an id holds a digit and nothing but letters and digits;
+#: a slug is two words or more joined by '-', '_' or '+'.
+_ID = r"[A-Za-z0-9]*\d[A-Za-z0-9]*"
+_SLUG = r"[A-Za-z0-9%]+(?:[-_+][A-Za-z0-9%]+)+"
+_STEM = {"id": _ID, "slug": _SLUG}
+_EXT = r"(?i)(\.(?:html?|php|aspx?|jsp|p))$"
+#: Listed parents at most; a shape spread over more is matched at its depth, whatever the parents.
+_MAX_PARENTS = 20
+_NUMBER = "{n}"
+_SPECIAL = frozenset(".^$*+?()[]{}|\\")
+
+
+@dataclass(frozen=True)
+class ProductShape:
+    """One inferred shape: the pattern, how it reads ('/shoes/{slug}'), its distinct pages and
+    share of the candidate page views in the batch it was inferred from."""
+
+    pattern: str
+    shape: str
+    pages: int
+    view_share: float
+
+
+@dataclass(frozen=True)
+class ProductInference:
+    """What a batch said. ``shapes`` is empty when the configured patterns already key enough
+    page views (``matched_share``) or no shape is large enough."""
+
+    matched_share: float
+    page_views: int
+    shapes: list[ProductShape] = field(default_factory=list)
+
+    @property
+    def patterns(self) -> list[str]:
+        return [s.pattern for s in self.shapes]
+
+
+def _candidates(flagged: pl.DataFrame) -> pl.DataFrame:
+    """Views of pages a product could be: answered, and no cart, API, probe … Listing pages
+    are candidates: '/shop/<slug>' and '/catalog/<id>' name products in many shops, and a
+    shop's categories are too few to make a shape."""
+    others = ["is_api", "is_cart", "is_checkout", "is_login", "is_robots", "is_sitemap",
+              "is_probe", "is_attack", "is_bad_request"]
+    keep = pl.col("is_page") & pl.col("status").is_between(200, 399).fill_null(False)
+    for name in others:
+        keep = keep & ~pl.col(name)
+    return flagged.filter(keep & (pl.col("path").fill_null("/") != "/")).select("path", "product_key")
+
+
+def _shapes(paths: pl.DataFrame) -> pl.DataFrame:
+    """Per distinct path (with its ``views``): parent (numbers as {n}), depth, kind, extension."""
+    trimmed = pl.col("path").str.replace(r"/+$", "")
+    df = paths.with_columns(trimmed.alias("_p")).filter(pl.col("_p").str.starts_with("/"))
+    df = df.with_columns(
+        pl.col("_p").str.extract(r"^(.*)/[^/]*$", 1).alias("_parent"),
+        pl.col("_p").str.extract(r"/([^/]*)$", 1).alias("_last"),
+    ).with_columns(
+        pl.col("_last").str.extract(_EXT, 1).str.to_lowercase().fill_null("").alias("ext"),
+    ).with_columns(
+        pl.col("_last").str.slice(0, pl.col("_last").str.len_chars() - pl.col("ext").str.len_chars()).alias("_stem"),
+    )
+    segments = pl.col("_parent").str.split("/").list.eval(
+        pl.when(pl.element().str.contains(r"^\d+$")).then(pl.lit(_NUMBER)).otherwise(pl.element())
+    )
+    return df.with_columns(
+        pl.when(pl.col("_stem").str.contains(f"^{_ID}$")).then(pl.lit("id"))
+        .when(pl.col("_stem").str.contains(f"^{_SLUG}$")).then(pl.lit("slug"))
+        .otherwise(None).alias("kind"),
+        segments.list.join("/").alias("parent"),
+        (segments.list.len() - 1).alias("depth"),
+    ).filter(pl.col("kind").is_not_null()).select("path", "views", "parent", "depth", "kind", "ext")
+
+
+def _escape(text: str) -> str:
+    """A literal for both Python's and Rust's regex engines, '{n}' standing for a number."""
+    return r"\d+".join("".join("\\" + c if c in _SPECIAL else c for c in part) for part in text.split(_NUMBER))
+
+
+def _pattern(parents: list[str], depth: int, kind: str, ext: str) -> tuple[str, str]:
+    """(regular expression, how it reads) of a shape."""
+    if len(parents) > _MAX_PARENTS:
+        head, shown = r"(?:/[^/?#;]+)" + (f"{{{depth}}}" if depth != 1 else ""), "/*" * depth
+    elif len(parents) == 1:
+        head, shown = _escape(parents[0]), parents[0]
+    else:
+        head = "(?:" + "|".join(_escape(p) for p in sorted(parents)) + ")"
+        shown = f"{parents[0]} (+{len(parents) - 1} more parents)"
+    tail = _escape(ext) if ext else ""
+    return f"(?i)^{head}/({_STEM[kind]}){tail}/?$", f"{shown}/{{{kind}}}{ext}"
+
+
+def infer_products(flagged: pl.DataFrame, cfg: Config) -> ProductInference | None:
+    """The product shapes of a flagged batch (``hitflags.flag_hits`` under the configured
+    patterns), or None when it holds too few page views to say."""
+    spec = cfg.catalogue.infer_products
+    views = _candidates(flagged)
+    if len(views) < spec.min_page_views:
+        return None
+    keyed = views["product_key"].is_not_null()
+    matched = float(keyed.mean() or 0.0)  # type: ignore[arg-type]
+    total = len(views)
+    # Shapes of the pages the patterns do not key: the catalogue they miss is larger than
+    # what they key (a shop's blog or help pages are not).
+    views = views.filter(~keyed)
+    if cfg.catalogue.non_product_patterns:
+        content = "|".join(f"(?:{p})" for p in cfg.catalogue.non_product_patterns)
+        views = views.filter(~pl.col("path").str.contains(content).fill_null(False))
+    shapes = _shapes(views.group_by("path").agg(pl.len().alias("views")))
+    found = (
+        shapes.group_by("depth", "kind", "ext")
+        .agg(pl.len().alias("pages"), pl.col("views").sum())
+        .filter(
+            (pl.col("pages") >= spec.min_products)
+            & (pl.col("views") >= spec.min_view_share * total)
+            & (pl.col("views") > matched * total)
+        )
+        .sort(["views", "pages", "depth", "kind", "ext"], descending=[True, True, False, False, False])
+        .head(spec.max_patterns)
+    )
+    out: list[ProductShape] = []
+    for depth, kind, ext, pages, n_views in found.iter_rows():
+        parents = (
+            shapes.filter((pl.col("depth") == depth) & (pl.col("kind") == kind) & (pl.col("ext") == ext))
+            .group_by("parent").agg(pl.len().alias("pages"))
+            .sort(["pages", "parent"], descending=[True, False])["parent"].to_list()
+        )
+        pattern, shape = _pattern(parents, depth, kind, ext)
+        out.append(ProductShape(pattern, shape, pages, n_views / total))
+    return ProductInference(matched_share=matched, page_views=total, shapes=out)
+
+
+def describe(inference: ProductInference) -> str:
+    """The run's warning: what was inferred and how to make it the shop's own setting."""
+    shapes = "; ".join(
+        f"{s.shape} ({s.pages:,} pages, {s.view_share:.0%} of page views): '{s.pattern}'" for s in inference.shapes
+    )
+    return (
+        f"catalogue.product_patterns keyed {inference.matched_share:.0%} of {inference.page_views:,} page views, "
+        f"so the product pages were inferred from the log's URL shapes: {shapes}. Add the patterns to "
+        "catalogue.product_patterns to keep them, or set catalogue.infer_products.enabled: false"
+    )
