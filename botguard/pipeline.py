@@ -130,7 +130,7 @@ def compute_features(
     return result
 
 
-def _flagger(cfg: Config, inferred: list[str] | None = None) -> Any:
+def _flagger(cfg: Config, inferred: dict[str, list[str]] | None = None) -> Any:
     """Per-hit flags, run in the parsing thread: it balances the work of the two threads."""
     from botguard.features.hitflags import Flagger
 
@@ -466,8 +466,8 @@ def _summary(decisions: pl.DataFrame, entries: pl.DataFrame, stats: ParseStats, 
         "parse": stats.to_dict(),
         "sessions": feats.n_sessions,
         "late_hits": feats.late_hits,
-        # Added to catalogue.product_patterns for this run (see catalogue.infer_products).
-        "inferred_product_patterns": list(getattr(feats, "inferred_products", [])),
+        # Added to the catalogue config for this run, by key (see catalogue.infer_products).
+        "inferred_products": dict(getattr(feats, "inferred_products", {})),
         "warnings": warnings,
         "timings_s": timings,
     }

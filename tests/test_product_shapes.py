@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from botguard.cli.app import app
 from botguard.config import Config, load_config
 from botguard.features.hitflags import Flagger, flag_hits
-from botguard.features.product_shapes import infer_products
+from botguard.features.product_shapes import describe, infer_products
 from botguard.ingest import Ingest
 from botguard.pipeline import analyze
 
@@ -55,12 +55,12 @@ def test_a_catalogue_under_category_folders_is_one_shape_with_its_parents(cfg: C
     shape = inference.shapes[0]
     assert shape.pages == 110 and shape.shape.endswith("/{slug}")
     assert shape.view_share == pytest.approx(330 / (330 + 100))  # of all page views but the home page
-    for engine in (lambda p: re.search(shape.pattern, p), lambda p: pl.Series([p]).str.contains(shape.pattern)[0]):
+    for engine in (lambda p: re.search(shape.value, p), lambda p: pl.Series([p]).str.contains(shape.value)[0]):
         assert engine("/mens/shoes/trail-runner-7-red")
         assert engine("/womens/shoes/trail-runner-7-red/")
         assert not engine("/kids/shoes/trail-runner-7-red")  # a parent never seen is not assumed
         assert not engine("/mens/shoes")
-    key = pl.Series(["/mens/shoes/trail-runner-7-red"]).str.extract(shape.pattern, 1)[0]
+    key = pl.Series(["/mens/shoes/trail-runner-7-red"]).str.extract(shape.value, 1)[0]
     assert key == "trail-runner-7-red"
 
 
@@ -69,7 +69,7 @@ def test_ids_under_many_parents_make_a_pattern_of_that_depth(cfg: Config, tmp_pa
     products = [f"/en-us/linen-shirt-{k}/{40000 + k}.html" for k in range(80)]
     inference = infer_products(_flagged(products * 4, cfg, tmp_path), cfg)
     assert inference is not None and [s.shape for s in inference.shapes] == ["/*/*/{id}.html"]
-    pattern = inference.patterns[0]
+    [pattern] = inference.settings["product_patterns"]
     assert re.search(pattern, "/de-de/other-name/99999.html")
     assert not re.search(pattern, "/de-de/99999.html")
     assert not re.search(pattern, "/de-de/other-name/linen.html")
@@ -85,6 +85,22 @@ def test_a_shop_whose_patterns_key_its_products_infers_nothing(cfg: Config, tmp_
     assert inference.shapes == []
 
 
+def test_product_ids_in_a_query_string_name_their_parameter(cfg: Config, tmp_path: Path) -> None:
+    products = [f"/product?id={1000 + k}&utm_source=mail" for k in range(90)]
+    # Pages of a listing and searches have many values too, but they are no product ids.
+    listing = [f"/shoes?page={k}&sort=price" for k in range(60)] + [f"/find?q=red-shoe-{k}" for k in range(60)]
+    flagged = _flagged(products * 3 + listing, cfg, tmp_path)
+    inference = infer_products(flagged, cfg)
+    assert inference is not None
+    assert [(s.key, s.value, s.shape, s.pages) for s in inference.shapes] == [
+        ("product_query_params", "id", "/product?id={id}", 90)
+    ]
+    flagger = Flagger(cfg, inferred=inference.settings)
+    keyed = flagger(pl.concat(list(Ingest([str(_log(products, tmp_path, "p.log"))], cfg).batches())))
+    assert keyed["is_product"].all() and keyed["product_key"].n_unique() == 90
+    assert "query parameter 'id'" in describe(inference) and "catalogue.product_query_params" in describe(inference)
+
+
 def test_too_few_page_views_say_nothing_yet(cfg: Config, tmp_path: Path) -> None:
     products = [f"/mens/shoes/{s}" for s in _slugs(100)]
     assert infer_products(_flagged(products, cfg, tmp_path), cfg) is None  # 100 < min_page_views
@@ -93,8 +109,8 @@ def test_too_few_page_views_say_nothing_yet(cfg: Config, tmp_path: Path) -> None
 def test_parents_with_regex_characters_are_literals_in_both_engines(cfg: Config, tmp_path: Path) -> None:
     products = [f"/c++/v1.0/{s}" for s in _slugs(60)] + [f"/c++/v2.0/{s}" for s in _slugs(60)]
     inference = infer_products(_flagged(products * 3, cfg, tmp_path), cfg)
-    assert inference is not None and len(inference.patterns) == 1
-    pattern = inference.patterns[0]
+    assert inference is not None
+    [pattern] = inference.settings["product_patterns"]
     for path, expected in [("/c++/v1.0/trail-runner-3-black", True), ("/cxx/v1x0/trail-runner-3-black", False),
                            ("/c++/v2.0/a-b", True), ("/c+/v2.0/a-b", False)]:
         assert bool(re.search(pattern, path)) is expected, path
@@ -109,14 +125,14 @@ def test_flagger_settles_once_and_can_be_turned_off(cfg: Config, tmp_path: Path)
     first = flagger(small)
     assert flagger.inferred is None and first["is_product"].sum() == 0  # not settled on 80 views
     second = flagger(big)
-    assert flagger.inferred is not None and len(flagger.inferred) == 1
+    assert flagger.inferred is not None and len(flagger.inferred["product_patterns"]) == 1
     assert second["is_product"].all()
     assert flagger(small)["is_product"].all()  # settled for the rest of the stream
 
     (tmp_path / "off.yaml").write_text("catalogue:\n  infer_products:\n    enabled: false\n")
     off = load_config(tmp_path / "off.yaml")
     quiet = Flagger(off)
-    assert quiet.inferred == [] and quiet(big)["is_product"].sum() == 0
+    assert quiet.inferred == {} and quiet(big)["is_product"].sum() == 0
     # What an earlier run settled is used from the first batch.
     carried = Flagger(cfg, inferred=flagger.inferred)
     assert carried(small)["is_product"].all()
@@ -126,12 +142,12 @@ def test_an_incremental_run_keeps_the_shapes_an_earlier_run_inferred(cfg: Config
     products = [f"/mens/shoes/{s}" for s in _slugs(80)]
     log = _log(products * 5, tmp_path)
     first = analyze([str(log)], cfg, out_dir=tmp_path / "one", state_path=tmp_path / "state.db", incremental=True)
-    assert len(first.summary["inferred_product_patterns"]) == 1
+    assert len(first.summary["inferred_products"]["product_patterns"]) == 1
     assert any("inferred from the log's URL shapes" in w for w in first.warnings)
     with log.open("a") as fh:  # a few more lines: too few to infer from on their own
         fh.write(_log(products[:10], tmp_path, "more.log", minute=30).read_text())
     second = analyze([str(log)], cfg, out_dir=tmp_path / "two", state_path=tmp_path / "state.db", incremental=True)
-    assert second.summary["inferred_product_patterns"] == first.summary["inferred_product_patterns"]
+    assert second.summary["inferred_products"] == first.summary["inferred_products"]
     clients = pl.read_parquet(tmp_path / "two" / "features.parquet")
     assert int(clients["product_pages"].sum()) == 410
 
@@ -168,10 +184,10 @@ def test_a_swarm_on_a_catalogue_the_patterns_miss_is_caught(tmp_path: Path) -> N
         humans_flagged[name] = int(d.filter(pl.col("label") == "human")["action"].is_in(["block", "challenge"]).sum())
         summary = json.loads((tmp_path / name / "summary.json").read_text())
         if name == "on":
-            [pattern] = summary["inferred_product_patterns"]
+            [pattern] = summary["inferred_products"]["product_patterns"]
             assert re.search(pattern, "/mens/footwear/sneaker-1234-black")
             assert any("/mens/footwear/{slug}" in w for w in summary["warnings"])
         else:
-            assert summary["inferred_product_patterns"] == []
+            assert summary["inferred_products"] == {}
     assert swarm_blocked["on"] >= 0.9 and swarm_blocked["off"] <= 0.5, swarm_blocked
     assert humans_flagged == {"on": 0, "off": 0}

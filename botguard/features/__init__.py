@@ -62,8 +62,9 @@ class FeatureResult:
     late_hits: int = 0
     product_regs: Any = None  # sketches.Registers of products per client (campaign overlap)
     parse_stats: Any = None
-    #: Product patterns inferred from the log (``product_shapes``), added to the configured ones.
-    inferred_products: list[str] = field(default_factory=list)
+    #: What was inferred from the log's URL shapes (``product_shapes``) and added to the
+    #: catalogue config, by key (product_patterns, product_query_params).
+    inferred_products: dict[str, list[str]] = field(default_factory=dict)
 
 
 def build_features(
@@ -170,7 +171,7 @@ def build_features(
         warnings=warnings,
         late_hits=sess.late_hits,
         product_regs=product_regs,
-        inferred_products=list(flagger.inferred or []),
+        inferred_products=dict(flagger.inferred or {}),
     )
 
 

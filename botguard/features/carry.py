@@ -103,9 +103,9 @@ class Carry:
     format: str | None = None
     format_sniffed: bool = False
     parser_columns: list[str] | None = None
-    #: Product patterns inferred from the carried traffic (``product_shapes``); None while
-    #: no run has had page views enough to settle them.
-    inferred_products: list[str] | None = None
+    #: What was inferred from the carried traffic's URL shapes (``hitflags.Flagger``); None
+    #: while no run has had page views enough to settle it.
+    inferred_products: dict[str, list[str]] | None = None
     #: Optional fields (referer, agent …) seen on some line of the carried traffic.
     columns_seen: set[str] = field(default_factory=set)
     #: Set by ``seal``: the blobs to store. ``rolled``: a window closed during this run.

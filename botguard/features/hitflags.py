@@ -220,28 +220,32 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
     )
 
 
+#: What an inference adds to the ``catalogue`` config, by key (product_patterns,
+#: product_query_params).
+Inferred = dict[str, list[str]]
+
+
 class Flagger:
     """``flag_hits`` for a stream, with the product patterns settled once for all of it: when
-    the configured patterns key (almost) no page views, the product shapes inferred from the
-    first batch with enough of them (``product_shapes``) join the patterns for the rest of
-    the stream. ``inferred``: None until settled (an incremental run passes on what an earlier
-    run settled), then the patterns added ([] for none)."""
+    the configured patterns miss the catalogue, the product shapes inferred from the first
+    batch with page views enough (``product_shapes``) join the patterns for the rest of the
+    stream. ``inferred``: None until settled (an incremental run passes on what an earlier
+    run settled), then what was added ({} for nothing)."""
 
-    def __init__(self, cfg: Config, inferred: list[str] | None = None) -> None:
+    def __init__(self, cfg: Config, inferred: Inferred | None = None) -> None:
         self.base = cfg
         self.cfg = cfg
-        self.inferred: list[str] | None = None
+        self.inferred: Inferred | None = None
         self.inference: ProductInference | None = None  # when this stream settled them
         if inferred is not None or not cfg.catalogue.infer_products.enabled:
-            self._settle(inferred or [])
+            self._settle(inferred or {})
 
-    def _settle(self, patterns: list[str]) -> None:
-        self.inferred = list(patterns)
-        if patterns:
+    def _settle(self, added: Inferred) -> None:
+        self.inferred = {k: list(v) for k, v in added.items() if v}
+        if self.inferred:
             cat = self.base.catalogue
-            self.cfg = self.base.model_copy(
-                update={"catalogue": cat.model_copy(update={"product_patterns": [*cat.product_patterns, *patterns]})}
-            )
+            update = {k: [*getattr(cat, k), *v] for k, v in self.inferred.items()}
+            self.cfg = self.base.model_copy(update={"catalogue": cat.model_copy(update=update)})
 
     def __call__(self, hits: pl.DataFrame) -> pl.DataFrame:
         flagged = flag_hits(hits, self.cfg).collect()
@@ -253,5 +257,5 @@ class Flagger:
         if inference is None:
             return flagged  # too few page views to tell: the next batch (or run) will
         self.inference = inference
-        self._settle(inference.patterns)
-        return flag_hits(hits, self.cfg).collect() if inference.patterns else flagged
+        self._settle(inference.settings)
+        return flag_hits(hits, self.cfg).collect() if self.inferred else flagged

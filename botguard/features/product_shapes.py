@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from botguard.config.models import Config
+from botguard.config.models import Config, ProductInferenceConfig
 
 #: A last segment that names one thing: an id holds a digit and nothing but letters and digits;
 #: a slug is two words or more joined by '-', '_' or '+'.
@@ -31,15 +31,23 @@ _EXT = r"(?i)(\.(?:html?|php|aspx?|jsp|p))$"
 #: Listed parents at most; a shape spread over more is matched at its depth, whatever the parents.
 _MAX_PARENTS = 20
 _NUMBER = "{n}"
+#: Query parameters that are never a product id, beside the configured page, sort and filter ones.
+_NOT_IDS = frozenset({
+    "q", "query", "s", "search", "term", "keyword", "keywords", "ref", "lang", "locale", "currency",
+    "gclid", "fbclid", "msclkid", "sid", "sessionid", "session_id", "v", "ver", "version", "t", "ts", "_",
+    "cb", "callback", "token", "redirect", "return", "returnurl", "return_url", "next", "url",
+})
 _SPECIAL = frozenset(".^$*+?()[]{}|\\")
 
 
 @dataclass(frozen=True)
 class ProductShape:
-    """One inferred shape: the pattern, how it reads ('/shoes/{slug}'), its distinct pages and
-    share of the candidate page views in the batch it was inferred from."""
+    """One inferred shape: what it adds to the catalogue config (a product pattern, or a
+    product query parameter), how it reads ('/shoes/{slug}', '/product?id={id}'), its
+    distinct pages and share of the candidate page views in the batch it was inferred from."""
 
-    pattern: str
+    key: str  # "product_patterns" or "product_query_params"
+    value: str
     shape: str
     pages: int
     view_share: float
@@ -55,8 +63,13 @@ class ProductInference:
     shapes: list[ProductShape] = field(default_factory=list)
 
     @property
-    def patterns(self) -> list[str]:
-        return [s.pattern for s in self.shapes]
+    def settings(self) -> dict[str, list[str]]:
+        """What the shapes add to the ``catalogue`` config, by key."""
+        out: dict[str, list[str]] = {"product_patterns": [], "product_query_params": []}
+        for s in self.shapes:
+            if s.value not in out[s.key]:
+                out[s.key].append(s.value)
+        return out
 
 
 def _candidates(flagged: pl.DataFrame) -> pl.DataFrame:
@@ -68,7 +81,7 @@ def _candidates(flagged: pl.DataFrame) -> pl.DataFrame:
     keep = pl.col("is_page") & pl.col("status").is_between(200, 399).fill_null(False)
     for name in others:
         keep = keep & ~pl.col(name)
-    return flagged.filter(keep & (pl.col("path").fill_null("/") != "/")).select("path", "product_key")
+    return flagged.filter(keep & (pl.col("path").fill_null("/") != "/")).select("path", "query", "product_key")
 
 
 def _shapes(paths: pl.DataFrame) -> pl.DataFrame:
@@ -129,17 +142,29 @@ def infer_products(flagged: pl.DataFrame, cfg: Config) -> ProductInference | Non
     if cfg.catalogue.non_product_patterns:
         content = "|".join(f"(?:{p})" for p in cfg.catalogue.non_product_patterns)
         views = views.filter(~pl.col("path").str.contains(content).fill_null(False))
+    cat = cfg.catalogue
+    not_ids = {p.lower() for p in (*cat.pagination_params, *cat.sort_filter_params, *cat.product_query_params)}
+    found = _path_shapes(views, total, matched, spec)
+    found += _query_shapes(views.filter(pl.col("query").fill_null("") != ""), total, matched, spec, not_ids)
+    found.sort(key=lambda s: (-s.view_share, -s.pages, s.shape))
+    return ProductInference(matched_share=matched, page_views=total, shapes=found[: spec.max_patterns])
+
+
+def _large(total: int, matched: float, spec: ProductInferenceConfig) -> pl.Expr:
+    """A catalogue: many distinct pages, a share of the views, more than the patterns key."""
+    return (
+        (pl.col("pages") >= spec.min_products)
+        & (pl.col("views") >= spec.min_view_share * total)
+        & (pl.col("views") > matched * total)
+    )
+
+
+def _path_shapes(views: pl.DataFrame, total: int, matched: float, spec: ProductInferenceConfig) -> list[ProductShape]:
     shapes = _shapes(views.group_by("path").agg(pl.len().alias("views")))
     found = (
         shapes.group_by("depth", "kind", "ext")
         .agg(pl.len().alias("pages"), pl.col("views").sum())
-        .filter(
-            (pl.col("pages") >= spec.min_products)
-            & (pl.col("views") >= spec.min_view_share * total)
-            & (pl.col("views") > matched * total)
-        )
-        .sort(["views", "pages", "depth", "kind", "ext"], descending=[True, True, False, False, False])
-        .head(spec.max_patterns)
+        .filter(_large(total, matched, spec))
     )
     out: list[ProductShape] = []
     for depth, kind, ext, pages, n_views in found.iter_rows():
@@ -149,17 +174,51 @@ def infer_products(flagged: pl.DataFrame, cfg: Config) -> ProductInference | Non
             .sort(["pages", "parent"], descending=[True, False])["parent"].to_list()
         )
         pattern, shape = _pattern(parents, depth, kind, ext)
-        out.append(ProductShape(pattern, shape, pages, n_views / total))
-    return ProductInference(matched_share=matched, page_views=total, shapes=out)
+        out.append(ProductShape("product_patterns", pattern, shape, pages, n_views / total))
+    return out
+
+
+def _query_shapes(
+    views: pl.DataFrame, total: int, matched: float, spec: ProductInferenceConfig, not_ids: set[str]
+) -> list[ProductShape]:
+    """'/product?id=48213': a parameter whose id or slug values are many on one path. The
+    parameter then keys products on every path, as ``product_query_params`` do. Pages,
+    sorts, filters, searches and trackers are never product ids."""
+    pairs = (
+        views.group_by("path", "query").agg(pl.len().alias("views"))
+        .with_columns(pl.col("query").str.split("&").alias("_kv")).explode("_kv")
+        .with_columns(
+            pl.col("_kv").str.extract(r"^([A-Za-z_][A-Za-z0-9_.-]*)=", 1).str.to_lowercase().alias("param"),
+            pl.col("_kv").str.extract(r"=(.*)$", 1).alias("value"),
+        )
+        .filter(
+            pl.col("value").str.contains(f"^(?:{_ID}|{_SLUG})$").fill_null(False)
+            & ~pl.col("param").is_in(list(not_ids | _NOT_IDS)).fill_null(True)
+            & ~pl.col("param").str.starts_with("utm_").fill_null(True)
+        )
+    )
+    found = (
+        pairs.group_by("path", "param")
+        .agg(pl.col("value").n_unique().alias("pages"), pl.col("views").sum())
+        .filter(_large(total, matched, spec))
+        .sort(["views", "path", "param"], descending=[True, False, False])
+    )
+    return [
+        ProductShape("product_query_params", param, f"{path}?{param}={{id}}", pages, n_views / total)
+        for path, param, pages, n_views in found.iter_rows()
+    ]
 
 
 def describe(inference: ProductInference) -> str:
     """The run's warning: what was inferred and how to make it the shop's own setting."""
     shapes = "; ".join(
-        f"{s.shape} ({s.pages:,} pages, {s.view_share:.0%} of page views): '{s.pattern}'" for s in inference.shapes
+        f"{s.shape} ({s.pages:,} pages, {s.view_share:.0%} of page views): "
+        + (f"pattern '{s.value}'" if s.key == "product_patterns" else f"query parameter '{s.value}'")
+        for s in inference.shapes
     )
+    keys = " and ".join(f"catalogue.{k}" for k, v in inference.settings.items() if v)
     return (
         f"catalogue.product_patterns keyed {inference.matched_share:.0%} of {inference.page_views:,} page views, "
-        f"so the product pages were inferred from the log's URL shapes: {shapes}. Add the patterns to "
-        "catalogue.product_patterns to keep them, or set catalogue.infer_products.enabled: false"
+        f"so the product pages were inferred from the log's URL shapes: {shapes}. Add them to {keys} to keep "
+        "them, or set catalogue.infer_products.enabled: false"
     )
