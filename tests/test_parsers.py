@@ -532,6 +532,52 @@ def test_default_jsonl_format(cfg: Config) -> None:
     ]
 
 
+_UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/142.0 Safari/537.36"
+_JSON_SCHEMAS = {
+    # Google Cloud load balancer / Cloud Run request logs: nested httpRequest, full URL.
+    "gcp": '{"httpRequest":{"requestMethod":"GET","requestUrl":"https://shop.example/products/blue?x=1",'
+           '"status":200,"responseSize":"5120","userAgent":"%s","remoteIp":"203.0.113.7",'
+           '"referer":"https://shop.example/","protocol":"HTTP/1.1"},"timestamp":"2026-03-02T10:00:00.250Z"}',
+    # Traefik's JSON access log.
+    "traefik": '{"ClientHost":"203.0.113.7","DownstreamContentSize":5120,"DownstreamStatus":200,'
+               '"RequestHost":"shop.example","RequestMethod":"GET","RequestPath":"/products/blue?x=1",'
+               '"RequestProtocol":"HTTP/1.1","StartUTC":"2026-03-02T10:00:00.25Z","request_User-Agent":"%s",'
+               '"request_Referer":"https://shop.example/"}',
+    # nginx log_format ... escape=json, keys named after the variables.
+    "nginx": '{"time_local":"02/Mar/2026:10:00:00 +0000","remote_addr":"203.0.113.7",'
+             '"request":"GET /products/blue?x=1 HTTP/1.1","status":"200","body_bytes_sent":"5120",'
+             '"http_referer":"https://shop.example/","http_user_agent":"%s","http_host":"shop.example"}',
+}
+
+
+@pytest.mark.parametrize("schema", sorted(_JSON_SCHEMAS))
+def test_common_json_access_logs_are_sniffed_and_read(schema: str, cfg: Config) -> None:
+    line = _JSON_SCHEMAS[schema] % _UA
+    parser = sniff(_lines([line]).collect(), cfg)
+    assert parser.name == "jsonl"
+    hits, rejects = parse("jsonl", [line], cfg)
+    assert rejects.is_empty()
+    got = hits.select("ts", "client_ip", "method", "path", "query", "protocol", "status", "bytes", "referer", "user_agent").row(0)
+    when = ts(2026, 3, 2, 10, 0, 0) + (timedelta(0) if schema == "nginx" else timedelta(milliseconds=250))
+    assert got == (when, "203.0.113.7", "GET", "/products/blue", "x=1", "HTTP/1.1", 200, 5120, "https://shop.example/", _UA)
+    assert hits["host"][0] == (None if schema == "gcp" else "shop.example")
+
+
+def test_json_request_line_or_its_parts_whichever_a_line_has(tmp_path: Path) -> None:
+    cfg = _cfg_with_formats(tmp_path, """
+ingest:
+  formats:
+    app:
+      type: json
+      fields: {ts: t, client_ip: ip, request: request, method: m, path: p}
+""")
+    lines = ['{"t":"2026-03-02T10:00:00Z","ip":"203.0.113.7","request":"HEAD /a?q=1 HTTP/1.1"}',
+             '{"t":"2026-03-02T10:00:01Z","ip":"203.0.113.7","m":"POST","p":"/b"}']
+    hits, rejects = parse("app", lines, cfg)
+    assert rejects.is_empty()
+    assert hits.select("method", "path", "query", "protocol").rows() == [("HEAD", "/a", "q=1", "HTTP/1.1"), ("POST", "/b", None, None)]
+
+
 # --------------------------------------------------------------------------- cloud formats
 def test_alb_exact(cfg: Config) -> None:
     hits, rejects = parse("alb", (LOGS / "alb.log").read_text().splitlines(), cfg)

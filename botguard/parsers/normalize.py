@@ -301,6 +301,18 @@ def finish(raw: pl.LazyFrame, default_tz: str, *, escapes: bool = True) -> tuple
     ts_exprs = _ts_exprs(cols, default_tz)
     exprs: list[pl.Expr] = [ts_exprs[0].alias("ts")]
 
+    # From fields logged apart ($request_method, $uri and $args, a CDN's JSON keys).
+    method: pl.Expr = pl.col("request_method") if "request_method" in cols else pl.lit(None, pl.String)
+    path_col = next((c for c in ("request_uri", "uri") if c in cols), None)
+    target: pl.Expr = pl.col(path_col) if path_col else pl.lit(None, pl.String)
+    if path_col and "args" in cols:
+        # $uri and $args, or a path and its query logged apart (CDN JSON), joined; a full
+        # $request_uri that already carries a query keeps it.
+        joined = _present(pl.col("args")).is_not_null()
+        if path_col == "request_uri":
+            joined = joined & ~target.str.contains("?", literal=True).fill_null(True)
+        target = pl.when(joined).then(target + "?" + pl.col("args")).otherwise(target)
+    protocol: pl.Expr = pl.col("server_protocol") if "server_protocol" in cols else pl.lit(None, pl.String)
     if "request" in cols:
         # Split once into temporary columns; expressions that share a sub-expression are not
         # always deduplicated, and the request split is the costliest part of this stage.
@@ -318,21 +330,16 @@ def finish(raw: pl.LazyFrame, default_tz: str, *, escapes: bool = True) -> tuple
             .when(pl.col("request").is_in(_MISSING)).then(None)
             .otherwise(pl.col("request")).alias("_target")
         )
-        method: pl.Expr = pl.when(pl.col("_wf")).then(pl.col("_rq0"))
-        target: pl.Expr = pl.col("_target")
-        protocol: pl.Expr = pl.when(pl.col("_wf")).then(pl.col("_rq2"))
-    else:
-        method = pl.col("request_method") if "request_method" in cols else pl.lit(None, pl.String)
-        path_col = next((c for c in ("request_uri", "uri") if c in cols), None)
-        target = pl.col(path_col) if path_col else pl.lit(None, pl.String)
-        if path_col and "args" in cols:
-            # $uri and $args, or a path and its query logged apart (CDN JSON), joined; a full
-            # $request_uri that already carries a query keeps it.
-            joined = _present(pl.col("args")).is_not_null()
-            if path_col == "request_uri":
-                joined = joined & ~target.str.contains("?", literal=True).fill_null(True)
-            target = pl.when(joined).then(target + "?" + pl.col("args")).otherwise(target)
-        protocol = pl.col("server_protocol") if "server_protocol" in cols else pl.lit(None, pl.String)
+        from_request = (
+            pl.when(pl.col("_wf")).then(pl.col("_rq0")),
+            pl.col("_target"),
+            pl.when(pl.col("_wf")).then(pl.col("_rq2")),
+        )
+        if "request_method" in cols or path_col:
+            # A JSON map may name both: lines without the request line use the fields.
+            method, target, protocol = (pl.coalesce(a, b) for a, b in zip(from_request, (method, target, protocol), strict=True))
+        else:
+            method, target, protocol = from_request
     raw = raw.with_columns(target.alias("_target"))
     target = pl.col("_target")
     raw = raw.with_columns(target.str.find("?", literal=True).alias("_qpos"))
