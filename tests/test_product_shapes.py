@@ -85,6 +85,16 @@ def test_a_shop_whose_patterns_key_its_products_infers_nothing(cfg: Config, tmp_
     assert inference.shapes == []
 
 
+def test_collections_read_more_than_the_products_they_list_are_not_a_catalogue(cfg: Config, tmp_path: Path) -> None:
+    # A Shopify shop: 50 collections (listing pages with slug names) viewed more often than
+    # its 300 products; the collections are fewer than the products the patterns key.
+    collections = [f"/collections/{s}" for s in _slugs(50)] * 8
+    products = [f"/products/{s}-x" for s in _slugs(300)]
+    inference = infer_products(_flagged(collections + products, cfg, tmp_path), cfg)
+    assert inference is not None and inference.matched_share == pytest.approx(300 / 700)
+    assert inference.shapes == []
+
+
 def test_product_ids_in_a_query_string_name_their_parameter(cfg: Config, tmp_path: Path) -> None:
     products = [f"/product?id={1000 + k}&utm_source=mail" for k in range(90)]
     # Pages of a listing and searches have many values too, but they are no product ids.

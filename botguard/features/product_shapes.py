@@ -136,35 +136,47 @@ def infer_products(flagged: pl.DataFrame, cfg: Config) -> ProductInference | Non
     keyed = views["product_key"].is_not_null()
     matched = float(keyed.mean() or 0.0)  # type: ignore[arg-type]
     total = len(views)
+    bar = _Bar(spec, total, matched, int(views.filter(keyed)["product_key"].n_unique()))
     # Shapes of the pages the patterns do not key: the catalogue they miss is larger than
-    # what they key (a shop's blog or help pages are not).
+    # what they key, in views and in distinct pages (a shop's blog, help or collection pages
+    # are not).
     views = views.filter(~keyed)
     if cfg.catalogue.non_product_patterns:
         content = "|".join(f"(?:{p})" for p in cfg.catalogue.non_product_patterns)
         views = views.filter(~pl.col("path").str.contains(content).fill_null(False))
     cat = cfg.catalogue
     not_ids = {p.lower() for p in (*cat.pagination_params, *cat.sort_filter_params, *cat.product_query_params)}
-    found = _path_shapes(views, total, matched, spec)
-    found += _query_shapes(views.filter(pl.col("query").fill_null("") != ""), total, matched, spec, not_ids)
+    found = _path_shapes(views, bar)
+    found += _query_shapes(views.filter(pl.col("query").fill_null("") != ""), bar, not_ids)
     found.sort(key=lambda s: (-s.view_share, -s.pages, s.shape))
     return ProductInference(matched_share=matched, page_views=total, shapes=found[: spec.max_patterns])
 
 
-def _large(total: int, matched: float, spec: ProductInferenceConfig) -> pl.Expr:
-    """A catalogue: many distinct pages, a share of the views, more than the patterns key."""
-    return (
-        (pl.col("pages") >= spec.min_products)
-        & (pl.col("views") >= spec.min_view_share * total)
-        & (pl.col("views") > matched * total)
-    )
+@dataclass(frozen=True)
+class _Bar:
+    """What a shape must exceed to be the catalogue: many distinct pages, a share of the page
+    views, and more of both than the patterns key."""
+
+    spec: ProductInferenceConfig
+    total: int  # candidate page views
+    matched: float  # share of them the patterns key
+    keyed_products: int  # distinct products the patterns key
+
+    def expr(self) -> pl.Expr:
+        return (
+            (pl.col("pages") >= self.spec.min_products)
+            & (pl.col("pages") > self.keyed_products)
+            & (pl.col("views") >= self.spec.min_view_share * self.total)
+            & (pl.col("views") > self.matched * self.total)
+        )
 
 
-def _path_shapes(views: pl.DataFrame, total: int, matched: float, spec: ProductInferenceConfig) -> list[ProductShape]:
+def _path_shapes(views: pl.DataFrame, bar: _Bar) -> list[ProductShape]:
     shapes = _shapes(views.group_by("path").agg(pl.len().alias("views")))
     found = (
         shapes.group_by("depth", "kind", "ext")
         .agg(pl.len().alias("pages"), pl.col("views").sum())
-        .filter(_large(total, matched, spec))
+        .filter(bar.expr())
     )
     out: list[ProductShape] = []
     for depth, kind, ext, pages, n_views in found.iter_rows():
@@ -174,13 +186,11 @@ def _path_shapes(views: pl.DataFrame, total: int, matched: float, spec: ProductI
             .sort(["pages", "parent"], descending=[True, False])["parent"].to_list()
         )
         pattern, shape = _pattern(parents, depth, kind, ext)
-        out.append(ProductShape("product_patterns", pattern, shape, pages, n_views / total))
+        out.append(ProductShape("product_patterns", pattern, shape, pages, n_views / bar.total))
     return out
 
 
-def _query_shapes(
-    views: pl.DataFrame, total: int, matched: float, spec: ProductInferenceConfig, not_ids: set[str]
-) -> list[ProductShape]:
+def _query_shapes(views: pl.DataFrame, bar: _Bar, not_ids: set[str]) -> list[ProductShape]:
     """'/product?id=48213': a parameter whose id or slug values are many on one path. The
     parameter then keys products on every path, as ``product_query_params`` do. Pages,
     sorts, filters, searches and trackers are never product ids."""
@@ -200,11 +210,11 @@ def _query_shapes(
     found = (
         pairs.group_by("path", "param")
         .agg(pl.col("value").n_unique().alias("pages"), pl.col("views").sum())
-        .filter(_large(total, matched, spec))
+        .filter(bar.expr())
         .sort(["views", "path", "param"], descending=[True, False, False])
     )
     return [
-        ProductShape("product_query_params", param, f"{path}?{param}={{id}}", pages, n_views / total)
+        ProductShape("product_query_params", param, f"{path}?{param}={{id}}", pages, n_views / bar.total)
         for path, param, pages, n_views in found.iter_rows()
     ]
 
