@@ -177,10 +177,11 @@ def sessionize_stream(batches: Iterator[pl.DataFrame], cfg: Config) -> Iterator[
 
 
 def sessionize(hits: pl.DataFrame, cfg: Config) -> pl.DataFrame:
-    """In-memory convenience: flagged hits → the same hits with session columns."""
-    from botguard.features.hitflags import flag_hits
+    """In-memory convenience: hits (flagged or not) → the same hits with session columns.
+    Unflagged hits are flagged as ``build_features`` would (product shapes inferred too)."""
+    from botguard.features.hitflags import Flagger
 
     if "client" not in hits.columns:
-        hits = flag_hits(hits, cfg).collect()
+        hits = Flagger(cfg)(hits)
     parts = list(sessionize_stream(iter([hits]), cfg))
     return pl.concat(parts) if parts else hits

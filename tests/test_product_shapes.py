@@ -201,3 +201,11 @@ def test_a_swarm_on_a_catalogue_the_patterns_miss_is_caught(tmp_path: Path) -> N
             assert summary["inferred_products"] == {}
     assert swarm_blocked["on"] >= 0.9 and swarm_blocked["off"] <= 0.5, swarm_blocked
     assert humans_flagged == {"on": 0, "off": 0}
+
+
+def test_library_sessionize_flags_like_the_pipeline(cfg: Config, tmp_path: Path) -> None:
+    from botguard.sessionize import sessionize
+
+    products = [f"/mens/shoes/{s}" for s in _slugs(80)]
+    hits = pl.concat(list(Ingest([str(_log(products * 5, tmp_path))], cfg).batches()))
+    assert sessionize(hits, cfg)["is_product"].all()
