@@ -3,13 +3,14 @@
 Most catalogue evidence reads the product key: coverage, sequential walks, revisits, the swarm
 that shares the catalogue out between addresses. A shop whose product pages are
 '/mens/shoes/air-runner-2' would have none of it, and lose most of its scraper detection without
-a word. So when the configured patterns key (almost) none of a batch's page views, the page
-paths are cut into parent and last segment; a last segment that is an id ('48213',
-'B08N5WRWNW') or a slug ('air-runner-2') gives the path a shape: (depth, id or slug, extension).
-A shop's categories and content pages are a few dozen; its products are the one shape with
-many distinct pages and a large share of the views. That shape becomes a regular expression
-(its parent paths listed when they are few, any parents of its depth otherwise) that is then
-used as a configured product pattern would be.
+a word. So the paths of a batch's page views that no pattern keys are cut into parent and last
+segment; a last segment that is an id ('48213', 'B08N5WRWNW') or a slug ('air-runner-2') gives
+the path a shape: (depth, id or slug, extension). A shop's categories and content pages are a
+few dozen; its products are the one shape with many distinct pages and a large share of the
+views, more of both than the patterns key. That shape becomes a regular expression (its parent
+paths listed when they are few, any parents of its depth otherwise) that is then used as a
+configured product pattern would be; a query parameter with such values ('/product?id=48213')
+becomes a product query parameter.
 
 All the work is per distinct path, in Polars expressions.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from botguard.config.models import Config, ProductInferenceConfig
+from botguard.features.hitflags import _any
 
 #: A last segment that names one thing: an id holds a digit and nothing but letters and digits;
 #: a slug is two words or more joined by '-', '_' or '+'.
@@ -55,8 +57,8 @@ class ProductShape:
 
 @dataclass(frozen=True)
 class ProductInference:
-    """What a batch said. ``shapes`` is empty when the configured patterns already key enough
-    page views (``matched_share``) or no shape is large enough."""
+    """What a batch said: the share of its candidate page views the patterns key, and the
+    shapes they miss (empty when no shape is larger than what they key)."""
 
     matched_share: float
     page_views: int
@@ -126,32 +128,6 @@ def _pattern(parents: list[str], depth: int, kind: str, ext: str) -> tuple[str, 
     return f"(?i)^{head}/({_STEM[kind]}){tail}/?$", f"{shown}/{{{kind}}}{ext}"
 
 
-def infer_products(flagged: pl.DataFrame, cfg: Config) -> ProductInference | None:
-    """The product shapes of a flagged batch (``hitflags.flag_hits`` under the configured
-    patterns), or None when it holds too few page views to say."""
-    spec = cfg.catalogue.infer_products
-    views = _candidates(flagged)
-    if len(views) < spec.min_page_views:
-        return None
-    keyed = views["product_key"].is_not_null()
-    matched = float(keyed.mean() or 0.0)  # type: ignore[arg-type]
-    total = len(views)
-    bar = _Bar(spec, total, matched, int(views.filter(keyed)["product_key"].n_unique()))
-    # Shapes of the pages the patterns do not key: the catalogue they miss is larger than
-    # what they key, in views and in distinct pages (a shop's blog, help or collection pages
-    # are not).
-    views = views.filter(~keyed)
-    if cfg.catalogue.non_product_patterns:
-        content = "|".join(f"(?:{p})" for p in cfg.catalogue.non_product_patterns)
-        views = views.filter(~pl.col("path").str.contains(content).fill_null(False))
-    cat = cfg.catalogue
-    not_ids = {p.lower() for p in (*cat.pagination_params, *cat.sort_filter_params, *cat.product_query_params)}
-    found = _path_shapes(views, bar)
-    found += _query_shapes(views.filter(pl.col("query").fill_null("") != ""), bar, not_ids)
-    found.sort(key=lambda s: (-s.view_share, -s.pages, s.shape))
-    return ProductInference(matched_share=matched, page_views=total, shapes=found[: spec.max_patterns])
-
-
 @dataclass(frozen=True)
 class _Bar:
     """What a shape must exceed to be the catalogue: many distinct pages, a share of the page
@@ -169,6 +145,29 @@ class _Bar:
             & (pl.col("views") >= self.spec.min_view_share * self.total)
             & (pl.col("views") > self.matched * self.total)
         )
+
+
+def infer_products(flagged: pl.DataFrame, cfg: Config) -> ProductInference | None:
+    """The product shapes of a flagged batch (``hitflags.flag_hits`` under the configured
+    patterns), or None when it holds too few page views to say."""
+    cat = cfg.catalogue
+    spec = cat.infer_products
+    views = _candidates(flagged)
+    if len(views) < spec.min_page_views:
+        return None
+    keyed = views["product_key"].is_not_null()
+    matched = float(keyed.mean() or 0.0)  # type: ignore[arg-type]
+    total = len(views)
+    bar = _Bar(spec, total, matched, int(views.filter(keyed)["product_key"].n_unique()))
+    # Shapes of the pages the patterns do not key: the catalogue they miss is larger than
+    # what they key, in views and in distinct pages (a shop's blog, help or collection pages
+    # are not).
+    views = views.filter(~keyed).filter(~_any(pl.col("path"), cat.non_product_patterns))
+    not_ids = {p.lower() for p in (*cat.pagination_params, *cat.sort_filter_params, *cat.product_query_params)}
+    found = _path_shapes(views, bar)
+    found += _query_shapes(views.filter(pl.col("query").fill_null("") != ""), bar, not_ids)
+    found.sort(key=lambda s: (-s.view_share, -s.pages, s.shape))
+    return ProductInference(matched_share=matched, page_views=total, shapes=found[: spec.max_patterns])
 
 
 def _path_shapes(views: pl.DataFrame, bar: _Bar) -> list[ProductShape]:
