@@ -66,6 +66,24 @@ def test_claimed_crawler(cfg: Config) -> None:
                              "GPTBot", "Applebot", "Googlebot"]
 
 
+def test_claimed_crawler_first_entry_wins_and_python_only_patterns(cfg: Config) -> None:
+    """Claims are scanned in Rust; an entry whose pattern only Python's ``re`` compiles (a
+    look-behind) still matches, and an agent matching several entries takes the first, as
+    ``re.search`` over the entries in order would."""
+    specs = [
+        cfg.crawlers.verify[0].model_copy(update={"name": "NotFromTest", "ua_pattern": r"(?<!test-)examplebot"}),
+        cfg.crawlers.verify[0].model_copy(update={"name": "AnyExample", "ua_pattern": r"(?i)example"}),
+        *cfg.crawlers.verify,
+    ]
+    custom = cfg.model_copy(update={"crawlers": cfg.crawlers.model_copy(update={"verify": specs})})
+    agents = pl.Series(["examplebot/1.0", "test-examplebot/1.0", "ExampleBot", GOOGLEBOT, FIREFOX, None])
+    out = claimed_crawler(agents, custom).to_list()
+    expected = [
+        next((s.name for s in specs if a is not None and re.search(s.ua_pattern, a)), None) for a in agents
+    ]
+    assert out == expected == ["NotFromTest", "AnyExample", "AnyExample", "Googlebot", None, None]
+
+
 # --------------------------------------------------------------------------- by ranges
 def test_ranges_decide_verified_and_fake(cfg: Config, fixture_ranges: RangeSet) -> None:
     frame = _frame([

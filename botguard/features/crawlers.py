@@ -20,7 +20,6 @@ from __future__ import annotations
 import concurrent.futures as futures
 import ipaddress
 import math
-import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,20 +51,24 @@ _MAX_WORKERS = 16
 def claimed_crawler(agents: pl.Series, cfg: Config) -> pl.Series:
     """Name of the first ``crawlers.verify`` entry whose ``ua_pattern`` matches, else null.
 
-    Patterns are Python regexes (the config validates them with :mod:`re`), applied once per
-    distinct agent.
+    Each pattern is one vectorized scan over the distinct agents (Rust's regex engine, which
+    agrees with Python's on these patterns; one Rust cannot compile, a look-around say, runs
+    in Python): a loop of every pattern over every agent in Python cost 0.5 s per 23,000
+    distinct agents, a quarter of the agent table.
     """
-    specs = [(s.name, re.compile(s.ua_pattern)) for s in cfg.crawlers.verify]
-    distinct = agents.cast(pl.String).drop_nulls().unique().to_list()
-    names: dict[str, str] = {}
-    for agent in distinct:
-        for name, pattern in specs:
-            if pattern.search(agent):
-                names[agent] = name
-                break
-    out = agents.cast(pl.String).replace_strict(
-        list(names), list(names.values()), default=None, return_dtype=pl.String
-    )
+    from botguard.features.agent import _contains
+
+    texts = agents.cast(pl.String)
+    distinct = texts.drop_nulls().unique()
+    names = pl.Series("name", [None] * len(distinct), dtype=pl.String)
+    for spec in cfg.crawlers.verify:
+        todo = names.is_null()
+        if not todo.any():
+            break
+        hit = _contains(distinct, spec.ua_pattern) & todo
+        names = names.zip_with(~hit, pl.Series([spec.name] * len(distinct), dtype=pl.String))
+    found = pl.DataFrame({"agent": distinct, "name": names}).filter(pl.col("name").is_not_null())
+    out = texts.replace_strict(found["agent"], found["name"], default=None, return_dtype=pl.String)
     return out.alias("claimed_crawler")
 
 
