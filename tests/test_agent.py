@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from types import SimpleNamespace
 from typing import Any
 
@@ -397,6 +398,39 @@ def test_fast_resolver_is_exactly_ua_parser() -> None:
     texts = [t for t in [*instances[::6], *AGENTS.values()] if t.isascii() and t.isprintable()]
     assert agent._resolve_fast(texts) == agent._resolve_basic(texts)
 
+
+def test_fast_resolver_shares_results_only_where_the_groups_agree() -> None:
+    """Agents that differ outside a matcher's groups share its result; agents whose groups
+    differ (another version, another device model) do not, and a matcher that raises on odd
+    input is passed over as the linear scan does."""
+    chrome = "Mozilla/5.0 (Linux; Android 14; {model}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v} Mobile Safari/537.36"
+    texts = [
+        chrome.format(model=m, v=v)
+        for m in ("SM-S918B", "SM-A546B", "Pixel 8", "moto g54 5G")
+        for v in ("131.0.6778.39", "131.0.6778.104", "130.0.6723.58", "99.0.4844.88")
+    ]
+    fast = agent._resolve_fast(texts)
+    assert fast == agent._resolve_basic(texts)
+    # The browser's result does not depend on the device model: one object per version.
+    # Another version, another result; all share the one Android 14 result.
+    assert fast[0][0] is fast[4][0] is fast[8][0]
+    assert fast[0][0] is not fast[1][0] and fast[1][0].patch_minor == "104"
+    assert len({id(r[1]) for r in fast}) == 1
+    assert len({r[2].model for r in fast}) == 4  # one device result per model
+
+    class Raising:
+        """A matcher whose pattern matches but whose result cannot be built."""
+
+        pattern = re.compile(r"(Chrome)/(\d+)")
+
+        def __call__(self, text: str) -> None:
+            raise ValueError("no family")
+
+    matchers, _ = agent._matchers()
+    ua_matchers = [Raising(), *matchers[0]]
+    for text in texts[:3]:
+        got = agent._first_result(ua_matchers, 9, text, 0, {})
+        assert got == agent._scan(matchers[0], text)
 
 def test_parse_matches_user_agents_library() -> None:
     import user_agents
