@@ -347,11 +347,11 @@ def version_lag(frame: pl.DataFrame) -> pl.DataFrame:
 def _any_match(texts: pl.Series, patterns: Sequence[str]) -> pl.Series:
     out = pl.repeat(False, len(texts), eager=True)
     for pattern in patterns:
-        out = out | _contains(texts, pattern)
+        out = out | regex_contains(texts, pattern)
     return out
 
 
-def _contains(texts: pl.Series, pattern: str) -> pl.Series:
+def regex_contains(texts: pl.Series, pattern: str) -> pl.Series:
     """Regex search in Rust; patterns Rust cannot compile (look-around) fall back to Python."""
     try:
         return texts.str.contains(pattern)
@@ -444,7 +444,7 @@ def _match_crawlers(texts: pl.Series, extra: list[str]) -> pl.DataFrame:
         for k, (entry_id, pattern) in enumerate(index.regexes):
             col = scans[str(k)]
             if col.null_count() == len(col) and len(col):  # Rust refused it: use Python
-                col = _contains(texts, pattern)
+                col = regex_contains(texts, pattern)
             for row in np.flatnonzero(col.fill_null(False).to_numpy()):
                 hits[row].add(entry_id)
     names: list[str | None] = []
@@ -678,9 +678,9 @@ def _first_result(
 
     A matcher's result is its templates filled from its match groups (ua-parser's
     ``replacer`` reads groups 1-9, never the whole match), so agents that differ only
-    outside the groups (build numbers, most of the string) get the same result: it is built
-    once per (matcher, groups), where filling the templates (``re.sub`` per field) was a
-    third of the Python scan. Anything unusual (no compiled pattern, no match, a matcher that
+    outside the groups get the same result (one browser result for every device model, one
+    device result for every browser version): it is built once per (matcher, groups), where
+    filling the templates (``re.sub`` per field) was a third of the Python scan. Anything unusual (no compiled pattern, no match, a matcher that
     raises) takes the plain scan."""
     if start < 0:
         return None
