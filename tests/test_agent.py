@@ -432,6 +432,7 @@ def test_fast_resolver_shares_results_only_where_the_groups_agree() -> None:
         got = agent._first_result(ua_matchers, 9, text, 0, {})
         assert got == agent._scan(matchers[0], text)
 
+
 def test_parse_matches_user_agents_library() -> None:
     import user_agents
 

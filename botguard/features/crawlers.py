@@ -60,14 +60,11 @@ def claimed_crawler(agents: pl.Series, cfg: Config) -> pl.Series:
 
     texts = agents.cast(pl.String)
     distinct = texts.drop_nulls().unique()
-    names = pl.Series("name", [None] * len(distinct), dtype=pl.String)
-    for spec in cfg.crawlers.verify:
-        todo = names.is_null()
-        if not todo.any():
-            break
-        hit = regex_contains(distinct, spec.ua_pattern) & todo
-        names = names.zip_with(~hit, pl.Series([spec.name] * len(distinct), dtype=pl.String))
-    found = pl.DataFrame({"agent": distinct, "name": names}).filter(pl.col("name").is_not_null())
+    specs = cfg.crawlers.verify
+    matched = pl.DataFrame({str(k): regex_contains(distinct, s.ua_pattern) for k, s in enumerate(specs)})
+    # The first entry that matches: a coalesce over the entries in order.
+    name = pl.coalesce([pl.when(pl.col(str(k))).then(pl.lit(s.name)) for k, s in enumerate(specs)]) if specs else pl.lit(None, pl.String)
+    found = matched.select(pl.lit(distinct).alias("agent"), name.alias("name")).filter(pl.col("name").is_not_null())
     out = texts.replace_strict(found["agent"], found["name"], default=None, return_dtype=pl.String)
     return out.alias("claimed_crawler")
 
