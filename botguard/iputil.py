@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -353,6 +353,34 @@ class NetworkIndex:
             v6_groups.append(v6)
             sizes.append(len(texts))
         return cls(_segments_v4(v4_groups), _segments_v6(v6_groups), sizes)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The index as plain arrays (``from_arrays`` reads them back): what a cache stores."""
+        return {
+            "v4_bounds": self._v4.bounds, "v4_labels": self._v4.labels,
+            "v6_bounds": self._v6.bounds, "v6_labels": self._v6.labels,
+            "sizes": np.array(self.sizes, dtype=np.int64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> NetworkIndex:
+        """The index ``to_arrays`` gave. Raises ValueError unless the arrays have the shapes and
+        types an index has (bounds strictly rising from 0, labels naming a list or -1): a cache
+        file is read back, and a damaged one must be rebuilt, not searched."""
+        sizes = np.asarray(arrays["sizes"])
+        if sizes.dtype != np.int64 or sizes.ndim != 1:
+            raise ValueError("sizes: expected a vector of int64")
+        segments = []
+        for name, dtype in (("v4", np.dtype(np.uint32)), ("v6", np.dtype("S16"))):
+            bounds, labels = np.asarray(arrays[f"{name}_bounds"]), np.asarray(arrays[f"{name}_labels"])
+            if bounds.dtype != dtype or labels.dtype != np.int32 or bounds.ndim != 1 or bounds.shape != labels.shape:
+                raise ValueError(f"{name}: expected {dtype} bounds and as many int32 labels")
+            if len(bounds) and (bounds[0] != np.zeros(1, dtype)[0] or not bool(np.all(bounds[1:] > bounds[:-1]))):
+                raise ValueError(f"{name}: bounds do not rise from 0")
+            if len(labels) and (labels.min() < -1 or labels.max() >= len(sizes)):
+                raise ValueError(f"{name}: a label names no list")
+            segments.append(_Segments(bounds, labels))
+        return cls(segments[0], segments[1], [int(n) for n in sizes])
 
     def lookup(self, series: pl.Series) -> pl.Series:
         """Int32 label of the first list containing each address; null if none or not an address."""

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
 from botguard.config import Config, load_config
 from botguard.errors import InputError
+from botguard.iputil import NetworkIndex
 from botguard.ranges import (
+    INDEX_CACHE,
     RangeSet,
     list_ranges,
     load_ranges,
@@ -310,6 +315,77 @@ def test_rangeset_can_be_built_directly() -> None:
     ips = pl.Series(["192.0.2.1", "192.0.2.200", "2001:db8::1"])
     assert ranges.lookup(ips, ["b", "a"]).to_list() == ["b", "a", "b"]
     assert ranges.lookup(ips).to_list() == ["a", "a", "b"]
+
+
+def _fetch(lists: dict[str, bytes]) -> Callable[[str, float], bytes]:
+    names = {u: s.name for s in load_config().ranges.sources for u in s.urls}
+
+    def fetch(url: str, timeout: float) -> bytes:
+        return lists.get(names[url], b"")
+
+    return fetch
+
+
+def test_built_indexes_are_cached_and_read_back(
+    cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run reads the index an earlier run built from the same lists instead of parsing every
+    network again; what it finds is the same."""
+    lists = {"googlebot": b"192.0.2.0/27\n2001:db8:4801::/48\n", "aws": b"198.51.100.0/24\n192.0.2.0/24\n"}
+    update_ranges(cfg, data_dir=tmp_path, fetch=_fetch(lists), as_of=AS_OF, only=["googlebot", "aws"])
+    ips = pl.Series("ip", ["192.0.2.1", "192.0.2.100", "198.51.100.9", "2001:db8:4801::1", "::ffff:192.0.2.3",
+                           "10.0.0.1", None, "garbage"])
+    expected = ["googlebot", "aws", "aws", "googlebot", "googlebot", None, None, None]
+    assert load_ranges(cfg, tmp_path).lookup(ips, ["googlebot", "aws"]).to_list() == expected
+    assert len(list((tmp_path / INDEX_CACHE).glob("*.npz"))) == 1
+
+    def no_build(lists: object) -> NetworkIndex:
+        raise AssertionError("the cached index was not used")
+
+    with monkeypatch.context() as m:
+        m.setattr(NetworkIndex, "build", staticmethod(no_build))
+        assert load_ranges(cfg, tmp_path).lookup(ips, ["googlebot", "aws"]).to_list() == expected
+        # Another choice of lists is another index, built anew.
+        with pytest.raises(AssertionError, match="cached index"):
+            load_ranges(cfg, tmp_path).lookup(ips, ["aws"])
+    assert load_ranges(cfg, tmp_path).lookup(ips, ["aws", "googlebot"]).to_list()[:2] == ["aws", "aws"]
+
+
+def test_a_cached_index_never_outlives_its_lists(cfg: Config, tmp_path: Path) -> None:
+    """Updated lists are looked up in a new index (the cache is keyed by the lists' digests
+    and emptied by the update); a damaged cache file is rebuilt; an unwritable cache folder
+    only costs the time."""
+    fetch = _fetch({"aws": b"198.51.100.0/24\n"})
+    update_ranges(cfg, data_dir=tmp_path, fetch=fetch, as_of=AS_OF, only=["aws"])
+    ips = pl.Series("ip", ["198.51.100.9", "203.0.113.5"])
+    assert load_ranges(cfg, tmp_path).lookup(ips).to_list() == ["aws", None]
+    (cached,) = (tmp_path / INDEX_CACHE).glob("*.npz")
+    update_ranges(cfg, data_dir=tmp_path, fetch=_fetch({"aws": b"203.0.113.0/24\n"}), as_of=AS_OF, only=["aws"])
+    assert not cached.exists()
+    assert load_ranges(cfg, tmp_path).lookup(ips).to_list() == [None, "aws"]
+    (cached,) = (tmp_path / INDEX_CACHE).glob("*.npz")
+    npy = io.BytesIO()
+    np.save(npy, np.arange(3))
+    for damage in (b"", b"PK\x03\x04 not a zip", cached.read_bytes()[: cached.stat().st_size // 2], npy.getvalue()):
+        cached.write_bytes(damage)
+        assert load_ranges(cfg, tmp_path).lookup(ips).to_list() == [None, "aws"]
+    (tmp_path / INDEX_CACHE).rename(tmp_path / "elsewhere")
+    (tmp_path / INDEX_CACHE).write_text("a file where the folder should be")
+    assert load_ranges(cfg, tmp_path).lookup(ips).to_list() == [None, "aws"]
+
+
+def test_an_index_read_back_must_have_an_index_shape() -> None:
+    index = NetworkIndex.build([["192.0.2.0/24", "2001:db8::/32"], ["198.51.100.0/24"]])
+    arrays = index.to_arrays()
+    ips = pl.Series(["192.0.2.1", "198.51.100.1", "2001:db8::1", "203.0.113.1"])
+    assert NetworkIndex.from_arrays(arrays).lookup(ips).to_list() == [0, 1, 0, None]
+    bad_label = {**arrays, "v4_labels": arrays["v4_labels"] + 5}
+    unsorted = {**arrays, "v4_bounds": arrays["v4_bounds"][::-1].copy()}
+    wrong_type = {**arrays, "v6_bounds": arrays["v6_bounds"].astype("S8")}
+    short = {**arrays, "v6_labels": arrays["v6_labels"][:-1]}
+    for broken in (bad_label, unsorted, wrong_type, short):
+        with pytest.raises(ValueError):
+            NetworkIndex.from_arrays(broken)
 
 
 # --------------------------------------------------------------------------- real data
