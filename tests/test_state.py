@@ -460,3 +460,44 @@ def test_a_damaged_state_file_is_a_clear_error(tmp_path: Path, content: bytes) -
     res = CliRunner().invoke(app, ["block", "list", "--state", str(db)])
     assert res.exit_code == 2 and "not a usable botguard state database" in res.output and str(db) in res.output
     assert "Traceback" not in res.output
+
+
+def _stored_carry(path: Path) -> dict[str, bytes]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return {n: bytes(d) for n, d in conn.execute("SELECT name, data FROM carry")}
+
+
+def test_saving_the_carry_writes_what_changed_and_leaves_exactly_the_new_state(tmp_path: Path) -> None:
+    """Blobs equal to those read stay in place (the previous window's, between two rolls);
+    the file then holds exactly the saved state, whether or not it was read first, and a
+    rolled-back run leaves the earlier one."""
+    path = tmp_path / "state.db"
+    first = {"meta": b"1", "prev.a": b"A" * 1000, "cur.b": b"B", "gone": b"G"}
+    with StateStore(path, lock_timeout_s=1) as s:
+        s.save_carry(first)
+    assert _stored_carry(path) == first
+    second = {"meta": b"2", "prev.a": b"A" * 1000, "cur.b": b"b", "new": b"N"}
+    with StateStore(path, lock_timeout_s=1) as s:
+        loaded = s.load_carry()
+        assert loaded == first
+        written: list[str] = []
+        s._conn.set_trace_callback(written.append)
+        s.save_carry({**second, "prev.a": loaded["prev.a"]})
+        s._conn.set_trace_callback(None)
+    assert _stored_carry(path) == second
+    inserts = [w for w in written if w.startswith("INSERT")]
+    assert len(inserts) == 3  # meta, cur.b, new: the unchanged prev.a is not written again
+    # Saved without reading first: nothing of the earlier state survives.
+    with StateStore(path, lock_timeout_s=1) as s:
+        s.save_carry({"meta": b"3"})
+    assert _stored_carry(path) == {"meta": b"3"}
+    # A run that fails after saving leaves the previous state, and the store knows it did not
+    # write: its next save writes everything.
+    with StateStore(path, lock_timeout_s=1) as s:
+        s.load_carry()
+        with pytest.raises(RuntimeError), s.transaction():
+            s.save_carry({"meta": b"4", "x": b"X"})
+            raise RuntimeError("killed")
+        assert _stored_carry(path) == {"meta": b"3"}
+        s.save_carry({"meta": b"3", "x": b"X"})
+    assert _stored_carry(path) == {"meta": b"3", "x": b"X"}
