@@ -502,7 +502,6 @@ class RangeSet:
         labels = index.lookup(ips)
         return pl.Series("name", chosen, dtype=pl.String).gather(labels).alias(ips.name)
 
-
     def _index(self, chosen: tuple[str, ...]) -> NetworkIndex:
         """The index of ``chosen``, from the cache when it holds one built from these very
         lists. Building one parses every network of the lists (0.1 s for the ~80,000 of the
