@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 
 from botguard.config import load_config
 from botguard.features import build_features, sketches
-from botguard.features.hitflags import flag_hits
+from botguard.features.hitflags import UrlFlagCache, flag_hits
 from botguard.schema import CLIENT_FEATURES_SCHEMA, HITS_SCHEMA, SESSION_FEATURES_SCHEMA, check
 from botguard.sessionize import sessionize, sessionize_stream
 
@@ -375,6 +375,30 @@ def test_claimed_crawler_ties_go_to_the_earliest_agent_whatever_the_batches(cfg)
         clients = build_features(parts, cfg, ranges=_no_ranges(cfg)).clients
         got.add(clients.filter(pl.col("client") == "10.9.9.9")["claimed_crawler"].item())
     assert got == {"Googlebot"}
+
+
+def test_url_flags_cached_across_batches_are_the_flags_of_each_batch(cfg) -> None:  # type: ignore[no-untyped-def]
+    """A stream's batches repeat most of their paths and queries: their flags come from the
+    cache, new ones are computed, and every batch gets what it would get alone, also when the
+    cache outgrows its limit and starts again."""
+    pages = ["/products/blue-shoe", "/p/123", "/cart", "/static/app.css", "/wp-login.php", "/robots.txt",
+             "/collections/shoes?page=2&sort=price", "/item?sku=A-9", "/search?q=%27or%201=1", "/", "/dp/B00X?x=1"]
+    rnd = random.Random(5)
+    batches = [
+        hits_frame([("198.51.100.7", float(i), rnd.choice(pages[: 4 + 3 * b]) if i % 5 else f"/product/{b * 100 + i}")
+                    for i in range(40)]).with_columns(
+            pl.when(pl.col("line_no") == 7).then(None).otherwise(pl.col("path")).alias("path"))
+        for b in range(3)
+    ]
+    batches.append(batches[1])  # nothing new at all
+    for limit in (1 << 18, 4):
+        cache = UrlFlagCache(limit=limit)
+        for batch in batches:
+            assert_frame_equal(flag_hits(batch, cfg, cache).collect(), flag_hits(batch, cfg).collect())
+            held = len(cache.known["path"])
+            assert held <= max(limit, batch["path"].fill_null("").n_unique())  # the limit, or one batch's
+        if limit > held:  # every distinct path of the stream, once
+            assert held == pl.concat(batches)["path"].fill_null("").n_unique()
 
 
 def test_pages_are_navigations_not_assets_posts_or_beacons(cfg) -> None:  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ so a shop with other URL shapes is one YAML edit away.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -144,9 +144,39 @@ def _bit(col: str, bits: tuple[str, ...], name: str) -> pl.Expr:
     return ((pl.col(col) & (1 << bits.index(name))) != 0).fill_null(False).alias(name)
 
 
-def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
-    """Per-hit flags. URL patterns run once per distinct path and query; each hit finds its
-    path's and query's flags through a 64-bit hash of the text (one narrow join each)."""
+class UrlFlagCache:
+    """Packed path and query flags (``_packed`` rows) of the texts earlier batches held, by
+    64-bit hash: a shop's pages, assets and queries come back batch after batch, and their
+    patterns were half the flagging time. Holds up to ``limit`` rows per part; past that it
+    starts again from the latest batch's new texts (a log of ever-new URLs keeps no more
+    than that). Valid for one config: a new one needs a new cache."""
+
+    def __init__(self, limit: int = 1 << 18) -> None:
+        self.limit = limit
+        self.known: dict[str, pl.DataFrame] = {}
+
+    def flags(self, distinct: dict[str, pl.LazyFrame], compute: dict[str, Any]) -> dict[str, pl.DataFrame]:
+        """Flags of each part's ``distinct`` texts (``_<part>_key``, text), ``compute``d for
+        the ones not held yet; what is returned may hold other texts too."""
+        todo = {
+            part: compute[part](
+                lf if part not in self.known
+                else lf.join(self.known[part].lazy().select(f"_{part}_key"), on=f"_{part}_key", how="anti")
+            )
+            for part, lf in distinct.items()
+        }
+        out = {}
+        for part, new in zip(todo, pl.collect_all(list(todo.values())), strict=True):
+            held = self.known.get(part)
+            out[part] = new if held is None else held if new.is_empty() else pl.concat([held, new])
+            self.known[part] = out[part] if len(out[part]) <= self.limit else new
+        return out
+
+
+def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config, cache: UrlFlagCache | None = None) -> pl.LazyFrame:
+    """Per-hit flags. URL patterns run once per distinct path and query (of the stream, with a
+    ``cache``); each hit finds its path's and query's flags through a 64-bit hash of the text
+    (one narrow join each)."""
     df = hits.collect() if isinstance(hits, pl.LazyFrame) else hits
     path, query = pl.col("path").fill_null(""), pl.col("query").fill_null("")
     # Each text is hashed once; the distinct values are found on the hashes (a hash table of
@@ -155,10 +185,19 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config) -> pl.LazyFrame:
         path.alias("path"), query.alias("query"),
         path.hash(seed=_URL_SEED).alias("_path_key"), query.hash(seed=_URL_SEED).alias("_query_key"),
     ).lazy()
-    paths = keys.select("path", "_path_key").unique(subset="_path_key", keep="any")
-    queries = keys.select("query", "_query_key").unique(subset="_query_key", keep="any")
-    pf = _packed(path_flags(paths, cfg), "path", _PATH_BITS, "_product_path")
-    qf = _packed(query_flags(queries, cfg), "query", _QUERY_BITS, "_product_query")
+    distinct = {
+        "path": keys.select("path", "_path_key").unique(subset="_path_key", keep="any"),
+        "query": keys.select("query", "_query_key").unique(subset="_query_key", keep="any"),
+    }
+    compute = {
+        "path": lambda lf: _packed(path_flags(lf, cfg), "path", _PATH_BITS, "_product_path"),
+        "query": lambda lf: _packed(query_flags(lf, cfg), "query", _QUERY_BITS, "_product_query"),
+    }
+    if cache is None:
+        pf, qf = compute["path"](distinct["path"]), compute["query"](distinct["query"])
+    else:
+        known = cache.flags(distinct, compute)
+        pf, qf = known["path"].lazy(), known["query"].lazy()
     found = pl.collect_all([
         keys.select("_path_key").join(pf, on="_path_key", how="left", maintain_order="left"),
         keys.select("_query_key").join(qf, on="_query_key", how="left", maintain_order="left"),
@@ -237,6 +276,7 @@ class Flagger:
         self.cfg = cfg
         self.inferred: Inferred | None = None
         self.inference: ProductInference | None = None  # when this stream settled them
+        self.cache = UrlFlagCache()
         if inferred is not None or not cfg.catalogue.infer_products.enabled:
             self._settle(inferred or {})
 
@@ -246,11 +286,12 @@ class Flagger:
             cat = self.base.catalogue
             update = {k: [*getattr(cat, k), *v] for k, v in self.inferred.items()}
             self.cfg = self.base.model_copy(update={"catalogue": cat.model_copy(update=update)})
+        self.cache = UrlFlagCache()  # the flags of this config from now on
 
     def __call__(self, hits: pl.DataFrame) -> pl.DataFrame:
-        flagged = flag_hits(hits, self.cfg).collect()
         if self.inferred is not None:
-            return flagged
+            return flag_hits(hits, self.cfg, self.cache).collect()
+        flagged = flag_hits(hits, self.cfg).collect()
         from botguard.features.product_shapes import infer_products
 
         inference = infer_products(flagged, self.base)
@@ -258,4 +299,4 @@ class Flagger:
             return flagged  # too few page views to tell: the next batch (or run) will
         self.inference = inference
         self._settle(inference.settings)
-        return flag_hits(hits, self.cfg).collect() if self.inferred else flagged
+        return flag_hits(hits, self.cfg, self.cache).collect() if self.inferred else flagged
