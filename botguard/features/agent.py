@@ -680,8 +680,8 @@ def _first_result(
     ``replacer`` reads groups 1-9, never the whole match), so agents that differ only
     outside the groups get the same result (one browser result for every device model, one
     device result for every browser version): it is built once per (matcher, groups), where
-    filling the templates (``re.sub`` per field) was a third of the Python scan. Anything unusual (no compiled pattern, no match, a matcher that
-    raises) takes the plain scan."""
+    filling the templates (``re.sub`` per field) was a third of the Python scan. Anything
+    unusual (no compiled pattern, no match, a matcher that raises) takes the plain scan."""
     if start < 0:
         return None
     pattern = getattr(matchers[start], "pattern", None)

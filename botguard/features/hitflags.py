@@ -6,7 +6,8 @@ so a shop with other URL shapes is one YAML edit away.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -155,7 +156,9 @@ class UrlFlagCache:
         self.limit = limit
         self.known: dict[str, pl.DataFrame] = {}
 
-    def flags(self, distinct: dict[str, pl.LazyFrame], compute: dict[str, Any]) -> dict[str, pl.DataFrame]:
+    def flags(
+        self, distinct: dict[str, pl.LazyFrame], compute: dict[str, Callable[[pl.LazyFrame], pl.LazyFrame]],
+    ) -> dict[str, pl.DataFrame]:
         """Flags of each part's ``distinct`` texts (``_<part>_key``, text), ``compute``d for
         the ones not held yet; what is returned may hold other texts too."""
         todo = {
@@ -189,7 +192,7 @@ def flag_hits(hits: pl.DataFrame | pl.LazyFrame, cfg: Config, cache: UrlFlagCach
         "path": keys.select("path", "_path_key").unique(subset="_path_key", keep="any"),
         "query": keys.select("query", "_query_key").unique(subset="_query_key", keep="any"),
     }
-    compute = {
+    compute: dict[str, Callable[[pl.LazyFrame], pl.LazyFrame]] = {
         "path": lambda lf: _packed(path_flags(lf, cfg), "path", _PATH_BITS, "_product_path"),
         "query": lambda lf: _packed(query_flags(lf, cfg), "query", _QUERY_BITS, "_product_query"),
     }
