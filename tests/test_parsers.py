@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 from botguard.config import Config, load_config
 from botguard.errors import ConfigError
 from botguard.ingest import read_hits, sniff
-from botguard.parsers import get_parser, known_formats
+from botguard.parsers import get_parser, known_formats, sniff_candidates
 from botguard.parsers.normalize import normalize_ip
 from botguard.schema import HITS_SCHEMA, REJECTS_SCHEMA, check
 from botguard.sources.files import Chunk
@@ -734,6 +734,71 @@ def test_sniff_picks_the_format(cfg: Config, fixture: str, expected: str) -> Non
     lines = [x for x in (LOGS / fixture).read_text().splitlines() if not x.startswith("#")]
     frame = _lines(lines).collect()
     assert sniff(frame, cfg).name == expected
+
+
+def _fixture_samples() -> list[list[str]]:
+    """Every fixture log, each alone and all of them mixed, plus lines no format reads."""
+    logs = [
+        [x for x in path.read_text(encoding="utf-8", errors="replace").splitlines() if not x.startswith("#")]
+        for path in sorted(LOGS.iterdir())
+    ]
+    junk = ["", "garbage", '{"not": "a hit"}', "{", '1.2.3.4 - - [x] "GET / HTTP/1.1" 200 5', "\t\t\t"]
+    return [*logs, [line for log in logs for line in log[:5]], junk]
+
+
+@pytest.mark.parametrize("sample", _fixture_samples(), ids=lambda s: s[0][:20] if s else "empty")
+def test_could_parse_bounds_the_hits_of_every_candidate(cfg: Config, sample: list[str]) -> None:
+    """``--format auto`` skips a format whose bound is below the best ratio so far: the bound
+    must never be lower than what the format's parse gives, or a sniff would miss its format."""
+    frame = _lines(sample).collect()
+    bounded = 0
+    for parser in sniff_candidates(cfg):
+        could_parse = getattr(parser, "could_parse", None)
+        if could_parse is None:
+            continue
+        bounded += 1
+        hits, _ = parser.parse(frame.lazy(), "UTC")
+        assert len(hits) <= could_parse(frame), parser.name
+    assert bounded >= 8  # the regex and JSON formats all have one
+
+
+@pytest.mark.parametrize("sample", _fixture_samples(), ids=lambda s: s[0][:20] if s else "empty")
+def test_sniff_with_bounds_chooses_as_parsing_every_candidate_does(
+    cfg: Config, sample: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frame = _lines(sample).collect()
+    pruned = sniff(frame, cfg).name
+    from botguard.parsers.jsonlines import JsonLinesParser
+    from botguard.parsers.logformat import RegexLogParser
+
+    monkeypatch.delattr(RegexLogParser, "could_parse")
+    monkeypatch.delattr(JsonLinesParser, "could_parse")
+    assert sniff(frame, cfg).name == pruned
+
+
+def test_the_first_chunk_of_a_sniffed_log_takes_the_fast_path(
+    cfg: Config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the sniffed sample goes through the regexes: the first chunk (16 MiB by default)
+    is read like every other, and the hits are those of a run told the format."""
+    from botguard.parsers.logformat import RegexLogParser
+
+    line = '203.0.113.{i} - - [10/Oct/2023:13:55:{s:02d} +0000] "GET /p/{i} HTTP/1.1" 200 {i} "-" "ua {i}"\n'
+    log = tmp_path / "access.log"
+    log.write_text("".join(line.format(i=i % 250, s=i % 60) for i in range(5000)), encoding="utf-8")
+    regex_lines: list[int] = []
+    parse = RegexLogParser.parse
+
+    def spy(self: RegexLogParser, lines: pl.LazyFrame, default_tz: str) -> Any:
+        regex_lines.append(len(lines.collect()))
+        return parse(self, lines, default_tz)
+
+    monkeypatch.setattr(RegexLogParser, "parse", spy)
+    sniffed, stats = read_hits([str(log)], cfg)
+    assert (stats.format, stats.format_sniffed, stats.parsed) == ("combined", True, 5000)
+    assert regex_lines and max(regex_lines) <= cfg.ingest.sniff_lines
+    told, _ = read_hits([str(log)], cfg, format="combined")
+    assert_frame_equal(sniffed, told)
 
 
 def test_common_log_sniffs_to_a_format_that_parses_it_all(cfg: Config) -> None:

@@ -211,6 +211,10 @@ def _halved(texts: pl.Series, plan: _Plan) -> pl.DataFrame:
     return pl.concat([_halved(texts.slice(0, half), plan), _halved(texts.slice(half), plan)])
 
 
+def _is_object(line: pl.Expr) -> pl.Expr:
+    return line.str.strip_chars_start().str.starts_with("{").fill_null(False)
+
+
 @dataclass(frozen=True)
 class JsonLinesParser:
     """JSON objects one per line, with a map from hits columns to (dotted) JSON keys."""
@@ -271,6 +275,10 @@ class JsonLinesParser:
             rejects = with_line_text(rejects, pl.read_lines(chunk.data).with_columns(line_no))
         return hits, rejects
 
+    def could_parse(self, lines: pl.DataFrame) -> int:
+        """How many of ``lines`` look like a JSON object: only those can become hits."""
+        return int(lines.select(_is_object(pl.col("line")).sum()).item() or 0)
+
     def parse(self, lines: pl.LazyFrame, default_tz: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         return self._parse_lines(lines.collect(), default_tz, whole=True)
 
@@ -278,7 +286,7 @@ class JsonLinesParser:
         """``whole``: try the lines in one read first (False when that read already failed)."""
         # A line is a candidate if it looks like an object; those the reader refuses anyway
         # come back as rows of nulls and are rejected for their missing fields.
-        is_object = df.select(pl.col("line").str.strip_chars_start().str.starts_with("{").fill_null(False)).to_series()
+        is_object = df.select(_is_object(pl.col("line"))).to_series()
         texts = df.select(pl.when(is_object).then(pl.col("line")).otherwise(pl.lit("{}"))).to_series()
         # Lines set aside as "{}" may have been all that the reader refused.
         decoded = _read_tolerant(texts, self._plan, whole=whole or not is_object.all())
