@@ -188,6 +188,16 @@ class _CsvPlan:
     columns: tuple[_CsvColumn, ...]
     quotes: int  # quote characters a well-formed line has
 
+    @cached_property
+    def read(self) -> tuple[int, ...]:
+        """The fields the CSV reader keeps: those with a target, the zone half of the time,
+        and the first (the sentinel check reads it). Skipping the others (combined's ident and
+        user) saves a tenth of the read; an empty one still shifts a kept field out of shape."""
+        return tuple(
+            k for k, col in enumerate(self.columns)
+            if k == 0 or col.target is not None or col.kind == "time_close"
+        )
+
 
 def _csv_plan(fmt: str) -> _CsvPlan | None:
     """The CSV reading of ``fmt``, or None when its fields are not simply space-separated."""
@@ -244,7 +254,7 @@ def _read_fields(data: bytes, plan: _CsvPlan, n_rows: int) -> pl.DataFrame | Non
     schema = {f"c{k}": pl.String for k in range(len(plan.columns))}
     try:
         frame = pl.read_csv(
-            data, has_header=False, separator=" ", quote_char='"', schema=schema,
+            data, has_header=False, separator=" ", quote_char='"', schema=schema, columns=list(plan.read),
             truncate_ragged_lines=True, empty_string_is_null=False, raise_if_empty=False,
             missing_columns="insert", extra_columns="ignore",
         )
@@ -293,8 +303,8 @@ def _well_formed(frame: pl.DataFrame, plan: _CsvPlan) -> pl.Series:
     """Rows whose fields have the format's shape. Empty fields (missing trailing fields, double
     spaces, ``""``) are left to the regexes, which tell those cases apart."""
     checks: list[pl.Expr] = []
-    for k, col in enumerate(plan.columns):
-        c = pl.col(f"c{k}")
+    for k in plan.read:
+        col, c = plan.columns[k], pl.col(f"c{k}")
         if col.kind == "time_open":
             checks.append(c.str.starts_with("["))
         elif col.kind == "time_close":
