@@ -447,7 +447,8 @@ def _summary(decisions: pl.DataFrame, entries: pl.DataFrame, stats: ParseStats, 
     kinds = {k: int(n) for k, n in flagged.group_by("kind").len().sort(["len", "kind"], descending=[True, False]).iter_rows()} if len(flagged) else {}
     verified = {}
     if "verified_crawler" in decisions.columns and len(decisions):
-        verified = {k: int(n) for k, n in decisions.filter(pl.col("verified_crawler").is_not_null()).group_by("verified_crawler").len().iter_rows()}
+        verified = {k: int(n) for k, n in decisions.filter(pl.col("verified_crawler").is_not_null()).group_by("verified_crawler").len()
+                    .sort(["len", "verified_crawler"], descending=[True, False]).iter_rows()}
     if len(flagged):
         top_reasons = flagged.select(pl.col("reasons").list.first().str.replace(r"[\d.,%]+", "N").alias("r")).group_by("r").len().sort(["len", "r"], descending=[True, False]).head(15)
         reasons = {r: int(n) for r, n in top_reasons.iter_rows() if r}

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
 from botguard.config.models import Config
 from botguard.features import assets_logged, behind_cdn, sketches
+from botguard.frames import add_columns
 
 
 @dataclass
@@ -111,19 +113,28 @@ def decide(
     pol = cfg.policy
     th = pol.thresholds
     camp = find_campaigns(clients, product_regs, cfg)
-    df = clients.join(scored, on="client", how="left").join(camp, on="client", how="left")
-    # Campaign members are decided as a group: the campaign is the evidence.
-    camp_reason = pl.format(
-        "member of campaign {}: {} addresses, same agent, no assets, disjoint catalogue slices (overlap {})",
-        pl.col("campaign"), pl.col("campaign_size"), pl.col("campaign_overlap"),
-    )
-    df = df.with_columns(
-        pl.when(pl.col("campaign").is_not_null()).then(pl.max_horizontal(pl.col("score"), pl.lit(0.9))).otherwise(pl.col("score")).alias("score"),
-        pl.when(pl.col("campaign").is_not_null())
-        .then(pl.concat_list(camp_reason, pl.col("reasons")))
-        .otherwise(pl.col("reasons")).alias("reasons"),
-        pl.when(pl.col("campaign").is_not_null()).then(pl.lit("campaign")).otherwise(pl.col("kind")).alias("kind"),
-    )
+    # Set beside the wide client frame, not joined to it (a join copies every column); the
+    # scores come in the clients' order (``scoring.score``), checked.
+    if scored["client"].equals(clients["client"]):
+        df = clients.hstack(scored.drop("client"))
+    else:
+        df = add_columns(clients, scored, "client")
+    if camp.is_empty():
+        df = df.hstack(camp.drop("client").clear(len(df)))
+    else:
+        df = add_columns(df, camp, "client")
+        # Campaign members are decided as a group: the campaign is the evidence.
+        camp_reason = pl.format(
+            "member of campaign {}: {} addresses, same agent, no assets, disjoint catalogue slices (overlap {})",
+            pl.col("campaign"), pl.col("campaign_size"), pl.col("campaign_overlap"),
+        )
+        df = df.with_columns(
+            pl.when(pl.col("campaign").is_not_null()).then(pl.max_horizontal(pl.col("score"), pl.lit(0.9))).otherwise(pl.col("score")).alias("score"),
+            pl.when(pl.col("campaign").is_not_null())
+            .then(pl.concat_list(camp_reason, pl.col("reasons")))
+            .otherwise(pl.col("reasons")).alias("reasons"),
+            pl.when(pl.col("campaign").is_not_null()).then(pl.lit("campaign")).otherwise(pl.col("kind")).alias("kind"),
+        )
     action = (
         pl.when(pl.col("score") >= th.block).then(pl.lit("block"))
         .when(pl.col("score") >= th.challenge).then(pl.lit("challenge"))
@@ -189,22 +200,34 @@ def decide(
         .when(ai).then(pl.lit(pol.ai_crawlers))
         .when(verified.fill_null(False)).then(pl.lit("allow"))
     )
-    reasons = (
-        pl.when(allow_reason.is_not_null()).then(pl.concat_list(allow_reason, pl.col("reasons")))
-        .when(ai).then(pl.concat_list(ai_reason, pl.col("reasons")))
-        .when(verified.fill_null(False)).then(pl.concat_list(pl.format("verified crawler {} (published ranges)", pl.col("verified_crawler")), pl.col("reasons")))
+    # The reason an exemption puts first, or a cap adds last (one of them at most): built as
+    # one string column and added in one list operation, not a list built per branch (each
+    # branch of a when/then is computed for every client).
+    first = (
+        pl.when(allow_reason.is_not_null()).then(allow_reason)
+        .when(ai).then(ai_reason)
+        .when(verified.fill_null(False)).then(pl.format("verified crawler {} (published ranges)", pl.col("verified_crawler")))
     )
+    exempt = allow_reason.is_not_null() | ai | verified.fill_null(False)
+    last: Any = pl.when(exempt).then(pl.lit(None, pl.String))  # Then, then ChainedThen
     for cond, capped, why in caps:
         action = action.when(cond).then(pl.lit(capped))
-        reasons = reasons.when(cond).then(pl.concat_list(pl.col("reasons"), why))
-    df = df.with_columns(
+        last = last.when(cond).then(why)
+    none = pl.lit([], dtype=pl.List(pl.String))
+    df = df.with_columns(first.alias("_first"), last.otherwise(None).alias("_last")).with_columns(
         action.otherwise(pl.col("action")).alias("action"),
-        reasons.otherwise(pl.col("reasons")).alias("reasons"),
+        pl.when(pl.col("_first").is_not_null() | pl.col("_last").is_not_null()).then(
+            pl.concat_list(
+                pl.when(pl.col("_first").is_not_null()).then(pl.concat_list(pl.col("_first"))).otherwise(none),
+                pl.col("reasons"),
+                pl.when(pl.col("_last").is_not_null()).then(pl.concat_list(pl.col("_last"))).otherwise(none),
+            )
+        ).otherwise(pl.col("reasons")).alias("reasons"),
         pl.when(ai).then(pl.lit("ai_crawler"))
         .when(verified.fill_null(False)).then(pl.lit("verified_crawler"))
         .when(pl.col("kind").is_null()).then(pl.lit("human"))
         .otherwise(pl.col("kind")).alias("kind"),
-    )
+    ).drop("_first", "_last")
     decisions = df.select(
         "client", "ip", "action", pl.col("score").fill_null(0.0), "reasons", "kind", "requests", "sessions",
         pl.col("first_seen"), pl.col("last_seen"), "user_agent", "verified_crawler", "campaign",
@@ -283,14 +306,17 @@ def _entries(decisions: pl.DataFrame, clients: pl.DataFrame, cfg: Config) -> tup
     """Blocked clients → validated addresses; whole /24 or /64 when every client in it is blocked."""
     notes: list[str] = []
     blocked = decisions.filter((pl.col("action") == "block") & pl.col("ip").is_not_null())
-    # With a client key finer than the address (ip+agent, session), an address is listed only
-    # if nothing else seen on it is allowed through.
-    per_ip = decisions.filter(pl.col("ip").is_not_null()).group_by("ip").agg((pl.col("action") == "block").all().alias("_all"))
-    mixed = per_ip.filter(~pl.col("_all"))["ip"]
-    if len(mixed) and blocked["ip"].is_in(mixed.implode()).any():
-        notes.append(f"{int(blocked['ip'].is_in(mixed.implode()).sum())} blocked clients share an address with allowed clients: not listed")
-    blocked = blocked.filter(~pl.col("ip").is_in(mixed.implode()))
-    if cfg.session.key in ("ip", "ipv6_64"):
+    by_address = cfg.session.key in ("ip", "ipv6_64")
+    if not by_address:
+        # With a client key finer than the address (ip+agent, session), an address is listed
+        # only if nothing else seen on it is allowed through. (Keyed by address, a client is
+        # its address: there is nothing to check.)
+        per_ip = decisions.filter(pl.col("ip").is_not_null()).group_by("ip").agg((pl.col("action") == "block").all().alias("_all"))
+        mixed = per_ip.filter(~pl.col("_all"))["ip"]
+        if len(mixed) and blocked["ip"].is_in(mixed.implode()).any():
+            notes.append(f"{int(blocked['ip'].is_in(mixed.implode()).sum())} blocked clients share an address with allowed clients: not listed")
+        blocked = blocked.filter(~pl.col("ip").is_in(mixed.implode()))
+    if by_address:
         # An IPv6 client is its whole /64 (session.ipv6_prefix, a subscriber's prefix): list the
         # network, not the one address of it that came first.
         blocked = blocked.with_columns(

@@ -55,7 +55,8 @@ def model_evidence(model_scores: pl.DataFrame | None, cfg: Config) -> pl.DataFra
 
 
 def score(clients: pl.DataFrame, evidence: pl.DataFrame) -> pl.DataFrame:
-    """client, score, reasons (strongest first), kind (of the strongest positive evidence)."""
+    """client, score, reasons (strongest first), kind (of the strongest positive evidence),
+    one row per client in the order of ``clients``."""
     ev = evidence.filter(pl.col("weight") != 0)
     group = pl.coalesce("group", "rule") if "group" in ev.columns else pl.col("rule")
     pos = pl.col("weight").filter(pl.col("weight") > 0)
@@ -75,7 +76,7 @@ def score(clients: pl.DataFrame, evidence: pl.DataFrame) -> pl.DataFrame:
         pl.col("kind").filter(pl.col("weight") > 0).first().alias("kind"),
         pl.col("rule").filter(pl.col("weight") > 0).alias("rules"),
     )
-    out = clients.select("client").join(agg, on="client", how="left").with_columns(
+    out = clients.select("client").join(agg, on="client", how="left", maintain_order="left").with_columns(
         (pl.col("_pos").fill_null(0.0) * pl.col("_keep").fill_null(1.0)).clip(0, 1).round(4).alias("score"),
         pl.concat_list(
             pl.col("_for").fill_null(pl.lit([], dtype=pl.List(pl.String))),

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from botguard.cli.app import app
@@ -594,6 +595,38 @@ def test_declared_ai_crawlers_get_the_configured_action(tmp_path: Path) -> None:
     assert blocking["198.51.100.4"]["action"] == "block" and "198.51.100.4" in blocking["_entries"]["ips"]
     scored = _decide(rows, "policy:\n  ai_crawlers: score\n", tmp_path)
     assert scored["198.51.100.1"]["action"] == "block" and scored["198.51.100.4"]["action"] == "allow"
+
+
+def test_an_exemption_reason_comes_first_and_a_cap_reason_last_whatever_the_order_of_the_scores() -> None:
+    """decide adds at most one reason of its own: an exemption's before the evidence, a cap's
+    after it. The scores may come in any order (looked up by client when not aligned)."""
+    from botguard.policy import decide
+
+    clients = _policy_clients([
+        {"client": "198.51.100.1", "ip": "198.51.100.1"},
+        {"client": "198.51.100.2", "ip": "198.51.100.2", "crawler_status": "verified", "verified_crawler": "Googlebot"},
+        {"client": "198.51.100.3", "ip": "198.51.100.3", "requests": 2},
+        {"client": "10.0.0.9", "ip": "10.0.0.9"},
+        {"client": "198.51.100.5", "ip": "198.51.100.5", "claimed_crawler": "Googlebot", "crawler_status": "unverified"},
+    ])
+    scored = clients.select(  # a block, but not one strong enough to need no volume
+        "client", pl.lit(0.9).alias("score"), pl.concat_list(pl.lit("evidence on ") + pl.col("client")).alias("reasons"),
+        pl.lit("scraper").alias("kind"),
+    )
+    cfg = load_config()
+    assert cfg.policy.thresholds.block <= 0.9
+    aligned = decide(clients, scored, cfg, force=True).decisions
+    shuffled = decide(clients, scored.reverse(), cfg, force=True).decisions
+    assert_frame_equal(aligned, shuffled)
+    reasons = {r["client"]: r["reasons"] for r in aligned.iter_rows(named=True)}
+    own = {c: f"evidence on {c}" for c in reasons}
+    assert reasons["198.51.100.1"] == [own["198.51.100.1"]]
+    assert reasons["198.51.100.2"] == ["verified crawler Googlebot (published ranges)", own["198.51.100.2"]]
+    assert reasons["198.51.100.3"] == [own["198.51.100.3"], "capped at challenge: only 2 requests"]
+    first, cap = reasons["10.0.0.9"]
+    assert first == own["10.0.0.9"] and cap.startswith("not blocked: private or reserved address")
+    first, cap = reasons["198.51.100.5"]
+    assert first == own["198.51.100.5"] and cap.startswith("capped at challenge: claims to be Googlebot")
 
 
 def test_crawler_claims_that_cannot_be_trusted_either_way_are_challenged() -> None:
