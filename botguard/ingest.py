@@ -161,26 +161,22 @@ def sniff(lines: pl.DataFrame, cfg: Config) -> LogParser:
     chosen: LogParser | None = None
     n = max(len(lines), 1)
     for order, parser in enumerate(sniff_candidates(cfg)):
+        # A bound on the hits is cheaper than a parse (a regex scan of the sample): a format
+        # that can parse less than the best so far is passed over, one that can parse
+        # nothing scores nothing without a parse.
         could_parse = getattr(parser, "could_parse", None)
-        if could_parse is not None:
-            # A bound on the hits is cheaper than a parse (a regex scan of the sample): a
-            # format that can parse nothing, or less than the best so far, is not parsed.
-            bound = could_parse(lines)
-            if not bound:
-                key = (0.0, 0.0, -len(parser.fields), -order)
-                if best is None or key > best:
-                    best, chosen = key, parser
-                continue
-            if best is not None and round(bound / n, 2) < best[0]:
-                continue
-        try:
-            hits, _ = parser.parse(lines.lazy(), cfg.ingest.default_timezone)
-        except pl.exceptions.PolarsError:
+        bound = could_parse(lines) if could_parse is not None else None
+        if bound is not None and best is not None and round(bound / n, 2) < best[0]:
             continue
-        ratio = round(len(hits) / n, 2)
-        filled = (
-            sum(hits.select(pl.all().is_not_null().sum()).row(0)) / n if len(hits) else 0.0
-        )
+        if bound == 0:
+            ratio, filled = 0.0, 0.0
+        else:
+            try:
+                hits, _ = parser.parse(lines.lazy(), cfg.ingest.default_timezone)
+            except pl.exceptions.PolarsError:
+                continue
+            ratio = round(len(hits) / n, 2)
+            filled = sum(hits.select(pl.all().is_not_null().sum()).row(0)) / n if len(hits) else 0.0
         key = (ratio, round(filled, 1), -len(parser.fields), -order)
         if best is None or key > best:
             best, chosen = key, parser

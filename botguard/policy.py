@@ -216,13 +216,11 @@ def decide(
     none = pl.lit([], dtype=pl.List(pl.String))
     df = df.with_columns(first.alias("_first"), last.otherwise(None).alias("_last")).with_columns(
         action.otherwise(pl.col("action")).alias("action"),
-        pl.when(pl.col("_first").is_not_null() | pl.col("_last").is_not_null()).then(
-            pl.concat_list(
-                pl.when(pl.col("_first").is_not_null()).then(pl.concat_list(pl.col("_first"))).otherwise(none),
-                pl.col("reasons"),
-                pl.when(pl.col("_last").is_not_null()).then(pl.concat_list(pl.col("_last"))).otherwise(none),
-            )
-        ).otherwise(pl.col("reasons")).alias("reasons"),
+        pl.concat_list(
+            pl.when(pl.col("_first").is_not_null()).then(pl.concat_list(pl.col("_first"))).otherwise(none),
+            pl.col("reasons"),
+            pl.when(pl.col("_last").is_not_null()).then(pl.concat_list(pl.col("_last"))).otherwise(none),
+        ).alias("reasons"),
         pl.when(ai).then(pl.lit("ai_crawler"))
         .when(verified.fill_null(False)).then(pl.lit("verified_crawler"))
         .when(pl.col("kind").is_null()).then(pl.lit("human"))
