@@ -13,8 +13,20 @@ keeps them in the resident set meanwhile:
   system time (10M lines: 10.9 → 10.0 s, peak RSS 420 → 500 MiB).
 
 A ``_RJEM_MALLOC_CONF`` set by the user wins. bench/README.md has the measurements.
+
+Two more settings for the same reason:
+
+* The cyclic garbage collector runs a young collection every 700 new container objects. The
+  imports of a run (Typer, Polars, pydantic and the config models) create about 90,000 that
+  live as long as the process, and were walked again and again: 10-15% of the start-up
+  (0.35 -> 0.30 s to a loaded config). A run builds few cycles; collecting every 100,000
+  allocations still frees them.
+* numpy's OpenBLAS starts a thread per core that spins after each call. botguard's matrix
+  work is small (a model over the clients' rows) and runs beside Polars' threads, which the
+  spinning slowed: one BLAS thread, unless ``OPENBLAS_NUM_THREADS`` is set.
 """
 
+import gc
 import os
 import sys
 
@@ -27,3 +39,5 @@ def _command(argv: list[str]) -> str | None:
 
 
 os.environ.setdefault("_RJEM_MALLOC_CONF", _STATELESS if _command(sys.argv) == "parse" else _STATEFUL)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+gc.set_threshold(100_000, 50, 100)
