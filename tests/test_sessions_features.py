@@ -89,6 +89,24 @@ def test_features_do_not_depend_on_batch_size(cfg, rows, size) -> None:  # type:
     assert batched.samples["user_agent"].null_count() == 0
 
 
+def test_agents_first_seen_in_later_batches_are_parsed_too(cfg) -> None:  # type: ignore[no-untyped-def]
+    """The agent table is begun on the first batch's agents: the agents later batches bring
+    (and a missing agent) must still be parsed, as they are when the log is one batch."""
+    browser = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
+    parts = [
+        hits_frame([("10.0.0.1", 0, "/p/1"), ("10.0.0.2", 5, "/")], ua=browser),
+        hits_frame([("10.0.0.2", 4000, "/p/2"), ("10.0.0.3", 4001, "/p/3")], ua="python-requests/2.31.0"),
+        hits_frame([("10.0.0.4", 9000, "/")], ua="").with_columns(pl.lit(None, pl.String).alias("user_agent")),
+    ]
+    parts = [p.with_columns(pl.lit(i * 10 + 1, pl.Int64).alias("line_no") + pl.int_range(pl.len())) for i, p in enumerate(parts)]
+    whole = build_features([pl.concat(parts)], cfg, ranges=_no_ranges(cfg))
+    batched = build_features(parts, cfg, ranges=_no_ranges(cfg))
+    assert_frame_equal(whole.clients, batched.clients, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+    assert sorted(batched.agents["user_agent"].to_list(), key=str) == sorted([browser, "python-requests/2.31.0", None], key=str)
+    library = dict(batched.clients.select("client", "library_ua_share").iter_rows())
+    assert library["10.0.0.3"] == 1.0 and library["10.0.0.1"] == 0.0
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     times=st.lists(st.integers(0, 40_000), min_size=1, max_size=60, unique=True),

@@ -100,9 +100,14 @@ def build_features(
         limit = clock_limit or datetime.max.replace(tzinfo=UTC)
     else:
         sess, acc = Sessionizer(cfg), FeatureAccumulator(cfg, keep_sessions=keep_sessions)
+    if agent_process is None:
+        agent_process = AgentProcess(start=False)
+    early: _EarlyAgents | None = None
     for hits in batches:
         # Callers may flag the hits themselves, e.g. in the thread that parses them.
         flagged = hits if "_ck" in hits.columns else flagger(hits)
+        if carry is None and early is None and "user_agent" in flagged.columns:
+            early = _EarlyAgents(flagged["user_agent"].unique(), agent_process, cfg)
         if carry is not None:
             carry.add(sess.push(flagged), limit)  # may close the window: a new accumulator
         else:
@@ -119,8 +124,6 @@ def build_features(
         acc.add(tail)
         if carry is not None:
             carry.touch(tail)
-    if agent_process is None:
-        agent_process = AgentProcess(start=False)
     if carry is not None:
         agent_job: Callable[[], pl.DataFrame] | None = carry.agent_table(agent_process)
         judged = carry.judge()
@@ -131,7 +134,12 @@ def build_features(
         # Agent parsing is Python, one call per distinct agent; the session and client frames
         # are Polars: the two run side by side (in a thread, or in the caller's process).
         ua_counts = acc.ua_counts
-        agent_job = agent_process.submit(ua_counts["user_agent"].unique(), cfg) if ua_counts is not None else None
+        if ua_counts is None:
+            agent_job = None
+        elif early is not None:
+            agent_job = early.rest(ua_counts["user_agent"].unique())
+        else:
+            agent_job = agent_process.submit(ua_counts["user_agent"].unique(), cfg)
         sessions = acc.sessions()
         n_sessions = acc.total_sessions()
         clients = acc.clients()
@@ -173,6 +181,28 @@ def build_features(
         product_regs=product_regs,
         inferred_products=dict(flagger.inferred or {}),
     )
+
+
+class _EarlyAgents:
+    """The agent table, begun on the first batch's agents as soon as that batch arrives.
+
+    Most of a log's distinct agents are in its first batch, and a log of one batch (most logs
+    a user tries first) otherwise had its agents parsed only after the stream, while the
+    main thread waited (0.3-0.5 s of a 1.3 s run on the 10,000-line elastic log, its 559
+    agents). Begun early, the parse runs beside sessionizing and the client rows; at the end
+    only the agents the later batches brought are parsed. A table is one row per agent, each
+    row the agent's alone, so the two parts together are the table of all of them."""
+
+    def __init__(self, first: pl.Series, process: AgentProcess, cfg: Config) -> None:
+        self.first, self.process, self.cfg = first, process, cfg
+        self.job = process.submit(first, cfg)
+
+    def rest(self, every: pl.Series) -> Callable[[], pl.DataFrame]:
+        new = every.filter(~every.is_in(self.first.implode(), nulls_equal=True))
+        if new.is_empty():
+            return self.job
+        later = self.process.submit(new, self.cfg)
+        return lambda: pl.concat([self.job(), later()], how="vertical_relaxed")
 
 
 def assets_logged(clients: pl.DataFrame) -> bool:
