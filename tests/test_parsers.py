@@ -1081,6 +1081,33 @@ def test_bytes_path_equals_regexes_on_well_formed_lines(
     parse("combined", lines, cfg)  # asserts both paths agree
 
 
+def test_unclosed_quotes_are_found_without_a_probe_each(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A line left with an odd number of quotes (a truncated agent) cannot be read alone by
+    the CSV reader. Many of them in a chunk still cost a couple of reads, not two per halving
+    for each, and every line parses as it does on its own."""
+    from botguard.parsers import logformat
+
+    parser = get_parser("combined", cfg)
+    lines = [_GOOD.replace("/a?", f"/p{i}?") for i in range(400)]
+    for i in range(3, 400, 10):
+        lines[i] = lines[i][:-1]  # the agent's closing quote lost
+    reads = 0
+    real = logformat._read_fields
+
+    def counted(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return real(*args)
+
+    monkeypatch.setattr(logformat, "_read_fields", counted)
+    together = _per_line(parser, lines)
+    assert reads <= 3
+    monkeypatch.setattr(logformat, "_read_fields", real)
+    assert together[:40] == [_per_line(parser, [ln])[0] for ln in lines[:40]]
+    # The regexes still read a truncated agent.
+    assert [(kind, row["path"], row["user_agent"]) for kind, row in together] == [("hit", f"/p{i}", "ua/1") for i in range(400)]
+
+
 def test_bytes_path_takes_ordinary_and_mixed_chunks(cfg: Config) -> None:
     parser = get_parser("combined", cfg)
     escaped = _GOOD.replace('"ua/1"', '"ua \\"q\\""')

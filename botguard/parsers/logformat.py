@@ -268,19 +268,25 @@ def _regex_only(lines: pl.DataFrame, plan: _CsvPlan) -> pl.Series:
     the same way whatever batch it is in: backslash escapes (the regexes undo them), and stray
     quotes that stop the CSV reader from ending the line at its newline."""
     text = pl.col("line")
+    quotes = text.str.count_matches('"', literal=True)
     flags = lines.select(
         (text.str.contains('\\"', literal=True) | text.str.contains("\\\\", literal=True)).alias("e"),
-        (
-            (text.str.count_matches('"', literal=True) != plan.quotes)
-            | text.str.contains(r'(?:^|[^ ])"[^ ]|[^ ]"(?:$|[^ ])')
-        ).alias("o"),
+        ((quotes != plan.quotes) | text.str.contains(r'(?:^|[^ ])"[^ ]|[^ ]"(?:$|[^ ])')).alias("o"),
+        (quotes % 2 == 1).alias("u"),
     )
     escaped = flags.to_series(0)
-    odd = (flags.to_series(1) & ~escaped).arg_true().to_list()
-    regex_only = escaped.clone()
+    odd = flags.to_series(1) & ~escaped
+    # A line with an odd number of quotes leaves one open at its end, and the reader's line
+    # splitter, which pairs quotes, runs on into the next line: such a line is unreadable
+    # alone (no exception in 3,600 random damaged lines), so it needs no probe. Probing found
+    # each by halving, two reads per halving: 1% of lines with an unclosed agent quote made
+    # a 0.2M-line log take 13 s to parse instead of 1 s. Other odd lines are still probed.
+    unclosed = odd & flags.to_series(2)
+    regex_only = escaped | unclosed
+    check = (odd & ~unclosed).arg_true().to_list()
     line_col = lines.to_series(0)
-    for i in _unreadable(line_col.gather(odd).to_list(), plan):
-        regex_only[odd[i]] = True
+    for i in _unreadable(line_col.gather(check).to_list(), plan):
+        regex_only[check[i]] = True
     return regex_only
 
 
