@@ -1108,6 +1108,36 @@ def test_unclosed_quotes_are_found_without_a_probe_each(cfg: Config, monkeypatch
     assert [(kind, row["path"], row["user_agent"]) for kind, row in together] == [("hit", f"/p{i}", "ua/1") for i in range(400)]
 
 
+def test_a_chunk_of_stray_quotes_goes_to_the_regexes_within_a_bounded_probe(
+    cfg: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stray quotes the probe must find one by one (an even number of them: a quote glued to
+    the agent's end), on one line in ten: the CSV path gives up after a bounded number of
+    reads and the regexes read the chunk, which parses the lines as the line path does."""
+    from botguard.parsers import logformat
+
+    parser = get_parser("combined", cfg)
+    lines = [_GOOD.replace("/a?", f"/p{i}?") for i in range(2000)]
+    for i in range(5, 2000, 10):
+        lines[i] += "x"
+    reads = 0
+    real = logformat._read_fields
+
+    def counted(*args: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return real(*args)
+
+    monkeypatch.setattr(logformat, "_read_fields", counted)
+    assert parser.parse_bytes(_chunk(lines), "UTC") is None  # type: ignore[attr-defined]
+    assert reads <= logformat._PROBE_READS + 1
+    monkeypatch.setattr(logformat, "_read_fields", real)
+    hits, rejects = parse("combined", lines, cfg)
+    assert sorted([*hits["line_no"], *rejects["line_no"]]) == list(range(1, 2001))
+    good = hits.filter(pl.col("line_no") % 10 != 6)
+    assert len(good) == 1800 and good["path"].to_list() == [f"/p{i}" for i in range(2000) if i % 10 != 5]
+
+
 def test_bytes_path_takes_ordinary_and_mixed_chunks(cfg: Config) -> None:
     parser = get_parser("combined", cfg)
     escaped = _GOOD.replace('"ua/1"', '"ua \\"q\\""')
