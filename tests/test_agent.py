@@ -444,6 +444,40 @@ def test_parse_matches_user_agents_library() -> None:
         assert got.major == (major if isinstance(major, int) else None)
 
 
+def test_agents_sharing_parsed_parts_share_a_summary_only_where_user_agents_agrees() -> None:
+    """Agents with the same parsed parts share one run of user-agents' rules unless their
+    texts differ in a word the rules read ('Silk', 'Maemo', 'X11' ...): each agent's device
+    class is what user-agents itself says of it."""
+    import user_agents
+
+    base = [*AGENTS.values(), CHROME_32, CHROME_120,
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+            "Mozilla/5.0 (Linux; U; Android 4.0.3; en-us; KFTT Build/IML74K) AppleWebKit/534.30 (KHTML, like Gecko) Silk/3.68 Safari/534.30",
+            "Mozilla/5.0 (X11; Linux armv7l; Maemo; Opera Mobi/4; U; fr; rv:1.9.1.6) Gecko/20091201 Firefox/3.5.6 Maemo Browser 1.5.6"]
+    words = ["", " Silk", " Maemo", " X11 Linux", " Mobile Safari", " iPhone;", " Windows NT", " J2ME", " NokiaBrowser Mobile"]
+    texts = sorted({b + w + f" id/{k:016x}" for b in base for k, w in enumerate(words)} | {b + " id/1" for b in base})
+    runs = 0
+    real = agent._summarise
+
+    def counted(*args: Any) -> Any:
+        nonlocal runs
+        runs += 1
+        return real(*args)
+
+    agent._summarise = counted  # type: ignore[assignment]
+    try:
+        got = agent.parse_agents(texts)
+    finally:
+        agent._summarise = real  # type: ignore[assignment]
+    assert runs < len(texts)
+    for text, parsed in zip(texts, got, strict=True):
+        ref = user_agents.parse(text)
+        device = ("bot" if ref.is_bot else "tablet" if ref.is_tablet else "mobile" if ref.is_mobile
+                  else "desktop" if ref.is_pc else "other")
+        assert (parsed.family, parsed.os, parsed.device, parsed.is_bot) == (
+            ref.browser.family, ref.os.family, device, ref.is_bot), text
+
+
 def test_non_ascii_agents_take_the_python_path(cfg: Any) -> None:
     ua = CHROME_120 + " Ünïcødé/1.0"
     row = agent_features(pl.Series([ua]), cfg).row(0, named=True)
