@@ -444,7 +444,7 @@ def test_parse_matches_user_agents_library() -> None:
         assert got.major == (major if isinstance(major, int) else None)
 
 
-def test_agents_sharing_parsed_parts_share_a_summary_only_where_user_agents_agrees() -> None:
+def test_agents_sharing_parsed_parts_share_a_summary_only_where_user_agents_agrees(count_calls: Any) -> None:
     """Agents with the same parsed parts share one run of user-agents' rules unless their
     texts differ in a word the rules read ('Silk', 'Maemo', 'X11' ...): each agent's device
     class is what user-agents itself says of it."""
@@ -456,20 +456,9 @@ def test_agents_sharing_parsed_parts_share_a_summary_only_where_user_agents_agre
             "Mozilla/5.0 (X11; Linux armv7l; Maemo; Opera Mobi/4; U; fr; rv:1.9.1.6) Gecko/20091201 Firefox/3.5.6 Maemo Browser 1.5.6"]
     words = ["", " Silk", " Maemo", " X11 Linux", " Mobile Safari", " iPhone;", " Windows NT", " J2ME", " NokiaBrowser Mobile"]
     texts = sorted({b + w + f" id/{k:016x}" for b in base for k, w in enumerate(words)} | {b + " id/1" for b in base})
-    runs = 0
-    real = agent._summarise
-
-    def counted(*args: Any) -> Any:
-        nonlocal runs
-        runs += 1
-        return real(*args)
-
-    agent._summarise = counted  # type: ignore[assignment]
-    try:
-        got = agent.parse_agents(texts)
-    finally:
-        agent._summarise = real  # type: ignore[assignment]
-    assert runs < len(texts)
+    runs = count_calls(agent, "_summarise")
+    got = agent.parse_agents(texts)
+    assert runs.n < len(texts)
     for text, parsed in zip(texts, got, strict=True):
         ref = user_agents.parse(text)
         device = ("bot" if ref.is_bot else "tablet" if ref.is_tablet else "mobile" if ref.is_mobile

@@ -1081,7 +1081,7 @@ def test_bytes_path_equals_regexes_on_well_formed_lines(
     parse("combined", lines, cfg)  # asserts both paths agree
 
 
-def test_unclosed_quotes_are_found_without_a_probe_each(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unclosed_quotes_are_found_without_a_probe_each(cfg: Config, count_calls: Any) -> None:
     """A line left with an odd number of quotes (a truncated agent) cannot be read alone by
     the CSV reader. Many of them in a chunk still cost a couple of reads, not two per halving
     for each, and every line parses as it does on its own."""
@@ -1091,26 +1091,16 @@ def test_unclosed_quotes_are_found_without_a_probe_each(cfg: Config, monkeypatch
     lines = [_GOOD.replace("/a?", f"/p{i}?") for i in range(400)]
     for i in range(3, 400, 10):
         lines[i] = lines[i][:-1]  # the agent's closing quote lost
-    reads = 0
-    real = logformat._read_fields
-
-    def counted(*args: Any) -> Any:
-        nonlocal reads
-        reads += 1
-        return real(*args)
-
-    monkeypatch.setattr(logformat, "_read_fields", counted)
+    reads = count_calls(logformat, "_read_fields")
     together = _per_line(parser, lines)
-    assert reads <= 3
-    monkeypatch.setattr(logformat, "_read_fields", real)
+    assert reads.n <= 3
+    reads.undo()
     assert together[:40] == [_per_line(parser, [ln])[0] for ln in lines[:40]]
     # The regexes still read a truncated agent.
     assert [(kind, row["path"], row["user_agent"]) for kind, row in together] == [("hit", f"/p{i}", "ua/1") for i in range(400)]
 
 
-def test_a_chunk_of_stray_quotes_goes_to_the_regexes_within_a_bounded_probe(
-    cfg: Config, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_chunk_of_stray_quotes_goes_to_the_regexes_within_a_bounded_probe(cfg: Config, count_calls: Any) -> None:
     """Stray quotes the probe must find one by one (an even number of them: a quote glued to
     the agent's end), on one line in ten: the CSV path gives up after a bounded number of
     reads and the regexes read the chunk, which parses the lines as the line path does."""
@@ -1120,18 +1110,10 @@ def test_a_chunk_of_stray_quotes_goes_to_the_regexes_within_a_bounded_probe(
     lines = [_GOOD.replace("/a?", f"/p{i}?") for i in range(2000)]
     for i in range(5, 2000, 10):
         lines[i] += "x"
-    reads = 0
-    real = logformat._read_fields
-
-    def counted(*args: Any) -> Any:
-        nonlocal reads
-        reads += 1
-        return real(*args)
-
-    monkeypatch.setattr(logformat, "_read_fields", counted)
+    reads = count_calls(logformat, "_read_fields")
     assert parser.parse_bytes(_chunk(lines), "UTC") is None  # type: ignore[attr-defined]
-    assert reads <= logformat._PROBE_READS + 1
-    monkeypatch.setattr(logformat, "_read_fields", real)
+    assert reads.n <= logformat._PROBE_READS + 1
+    reads.undo()
     hits, rejects = parse("combined", lines, cfg)
     assert sorted([*hits["line_no"], *rejects["line_no"]]) == list(range(1, 2001))
     good = hits.filter(pl.col("line_no") % 10 != 6)
