@@ -289,7 +289,7 @@ def _regex_only(lines: pl.DataFrame, plan: _CsvPlan) -> pl.Series | None:
     check = (odd & ~unclosed).arg_true().to_list()
     line_col = lines.to_series(0)
     try:
-        found = _unreadable(line_col.gather(check).to_list(), plan, [_PROBE_READS])
+        found = _unreadable(line_col.gather(check), plan, [_PROBE_READS])
     except _TooManyReads:
         return None
     for i in found:
@@ -306,24 +306,28 @@ class _TooManyReads(Exception):
     pass
 
 
-def _unreadable(texts: list[str], plan: _CsvPlan, budget: list[int] | None = None) -> list[int]:
+def _unreadable(texts: pl.Series, plan: _CsvPlan, budget: list[int] | None = None) -> list[int]:
     """Positions of the lines the CSV reader cannot take alone: each is read followed by a
     sentinel line, which must come back intact. Checked together, halved on failure; each
-    read spends one of ``budget`` (raises ``_TooManyReads`` when none is left)."""
-    if not texts:
+    read spends one of ``budget`` (raises ``_TooManyReads`` when none is left). The probe is
+    built by Polars: a chunk with one escaped quote probes all its lines (their closing
+    quotes end them), and joining 77,000 Python strings took 0.1 s of every such chunk."""
+    if texts.is_empty():
         return []
     if budget is not None:
         if budget[0] <= 0:
             raise _TooManyReads
         budget[0] -= 1
-    probe = "".join(t + "\nx\n" for t in texts).encode("utf-8")
+    probe = (texts + "\nx\n").str.join("").item().encode("utf-8")
     got = _read_fields(probe, plan, 2 * len(texts))
     if got is not None and (got["c0"].gather_every(2, offset=1) == "x").all():
         return []
     if len(texts) == 1:
         return [0]
     half = len(texts) // 2
-    return _unreadable(texts[:half], plan, budget) + [half + i for i in _unreadable(texts[half:], plan, budget)]
+    return _unreadable(texts.slice(0, half), plan, budget) + [
+        half + i for i in _unreadable(texts.slice(half), plan, budget)
+    ]
 
 
 def _well_formed(frame: pl.DataFrame, plan: _CsvPlan) -> pl.Series:
