@@ -1100,6 +1100,22 @@ def test_unclosed_quotes_are_found_without_a_probe_each(cfg: Config, count_calls
     assert [(kind, row["path"], row["user_agent"]) for kind, row in together] == [("hit", f"/p{i}", "ua/1") for i in range(400)]
 
 
+def test_an_escaped_quote_costs_its_chunk_one_more_read(cfg: Config, count_calls: Any) -> None:
+    """Apache escapes a quote inside an agent as \\": the CSV reader cannot be trusted with the
+    chunk whole, so the escaped line goes to the regexes and the chunk is read once without
+    it. Its other lines are plain (every quote opening or closing a field): not probed."""
+    from botguard.parsers import logformat
+
+    parser = get_parser("combined", cfg)
+    lines = [_GOOD.replace("/a?", f"/p{i}?") for i in range(400)]
+    lines[7] = _ESCAPED
+    reads = count_calls(logformat, "_read_fields")
+    together = _per_line(parser, lines)
+    assert reads.n == 1
+    assert together[7] == _per_line(parser, [_ESCAPED])[0] and together[7][1]["user_agent"] == 'ua "q"'
+    assert [row["path"] for kind, row in together] == [f"/p{i}" if i != 7 else "/a" for i in range(400)]
+
+
 def test_a_chunk_of_stray_quotes_goes_to_the_regexes_within_a_bounded_probe(cfg: Config, count_calls: Any) -> None:
     """Stray quotes the probe must find one by one (an even number of them: a quote glued to
     the agent's end), on one line in ten: the CSV path gives up after a bounded number of
@@ -1112,7 +1128,7 @@ def test_a_chunk_of_stray_quotes_goes_to_the_regexes_within_a_bounded_probe(cfg:
         lines[i] += "x"
     reads = count_calls(logformat, "_read_fields")
     assert parser.parse_bytes(_chunk(lines), "UTC") is None  # type: ignore[attr-defined]
-    assert reads.n <= logformat._PROBE_READS + 1
+    assert reads.n <= logformat._PROBE_READS + 2  # the chunk read whole, then with sentinels
     reads.undo()
     hits, rejects = parse("combined", lines, cfg)
     assert sorted([*hits["line_no"], *rejects["line_no"]]) == list(range(1, 2001))

@@ -263,37 +263,97 @@ def _read_fields(data: bytes, plan: _CsvPlan, n_rows: int) -> pl.DataFrame | Non
     return frame if len(frame) == n_rows else None
 
 
-def _regex_only(lines: pl.DataFrame, plan: _CsvPlan) -> pl.Series | None:
-    """Lines the CSV path leaves to the regexes, decided by each line alone, so a line is read
-    the same way whatever batch it is in: backslash escapes (the regexes undo them), and stray
-    quotes that stop the CSV reader from ending the line at its newline. None when finding
-    those would take more than ``_PROBE_READS`` reads: the chunk then goes to the regexes
-    whole (a line the CSV reader takes but the regexes do not is then rejected, as in a chunk
-    with CRLF line ends)."""
+def _read_blanked(lines: pl.DataFrame, data: bytes, plan: _CsvPlan) -> tuple[pl.DataFrame, pl.Series] | None:
+    """The chunk read again with the lines the regexes take blanked out (kept as rows, so rows
+    stay aligned with line numbers): the frame and those lines, or None when the chunk goes to
+    the regexes whole.
+
+    The lines whose quotes are not plainly balanced must be read alone to know whether the
+    reader can take them (``_regex_only``). They are first read within the chunk, in the read
+    that is needed anyway, each followed by a sentinel: when every sentinel comes back as a row
+    of its own, each of them was read from a row's start to its own end, as alone, and that one
+    read is the frame. Probing them apart cost a chunk with a single escaped quote (whose lines
+    are all probed, their closing quotes ending them) a second read of the whole chunk."""
+    escaped, unclosed, check = _quote_flags(lines, plan)
+    known = escaped | unclosed
+    n = len(lines)
+    if not check.any():
+        frame = _read_fields(_blanked(lines, data, known), plan, n)
+        return None if frame is None else (frame, known)
+    marked = lines.with_columns(known.alias("_k"), check.alias("_c"))
+    text = pl.when(pl.col("_k")).then(pl.lit(" ")).otherwise(pl.col("line"))
+    probe = marked.select(pl.when(pl.col("_c")).then(text + "\nx").otherwise(text).str.join("\n")).item()
+    rows = _read_fields((probe + "\n").encode("utf-8"), plan, n + int(check.sum()))
+    if rows is not None:
+        step = check.cast(pl.Int64)
+        at = pl.int_range(n, dtype=pl.Int64, eager=True) + step.cum_sum() - step  # each line's row
+        if (rows["c0"].gather(at.filter(check) + 1) == "x").all():
+            return rows[at], known
+    suspect = _regex_only(lines, plan, (escaped, unclosed, check))
+    if suspect is None:
+        return None
+    frame = _read_fields(_blanked(lines, data, suspect), plan, n)
+    return None if frame is None else (frame, suspect)
+
+
+def _blanked(lines: pl.DataFrame, data: bytes, blank: pl.Series) -> bytes:
+    """``data`` (the chunk ``lines`` were read from) with the lines of ``blank`` turned to
+    spaces, each still a row of its own."""
+    if not blank.any():
+        return data
+    size = lines.select(pl.col("line").str.len_bytes().cast(pl.Int64)).to_series()
+    start = (size + 1).cum_sum() - (size + 1)
+    buf = bytearray(data)
+    for i in blank.arg_true().to_list():
+        a, k = start[i], size[i]
+        buf[a : a + k] = b" " * k
+    return bytes(buf)
+
+
+def _quote_flags(lines: pl.DataFrame, plan: _CsvPlan) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """Per line: backslash escapes (the regexes undo them); an odd number of quotes; and quotes
+    that are neither of those nor plain (every quote opening or closing a whole field, no
+    quote inside one), which only a probe can judge. A plain line is well-formed CSV, which
+    the reader takes. One with an odd number of quotes leaves one open at its end, and the
+    reader's line splitter, which pairs quotes, runs on into the next line: such a line is
+    unreadable alone (so in 3,600 random damaged lines), and needs no probe either. Probing
+    found each by halving, two reads per halving: 1% of lines with an unclosed agent quote
+    made a 0.2M-line log take 13 s to parse instead of 1 s; and probing every line whose last
+    field is quoted made a chunk with one escaped quote cost a second read."""
     text = pl.col("line")
-    quotes = text.str.count_matches('"', literal=True)
     flags = lines.select(
         (text.str.contains('\\"', literal=True) | text.str.contains("\\\\", literal=True)).alias("e"),
-        ((quotes != plan.quotes) | text.str.contains(r'(?:^|[^ ])"[^ ]|[^ ]"(?:$|[^ ])')).alias("o"),
-        (quotes % 2 == 1).alias("u"),
+        (text.str.contains('"', literal=True) & ~text.str.contains(_PLAIN)).alias("o"),
+        (text.str.count_matches('"', literal=True) % 2 == 1).alias("u"),
     )
     escaped = flags.to_series(0)
     odd = flags.to_series(1) & ~escaped
-    # A line with an odd number of quotes leaves one open at its end, and the reader's line
-    # splitter, which pairs quotes, runs on into the next line: such a line is unreadable
-    # alone (no exception in 3,600 random damaged lines), so it needs no probe. Probing found
-    # each by halving, two reads per halving: 1% of lines with an unclosed agent quote made
-    # a 0.2M-line log take 13 s to parse instead of 1 s. Other odd lines are still probed.
     unclosed = odd & flags.to_series(2)
+    return escaped, unclosed, odd & ~unclosed
+
+
+#: A line of space-separated fields, each bare (no quote) or quoted whole (no quote inside).
+_PLAIN = r'^(?:[^" ]+|"[^"]*")(?: (?:[^" ]+|"[^"]*"))*$'
+
+
+def _regex_only(
+    lines: pl.DataFrame, plan: _CsvPlan, flags: tuple[pl.Series, pl.Series, pl.Series] | None = None
+) -> pl.Series | None:
+    """Lines the CSV path leaves to the regexes, decided by each line alone, so a line is read
+    the same way whatever batch it is in: backslash escapes, and stray quotes that stop the CSV
+    reader from ending the line at its newline (``_quote_flags``; the rest probed). None when
+    finding those would take more than ``_PROBE_READS`` reads: the chunk then goes to the
+    regexes whole (a line the CSV reader takes but the regexes do not is then rejected, as in
+    a chunk with invalid UTF-8)."""
+    escaped, unclosed, check = flags or _quote_flags(lines, plan)
     regex_only = escaped | unclosed
-    check = (odd & ~unclosed).arg_true().to_list()
-    line_col = lines.to_series(0)
+    where = check.arg_true()
     try:
-        found = _unreadable(line_col.gather(check), plan, [_PROBE_READS])
+        found = _unreadable(lines.to_series(0).filter(check), plan, [_PROBE_READS])
     except _TooManyReads:
         return None
     for i in found:
-        regex_only[check[i]] = True
+        regex_only[int(where[i])] = True
     return regex_only
 
 
@@ -397,18 +457,10 @@ class RegexLogParser:
                 return None  # not UTF-8: the caller decodes with replacement
             if len(lines) != n_lines:
                 return None
-            suspect = _regex_only(lines, plan)
-            if suspect is None:
-                return None  # stray quotes everywhere: the regexes read this chunk
-            buf = bytearray(data)
-            size = lines.select(pl.col("line").str.len_bytes().cast(pl.Int64)).to_series()
-            start = (size + 1).cum_sum() - (size + 1)
-            for i in suspect.arg_true().to_list():
-                a, n = start[i], size[i]
-                buf[a : a + n] = b" " * n
-            frame = _read_fields(bytes(buf), plan, n_lines)
-            if frame is None:
-                return None
+            read = _read_blanked(lines, data, plan)
+            if read is None:
+                return None  # stray quotes everywhere, or a line the reader still cannot take
+            frame, suspect = read
         ok = _well_formed(frame, plan)
         if suspect is not None:
             ok = ok & ~suspect
