@@ -186,7 +186,6 @@ class _CsvColumn:
 @dataclass(frozen=True)
 class _CsvPlan:
     columns: tuple[_CsvColumn, ...]
-    quotes: int  # quote characters a well-formed line has
 
     @cached_property
     def read(self) -> tuple[int, ...]:
@@ -214,7 +213,6 @@ def _csv_plan(fmt: str) -> _CsvPlan | None:
                 fields[-1].append(_Piece(literal=text))
     columns: list[_CsvColumn] = []
     seen: set[str] = set()
-    quotes = 0
 
     def keep(var: str) -> str | None:
         target = _target(var)
@@ -233,7 +231,6 @@ def _csv_plan(fmt: str) -> _CsvPlan | None:
         elif shape == ['"', "$", '"']:
             assert var is not None
             columns.append(_CsvColumn("quoted", keep(var)))
-            quotes += 2
         elif shape == ["[", "$", "]"] and var == "time_local":
             target = keep(var)
             columns += [_CsvColumn("time_open", target), _CsvColumn("time_close", None)]
@@ -245,7 +242,7 @@ def _csv_plan(fmt: str) -> _CsvPlan | None:
             columns.append(_CsvColumn("bare", None))  # a constant, e.g. "-"
         else:
             return None  # empty field (double space), glued variables, partial quotes …
-    return _CsvPlan(tuple(columns), quotes)
+    return _CsvPlan(tuple(columns))
 
 
 def _read_fields(data: bytes, plan: _CsvPlan, n_rows: int) -> pl.DataFrame | None:
@@ -274,7 +271,7 @@ def _read_blanked(lines: pl.DataFrame, data: bytes, plan: _CsvPlan) -> tuple[pl.
     of its own, each of them was read from a row's start to its own end, as alone, and that one
     read is the frame. Probing them apart cost a chunk with a single escaped quote (whose lines
     are all probed, their closing quotes ending them) a second read of the whole chunk."""
-    escaped, unclosed, check = _quote_flags(lines, plan)
+    escaped, unclosed, check = _quote_flags(lines)
     known = escaped | unclosed
     n = len(lines)
     if not check.any():
@@ -310,7 +307,7 @@ def _blanked(lines: pl.DataFrame, data: bytes, blank: pl.Series) -> bytes:
     return bytes(buf)
 
 
-def _quote_flags(lines: pl.DataFrame, plan: _CsvPlan) -> tuple[pl.Series, pl.Series, pl.Series]:
+def _quote_flags(lines: pl.DataFrame) -> tuple[pl.Series, pl.Series, pl.Series]:
     """Per line: backslash escapes (the regexes undo them); an odd number of quotes; and quotes
     that are neither of those nor plain (every quote opening or closing a whole field, no
     quote inside one), which only a probe can judge. A plain line is well-formed CSV, which
@@ -345,7 +342,7 @@ def _regex_only(
     finding those would take more than ``_PROBE_READS`` reads: the chunk then goes to the
     regexes whole (a line the CSV reader takes but the regexes do not is then rejected, as in
     a chunk with invalid UTF-8)."""
-    escaped, unclosed, check = flags or _quote_flags(lines, plan)
+    escaped, unclosed, check = flags or _quote_flags(lines)
     regex_only = escaped | unclosed
     where = check.arg_true()
     try:
