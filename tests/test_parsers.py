@@ -1116,6 +1116,16 @@ def test_an_escaped_quote_costs_its_chunk_one_more_read(cfg: Config, count_calls
     assert [row["path"] for kind, row in together] == [f"/p{i}" if i != 7 else "/a" for i in range(400)]
 
 
+def test_escapes_among_many_hex_escaped_bytes(cfg: Config) -> None:
+    """nginx writes each byte of a non-ASCII URL as \\xNN: a chunk full of backslashes that are
+    not quote escapes, with one that is, parses as the line path does."""
+    hexed = _GOOD.replace("/a?", "/\\xD0\\xBA\\xD0\\xB0" * 8 + "/a?")
+    lines = [hexed] * 3000 + [_ESCAPED] + [hexed] * 10
+    hits, rejects = parse("combined", lines, cfg)
+    assert len(hits) == 3011 and rejects.is_empty()
+    assert hits["user_agent"][3000] == 'ua "q"' and hits["path"][0].startswith("/\\xD0\\xBA")
+
+
 def test_a_chunk_of_stray_quotes_goes_to_the_regexes_within_a_bounded_probe(cfg: Config, count_calls: Any) -> None:
     """Stray quotes the probe must find one by one (an even number of them: a quote glued to
     the agent's end), on one line in ten: the CSV path gives up after a bounded number of
