@@ -304,17 +304,16 @@ def _entries(decisions: pl.DataFrame, clients: pl.DataFrame, cfg: Config) -> tup
     """Blocked clients → validated addresses; whole /24 or /64 when every client in it is blocked."""
     notes: list[str] = []
     blocked = decisions.filter((pl.col("action") == "block") & pl.col("ip").is_not_null())
-    by_address = cfg.session.key in ("ip", "ipv6_64")
-    if not by_address:
+    if cfg.session.key not in ("ip", "ipv6_64"):
         # With a client key finer than the address (ip+agent, session), an address is listed
         # only if nothing else seen on it is allowed through. (Keyed by address, a client is
         # its address: there is nothing to check.)
         per_ip = decisions.filter(pl.col("ip").is_not_null()).group_by("ip").agg((pl.col("action") == "block").all().alias("_all"))
-        mixed = per_ip.filter(~pl.col("_all"))["ip"]
-        if len(mixed) and blocked["ip"].is_in(mixed.implode()).any():
-            notes.append(f"{int(blocked['ip'].is_in(mixed.implode()).sum())} blocked clients share an address with allowed clients: not listed")
-        blocked = blocked.filter(~pl.col("ip").is_in(mixed.implode()))
-    if by_address:
+        shared = blocked["ip"].is_in(per_ip.filter(~pl.col("_all"))["ip"].implode())
+        if shared.any():
+            notes.append(f"{int(shared.sum())} blocked clients share an address with allowed clients: not listed")
+        blocked = blocked.filter(~shared)
+    else:
         # An IPv6 client is its whole /64 (session.ipv6_prefix, a subscriber's prefix): list the
         # network, not the one address of it that came first.
         blocked = blocked.with_columns(

@@ -301,23 +301,22 @@ def _read_blanked(lines: pl.DataFrame, data: bytes, plan: _CsvPlan) -> tuple[pl.
     read is the frame. Probing them apart cost a chunk with a single escaped quote (whose lines
     are all probed, their closing quotes ending them) a second read of the whole chunk."""
     escaped, unclosed, check = _quote_flags(lines)
-    known = escaped | unclosed
+    suspect = escaped | unclosed
     n = len(lines)
-    if not check.any():
-        frame = _read_fields(_blanked(lines, data, known), plan, n)
-        return None if frame is None else (frame, known)
-    marked = lines.with_columns(known.alias("_k"), check.alias("_c"))
-    text = pl.when(pl.col("_k")).then(pl.lit(" ")).otherwise(pl.col("line"))
-    probe = marked.select(pl.when(pl.col("_c")).then(text + "\nx").otherwise(text).str.join("\n")).item()
-    rows = _read_fields((probe + "\n").encode("utf-8"), plan, n + int(check.sum()))
-    if rows is not None:
-        step = check.cast(pl.Int64)
-        at = pl.int_range(n, dtype=pl.Int64, eager=True) + step.cum_sum() - step  # each line's row
-        if (rows["c0"].gather(at.filter(check) + 1) == "x").all():
-            return rows[at], known
-    suspect = _regex_only(lines, plan, (escaped, unclosed, check))
-    if suspect is None:
-        return None
+    if check.any():
+        marked = lines.with_columns(suspect.alias("_k"), check.alias("_c"))
+        text = pl.when(pl.col("_k")).then(pl.lit(" ")).otherwise(pl.col("line"))
+        probe = marked.select(pl.when(pl.col("_c")).then(text + "\nx").otherwise(text).str.join("\n")).item()
+        rows = _read_fields((probe + "\n").encode("utf-8"), plan, n + int(check.sum()))
+        if rows is not None:
+            step = check.cast(pl.Int64)
+            at = pl.int_range(n, dtype=pl.Int64, eager=True) + step.cum_sum() - step  # each line's row
+            if (rows["c0"].gather(at.filter(check) + 1) == "x").all():
+                return rows[at], suspect
+        probed = _regex_only(lines, plan, suspect, check)
+        if probed is None:
+            return None
+        suspect = probed
     frame = _read_fields(_blanked(lines, data, suspect), plan, n)
     return None if frame is None else (frame, suspect)
 
@@ -362,17 +361,14 @@ def _quote_flags(lines: pl.DataFrame) -> tuple[pl.Series, pl.Series, pl.Series]:
 _PLAIN = r'^(?:[^" ]+|"[^"]*")(?: (?:[^" ]+|"[^"]*"))*$'
 
 
-def _regex_only(
-    lines: pl.DataFrame, plan: _CsvPlan, flags: tuple[pl.Series, pl.Series, pl.Series] | None = None
-) -> pl.Series | None:
+def _regex_only(lines: pl.DataFrame, plan: _CsvPlan, known: pl.Series, check: pl.Series) -> pl.Series | None:
     """Lines the CSV path leaves to the regexes, decided by each line alone, so a line is read
-    the same way whatever batch it is in: backslash escapes, and stray quotes that stop the CSV
-    reader from ending the line at its newline (``_quote_flags``; the rest probed). None when
-    finding those would take more than ``_PROBE_READS`` reads: the chunk then goes to the
+    the same way whatever batch it is in: those ``known`` already (``_quote_flags``: escapes,
+    unclosed quotes) and those of ``check`` the CSV reader cannot take alone (probed). None
+    when finding those would take more than ``_PROBE_READS`` reads: the chunk then goes to the
     regexes whole (a line the CSV reader takes but the regexes do not is then rejected, as in
     a chunk with invalid UTF-8)."""
-    escaped, unclosed, check = flags or _quote_flags(lines)
-    regex_only = escaped | unclosed
+    regex_only = known.clone()
     where = check.arg_true()
     try:
         found = _unreadable(lines.to_series(0).filter(check), plan, [_PROBE_READS])
